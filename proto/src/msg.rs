@@ -1,0 +1,269 @@
+//! Message types. Each is carried in one frame (see [`crate::frame`]) on one topic (see
+//! [`crate::topic`]).
+//!
+//! Field order is wire order (postcard is positional): append new fields only behind a new
+//! [`crate::WIRE_VERSION`], never reorder.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Digest;
+
+/// Marker for types that travel as frames. Sealed: only this crate defines wire messages.
+pub trait Message: Serialize + for<'de> Deserialize<'de> + sealed::Sealed {}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+macro_rules! messages {
+    ($($t:ty),* $(,)?) => {$(
+        impl sealed::Sealed for $t {}
+        impl Message for $t {}
+    )*};
+}
+messages!(DesiredState, NodeStatus, Presence, BlobRequest, BlobReply, LogBatch);
+
+/// The complete desired state of one node: hub → node on `wf/v1/n/{node}/desired`, QoS 1,
+/// retained. Level-triggered: a node converges to the latest one it holds, whatever it missed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DesiredState {
+    /// Increases every time the hub changes this node's workloads.
+    pub generation: u64,
+    /// Every workload the node should run, sorted by name. Absent means stopped.
+    pub workloads: Vec<WorkloadSpec>,
+}
+
+/// One workload instance on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadSpec {
+    /// Unique on the node: `{deployment}-{ordinal}`.
+    pub name: String,
+    /// The deployment this workload belongs to.
+    pub deployment: String,
+    /// The deployment's template revision this spec was derived from. It changes only when
+    /// what runs changes (module, args, env, limits, restart policy), not on scaling.
+    pub revision: u64,
+    /// The module to run, by content address.
+    pub module: ModuleRef,
+    /// Arguments after `argv[0]` (which is the deployment name).
+    pub args: Vec<String>,
+    /// Environment variables, in order.
+    pub env: Vec<EnvVar>,
+    /// Resource limits the agent enforces.
+    pub limits: Limits,
+    /// What the agent does when the instance exits.
+    pub restart: RestartPolicy,
+}
+
+/// A module by content address and size (the size lets agents check free space and progress).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleRef {
+    /// SHA-256 of the module bytes.
+    pub digest: Digest,
+    /// Length of the module in bytes.
+    pub size: u64,
+}
+
+/// One environment variable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvVar {
+    /// Variable name.
+    pub name: String,
+    /// Variable value.
+    pub value: String,
+}
+
+/// Resource limits for one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Ceiling on linear memory (all memories together), in bytes.
+    pub memory_bytes: u64,
+}
+
+/// Restart behaviour, as a Kubernetes pod's `restartPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum RestartPolicy {
+    /// Restart on every exit, with exponential backoff.
+    #[default]
+    Always,
+    /// Restart only after a failure (trap or non-zero exit), with exponential backoff.
+    OnFailure,
+    /// Never restart; the final phase stays Succeeded or Failed.
+    Never,
+}
+
+/// What a node reports: node → hub on `wf/v1/n/{node}/status`, QoS 1. Sent on every change
+/// and periodically, so a hub that missed one catches up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct NodeStatus {
+    /// Generation of the desired state the node has acted on.
+    pub observed_generation: u64,
+    /// One entry per workload in that desired state, sorted by name.
+    pub workloads: Vec<WorkloadStatus>,
+}
+
+/// Observed state of one workload instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadStatus {
+    /// Workload name, as in [`WorkloadSpec::name`].
+    pub name: String,
+    /// Revision of the spec this status is for.
+    pub revision: u64,
+    /// Lifecycle phase.
+    pub phase: Phase,
+    /// How many times the agent restarted this instance.
+    pub restarts: u32,
+    /// Exit code of the last run, if it exited.
+    pub exit_code: Option<i32>,
+    /// Human-readable detail: why Pending or Failed (e.g. the trap message), empty otherwise.
+    pub message: String,
+}
+
+/// Lifecycle phase of a workload instance (the values `kubectl get pods` users know).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Accepted, not running yet: fetching or compiling the module, or waiting to restart.
+    Pending,
+    /// The instance is executing.
+    Running,
+    /// The instance exited with code 0 and will not be restarted.
+    Succeeded,
+    /// The instance trapped, exited non-zero, or could not be started.
+    Failed,
+}
+
+impl Phase {
+    /// The name shown in tables and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Running => "Running",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+        }
+    }
+}
+
+/// Node presence: node → hub on `wf/v1/n/{node}/online`, QoS 1, retained. The agent registers
+/// [`Presence::Offline`] as its MQTT Last Will, so the broker announces a lost node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Presence {
+    /// The node is connected.
+    Online(Hello),
+    /// The node disconnected (cleanly, or its Last Will fired).
+    Offline,
+}
+
+/// What a node announces about itself when it connects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Agent software version, e.g. `0.1.0`.
+    pub agent_version: String,
+    /// Which runtime profile the node has.
+    pub device_class: DeviceClass,
+    /// Resources the scheduler may place workloads into.
+    pub capacity: Capacity,
+    /// Operator-given labels (`--label k=v`), sorted by key.
+    pub labels: Vec<Label>,
+}
+
+/// Runtime profile of a node: decides how modules are compiled for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeviceClass {
+    /// Linux gateway or device running `edge-agent` (wasmtime + Cranelift).
+    Linux,
+    /// Microcontroller running `firmware` (wasmtime + Pulley, `no_std`).
+    Mcu,
+}
+
+/// Schedulable resources of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capacity {
+    /// Memory available to workloads, in bytes.
+    pub memory_bytes: u64,
+    /// Most workload instances the node accepts.
+    pub max_workloads: u32,
+}
+
+/// A `key=value` label.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Label {
+    /// Label key.
+    pub key: String,
+    /// Label value.
+    pub value: String,
+}
+
+/// Largest chunk a blob reply carries. Small enough for any broker's default packet limit and
+/// for a weak link to retry cheaply.
+pub const MAX_BLOB_CHUNK: u32 = 32 * 1024;
+
+/// A node asks for part of a module: node → hub on `wf/v1/blob/req`, QoS 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRequest {
+    /// The asking node; the reply goes to its `blob` topic.
+    pub node: String,
+    /// Which blob.
+    pub digest: Digest,
+    /// First byte wanted.
+    pub offset: u64,
+    /// Bytes wanted; the hub sends at most [`MAX_BLOB_CHUNK`].
+    pub len: u32,
+}
+
+/// The hub's answer to a [`BlobRequest`]: hub → node on `wf/v1/n/{node}/blob`, QoS 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BlobReply {
+    /// Bytes `offset .. offset + data.len()` of a blob of `total` bytes.
+    Chunk {
+        /// Which blob.
+        digest: Digest,
+        /// Position of `data` in the blob.
+        offset: u64,
+        /// Size of the whole blob.
+        total: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// The hub does not hold this blob (or the request was out of range).
+    NotFound {
+        /// Which blob.
+        digest: Digest,
+    },
+}
+
+/// Output lines of workloads: node → hub on `wf/v1/n/{node}/logs`, QoS 0 (best effort:
+/// logs must never hold back desired state or status).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct LogBatch {
+    /// Lines in the order they were written.
+    pub lines: Vec<LogLine>,
+}
+
+/// One line a workload wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Workload name.
+    pub workload: String,
+    /// Which stream.
+    pub stream: Stream,
+    /// Node wall-clock time, milliseconds since the Unix epoch.
+    pub ts_ms: u64,
+    /// The line, without its newline; long lines are cut by the agent.
+    pub line: String,
+}
+
+/// Output stream of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// Longest log line the agent ships; longer lines are cut.
+pub const MAX_LOG_LINE: usize = 4096;
