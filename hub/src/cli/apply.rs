@@ -1,0 +1,101 @@
+//! `wasmfleet apply -f` and `wasmfleet run`: upload the module by digest, then declare the
+//! deployment.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+use super::client::Client;
+use crate::api::types::{ApplyRequest, ApplyResponse, DeploymentSpec};
+use crate::model::deployment::RestartPolicyName;
+use crate::model::manifest::{self, DeploymentManifest};
+use crate::store::blobs::{sha256, validate_module};
+
+/// Applies every document of a manifest file. All documents are parsed and their modules
+/// checked before anything is sent, so a bad file changes nothing.
+pub async fn apply_file(client: &Client, path: &Path) -> Result<Vec<ApplyResponse>> {
+    let docs = manifest::load(path)?;
+    let mut prepared = Vec::new();
+    for doc in &docs {
+        prepared.push(prepare(doc)?);
+    }
+    let mut out = Vec::new();
+    for (doc, (bytes, spec)) in docs.iter().zip(prepared) {
+        out.push(submit(client, &doc.name, bytes, spec).await?);
+    }
+    Ok(out)
+}
+
+/// Reads and checks a deployment's module, and builds its spec.
+pub fn prepare(doc: &DeploymentManifest) -> Result<(Vec<u8>, DeploymentSpec)> {
+    let path = &doc.module_path;
+    let bytes = std::fs::read(path).with_context(|| format!("{}: spec.module: cannot read {}", doc.name, path.display()))?;
+    validate_module(&bytes).with_context(|| format!("{}: spec.module {}", doc.name, path.display()))?;
+    let spec = DeploymentSpec {
+        module: sha256(&bytes).to_hex(),
+        module_size: bytes.len() as u64,
+        replicas: doc.replicas,
+        args: doc.args.clone(),
+        env: doc.env.clone(),
+        memory_bytes: doc.memory_bytes,
+        restart_policy: doc.restart_policy,
+    };
+    spec.validate().with_context(|| doc.name.clone())?;
+    Ok((bytes, spec))
+}
+
+/// Uploads the module if the hub lacks it, then applies the spec.
+pub async fn submit(client: &Client, name: &str, bytes: Vec<u8>, spec: DeploymentSpec) -> Result<ApplyResponse> {
+    let blob_path = format!("/v1/blobs/{}", spec.module);
+    if !client.exists(&blob_path).await? {
+        client.put_bytes(&blob_path, bytes).await.with_context(|| format!("uploading the module of {name}"))?;
+    }
+    let resp = client
+        .put_json(&format!("/v1/deployments/{name}"), &ApplyRequest { spec })
+        .await
+        .with_context(|| format!("applying deployment {name}"))?;
+    Ok(resp)
+}
+
+/// Arguments of `wasmfleet run`, already parsed.
+#[derive(Debug, Clone)]
+pub struct RunArgs<'a> {
+    /// Deployment name.
+    pub name: &'a str,
+    /// Module file.
+    pub module: &'a Path,
+    /// Replica count.
+    pub replicas: u32,
+    /// `K=V` pairs.
+    pub env: &'a [String],
+    /// Memory limit text (e.g. 64Mi).
+    pub memory: &'a str,
+    /// Restart policy.
+    pub restart: RestartPolicyName,
+    /// Module arguments.
+    pub args: &'a [String],
+}
+
+/// `wasmfleet run NAME FILE.wasm`: an imperative apply, like `kubectl run`.
+pub async fn run(client: &Client, a: RunArgs<'_>) -> Result<ApplyResponse> {
+    crate::model::deployment::validate_name(a.name)?;
+    let mut env = BTreeMap::new();
+    for pair in a.env {
+        let Some((k, v)) = pair.split_once('=') else {
+            bail!("--env {pair:?}: expected KEY=VALUE");
+        };
+        env.insert(k.to_owned(), v.to_owned());
+    }
+    let doc = DeploymentManifest {
+        name: a.name.to_owned(),
+        module_path: a.module.to_owned(),
+        replicas: a.replicas,
+        args: a.args.to_vec(),
+        env,
+        memory_bytes: crate::model::quantity::parse_bytes(a.memory).map_err(|e| anyhow::anyhow!("--memory: {e}"))?,
+        restart_policy: a.restart,
+    };
+    let (bytes, spec) = prepare(&doc)?;
+    submit(client, a.name, bytes, spec).await
+}

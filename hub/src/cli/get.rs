@@ -1,0 +1,257 @@
+//! `wasmfleet get` and `wasmfleet describe`.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::client::Client;
+use super::table::{age, render};
+use crate::api::now_ms;
+use crate::api::types::{DeploymentView, Event, NodeView, WorkloadView};
+use crate::model::quantity::format_bytes;
+
+/// Output format of read commands (`-o`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum Output {
+    /// Human table.
+    #[default]
+    Table,
+    /// Human table with more columns.
+    Wide,
+    /// JSON.
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+/// The kinds `get`, `describe` and `delete` accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Nodes.
+    Node,
+    /// Deployments.
+    Deployment,
+    /// Workload instances.
+    Workload,
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "node" | "nodes" | "no" => Kind::Node,
+            "deployment" | "deployments" | "deploy" => Kind::Deployment,
+            "workload" | "workloads" | "wl" => Kind::Workload,
+            other => return Err(format!("unknown resource type {other:?}: use nodes, deployments or workloads")),
+        })
+    }
+}
+
+fn machine<T: Serialize>(items: &T, output: Output) -> Result<Option<String>> {
+    Ok(match output {
+        Output::Json => Some(serde_json::to_string_pretty(items)? + "\n"),
+        Output::Yaml => Some(serde_yaml::to_string(items)?),
+        Output::Table | Output::Wide => None,
+    })
+}
+
+/// Renders `get KIND [NAME]`.
+pub async fn get(client: &Client, kind: Kind, name: Option<&str>, output: Output) -> Result<String> {
+    let now = now_ms();
+    match kind {
+        Kind::Node => {
+            let mut nodes: Vec<NodeView> = client.get("/v1/nodes").await?;
+            filter_one(&mut nodes, name, |n| &n.name, "node")?;
+            if let Some(text) = machine(&nodes, output)? {
+                return Ok(text);
+            }
+            Ok(nodes_table(&nodes, output == Output::Wide, now))
+        }
+        Kind::Deployment => {
+            let mut deps: Vec<DeploymentView> = client.get("/v1/deployments").await?;
+            filter_one(&mut deps, name, |d| &d.name, "deployment")?;
+            if let Some(text) = machine(&deps, output)? {
+                return Ok(text);
+            }
+            Ok(deployments_table(&deps, output == Output::Wide, now))
+        }
+        Kind::Workload => {
+            let mut wls: Vec<WorkloadView> = client.get("/v1/workloads").await?;
+            filter_one(&mut wls, name, |w| &w.name, "workload")?;
+            if let Some(text) = machine(&wls, output)? {
+                return Ok(text);
+            }
+            Ok(workloads_table(&wls, output == Output::Wide))
+        }
+    }
+}
+
+fn filter_one<T>(items: &mut Vec<T>, name: Option<&str>, key: impl Fn(&T) -> &String, what: &str) -> Result<()> {
+    if let Some(name) = name {
+        items.retain(|i| key(i) == name);
+        if items.is_empty() {
+            anyhow::bail!("{what} {name:?} not found");
+        }
+    }
+    Ok(())
+}
+
+fn nodes_table(nodes: &[NodeView], wide: bool, now: u64) -> String {
+    let mut header = vec!["NAME", "STATUS", "WORKLOADS", "MEMORY", "AGE", "VERSION"];
+    if wide {
+        header.extend(["CLASS", "GENERATION", "LABELS"]);
+    }
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            let mut row = vec![
+                n.name.clone(),
+                n.status.clone(),
+                format!("{}/{}", n.workloads, n.max_workloads),
+                format_bytes(n.memory_bytes),
+                age(n.since_ms, now),
+                n.agent_version.clone(),
+            ];
+            if wide {
+                let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                row.extend([
+                    n.device_class.clone(),
+                    format!("{}/{}", n.observed_generation, n.desired_generation),
+                    if labels.is_empty() { "<none>".into() } else { labels.join(",") },
+                ]);
+            }
+            row
+        })
+        .collect();
+    render(&header, &rows)
+}
+
+fn deployments_table(deps: &[DeploymentView], wide: bool, now: u64) -> String {
+    let mut header = vec!["NAME", "READY", "SCHEDULED", "REVISION", "AGE"];
+    if wide {
+        header.extend(["MODULE", "MEMORY", "RESTART"]);
+    }
+    let rows: Vec<Vec<String>> = deps
+        .iter()
+        .map(|d| {
+            let mut row = vec![
+                d.name.clone(),
+                format!("{}/{}", d.ready_replicas, d.spec.replicas),
+                d.scheduled_replicas.to_string(),
+                d.revision.to_string(),
+                age(d.created_ms, now),
+            ];
+            if wide {
+                row.extend([
+                    format!("sha256:{}", &d.spec.module[..12.min(d.spec.module.len())]),
+                    format_bytes(d.spec.memory_bytes),
+                    format!("{:?}", d.spec.restart_policy),
+                ]);
+            }
+            row
+        })
+        .collect();
+    render(&header, &rows)
+}
+
+fn workloads_table(wls: &[WorkloadView], wide: bool) -> String {
+    let mut header = vec!["NAME", "DEPLOYMENT", "NODE", "PHASE", "RESTARTS"];
+    if wide {
+        header.extend(["REVISION", "EXIT", "MESSAGE"]);
+    }
+    let rows: Vec<Vec<String>> = wls
+        .iter()
+        .map(|w| {
+            let mut row = vec![
+                w.name.clone(),
+                w.deployment.clone(),
+                w.node.clone().unwrap_or_else(|| "<none>".into()),
+                w.phase.clone(),
+                w.restarts.to_string(),
+            ];
+            if wide {
+                row.extend([
+                    w.revision.to_string(),
+                    w.exit_code.map_or("-".into(), |c| c.to_string()),
+                    w.message.clone(),
+                ]);
+            }
+            row
+        })
+        .collect();
+    render(&header, &rows)
+}
+
+/// Renders `describe KIND NAME`.
+pub async fn describe(client: &Client, kind: Kind, name: &str) -> Result<String> {
+    let now = now_ms();
+    let mut out = String::new();
+    let events: Vec<Event> = match kind {
+        Kind::Deployment => {
+            let d: DeploymentView = client.get(&format!("/v1/deployments/{name}")).await?;
+            let s = &d.spec;
+            out += &format!("Name:            {}\n", d.name);
+            out += &format!("Generation:      {}\n", d.generation);
+            out += &format!("Revision:        {}\n", d.revision);
+            out += &format!("Module:          sha256:{} ({} bytes)\n", s.module, s.module_size);
+            out += &format!("Replicas:        {} desired | {} scheduled | {} running\n", s.replicas, d.scheduled_replicas, d.ready_replicas);
+            out += &format!("Args:            {}\n", if s.args.is_empty() { "<none>".into() } else { s.args.join(" ") });
+            out += "Env:\n";
+            for (k, v) in &s.env {
+                out += &format!("  {k}={v}\n");
+            }
+            out += &format!("Memory limit:    {}\n", format_bytes(s.memory_bytes));
+            out += &format!("Restart policy:  {:?}\n", s.restart_policy);
+            let wls: Vec<WorkloadView> = client.get(&format!("/v1/workloads?deployment={name}")).await?;
+            out += "Workloads:\n";
+            out += &indent(&workloads_table(&wls, true));
+            client.get(&format!("/v1/deployments/{name}/events?limit=30")).await?
+        }
+        Kind::Node => {
+            let nodes: Vec<NodeView> = client.get("/v1/nodes").await?;
+            let n = nodes.into_iter().find(|n| n.name == name).ok_or_else(|| anyhow::anyhow!("node {name:?} not found"))?;
+            out += &format!("Name:            {}\n", n.name);
+            out += &format!("Status:          {} (for {})\n", n.status, age(n.since_ms, now));
+            out += &format!("Agent version:   {}\n", n.agent_version);
+            out += &format!("Device class:    {}\n", n.device_class);
+            out += &format!("Capacity:        {} memory, {} workloads\n", format_bytes(n.memory_bytes), n.max_workloads);
+            out += &format!("Generation:      desired {}, observed {}\n", n.desired_generation, n.observed_generation);
+            out += "Labels:\n";
+            for (k, v) in &n.labels {
+                out += &format!("  {k}={v}\n");
+            }
+            let wls: Vec<WorkloadView> = client.get("/v1/workloads").await?;
+            let mine: Vec<WorkloadView> = wls.into_iter().filter(|w| w.node.as_deref() == Some(name)).collect();
+            out += "Workloads:\n";
+            out += &indent(&workloads_table(&mine, false));
+            client.get(&format!("/v1/events?kind=Node&name={name}&limit=30")).await?
+        }
+        Kind::Workload => {
+            let wls: Vec<WorkloadView> = client.get("/v1/workloads").await?;
+            let w = wls.into_iter().find(|w| w.name == name).ok_or_else(|| anyhow::anyhow!("workload {name:?} not found"))?;
+            out += &format!("Name:            {}\n", w.name);
+            out += &format!("Deployment:      {}\n", w.deployment);
+            out += &format!("Node:            {}\n", w.node.as_deref().unwrap_or("<none>"));
+            out += &format!("Phase:           {}\n", w.phase);
+            out += &format!("Restarts:        {}\n", w.restarts);
+            out += &format!("Exit code:       {}\n", w.exit_code.map_or("-".into(), |c| c.to_string()));
+            out += &format!("Message:         {}\n", if w.message.is_empty() { "<none>" } else { &w.message });
+            client.get(&format!("/v1/events?kind=Workload&name={name}&limit=30")).await?
+        }
+    };
+    out += "Events:\n";
+    if events.is_empty() {
+        out += "  <none>\n";
+    } else {
+        let rows: Vec<Vec<String>> = events
+            .iter()
+            .map(|e| vec![age(e.ts_ms, now), e.reason.clone(), format!("{}/{}", e.kind, e.object), e.message.clone()])
+            .collect();
+        out += &indent(&render(&["AGE", "REASON", "OBJECT", "MESSAGE"], &rows));
+    }
+    Ok(out)
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}\n")).collect()
+}

@@ -1,0 +1,228 @@
+//! The `wasmfleet` command line: a kubectl-like client of the hub's HTTP API, plus `serve`
+//! (the hub itself) and `demo` (hub + local agents + a module, in one command).
+
+pub mod apply;
+pub mod client;
+pub mod demo;
+pub mod get;
+pub mod logs;
+pub mod table;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::api::types::ApplyOutcome;
+use crate::model::deployment::RestartPolicyName;
+use crate::mqtt::BrokerUrl;
+use client::Client;
+use get::{Kind, Output};
+
+/// Wasmfleet: Kubernetes-style desired state for WebAssembly on edge fleets.
+#[derive(Debug, Parser)]
+#[command(name = "wasmfleet", version, about)]
+pub struct Cli {
+    /// Hub API URL.
+    #[arg(long, global = true, env = "WASMFLEET_HUB", default_value = "http://127.0.0.1:8080")]
+    pub hub: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hub: embedded MQTT broker (or an external one), SQLite store, HTTP API.
+    Serve(ServeArgs),
+    /// Create or update deployments from a manifest file.
+    Apply {
+        /// Manifest file (YAML; several documents separated by ---).
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+    },
+    /// Deploy a module imperatively, like `kubectl run`.
+    Run {
+        /// Deployment name.
+        name: String,
+        /// The .wasm module.
+        module: PathBuf,
+        /// Number of instances.
+        #[arg(long, default_value_t = 1)]
+        replicas: u32,
+        /// Environment variable, KEY=VALUE (repeatable).
+        #[arg(long = "env", short = 'e')]
+        env: Vec<String>,
+        /// Memory limit per instance.
+        #[arg(long, default_value = "64Mi")]
+        memory: String,
+        /// Restart policy.
+        #[arg(long, value_enum, default_value = "Always")]
+        restart: RestartArg,
+        /// Arguments for the module (after --).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// List nodes, deployments or workloads.
+    Get {
+        /// nodes | deployments | workloads
+        kind: Kind,
+        /// Only this one.
+        name: Option<String>,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Show details and recent events of a node, deployment or workload.
+    Describe {
+        /// node | deployment | workload
+        kind: Kind,
+        /// Its name.
+        name: String,
+    },
+    /// Delete a deployment (its instances stop on every node).
+    Delete {
+        /// deployment
+        kind: Kind,
+        /// Its name.
+        name: String,
+    },
+    /// Print the stdout/stderr lines of a deployment's instances.
+    Logs {
+        /// Deployment name.
+        deployment: String,
+        /// Keep printing new lines.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// How many recent lines to print first.
+        #[arg(long, default_value_t = 100)]
+        tail: u32,
+    },
+    /// Start a hub and 3 local agents, deploy the example module and stream its logs.
+    Demo(demo::DemoArgs),
+}
+
+/// Restart policy flag values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[allow(clippy::enum_variant_names)]
+pub enum RestartArg {
+    /// Restart on every exit.
+    #[value(name = "Always")]
+    Always,
+    /// Restart after failures.
+    #[value(name = "OnFailure")]
+    OnFailure,
+    /// Never restart.
+    #[value(name = "Never")]
+    Never,
+}
+
+impl From<RestartArg> for RestartPolicyName {
+    fn from(r: RestartArg) -> Self {
+        match r {
+            RestartArg::Always => RestartPolicyName::Always,
+            RestartArg::OnFailure => RestartPolicyName::OnFailure,
+            RestartArg::Never => RestartPolicyName::Never,
+        }
+    }
+}
+
+/// Options of `wasmfleet serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Data directory: SQLite store and module blobs.
+    #[arg(long, default_value = "wasmfleet-data")]
+    pub data: PathBuf,
+    /// HTTP API listen address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// Embedded MQTT broker listen address.
+    #[arg(long, default_value = "127.0.0.1:1883", conflicts_with = "broker")]
+    pub mqtt: SocketAddr,
+    /// Use this external MQTT broker (mqtt://HOST:PORT) instead of the embedded one.
+    #[arg(long)]
+    pub broker: Option<BrokerUrl>,
+    /// Seconds a NotReady node keeps its workloads before they are rescheduled.
+    #[arg(long, default_value_t = 60)]
+    pub node_grace_secs: u64,
+}
+
+impl ServeArgs {
+    /// The hub options these flags describe.
+    pub fn options(&self) -> crate::serve::Options {
+        crate::serve::Options {
+            data: self.data.clone(),
+            http: self.http,
+            mqtt: self.mqtt,
+            broker: self.broker.clone(),
+            controller: crate::controller::Config { not_ready_grace_ms: self.node_grace_secs * 1000 },
+        }
+    }
+}
+
+/// Resolves when the user presses Ctrl-C or the process gets SIGTERM.
+pub async fn interrupted() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn outcome_word(o: ApplyOutcome) -> &'static str {
+    match o {
+        ApplyOutcome::Created => "created",
+        ApplyOutcome::Configured => "configured",
+        ApplyOutcome::Unchanged => "unchanged",
+    }
+}
+
+/// Runs one CLI command.
+pub async fn run(cli: Cli) -> Result<()> {
+    let client = Client::new(&cli.hub);
+    match cli.command {
+        Command::Serve(args) => {
+            let hub = crate::serve::start(args.options()).await?;
+            println!("wasmfleet hub: http://{} mqtt: {}", hub.http_addr, hub.broker);
+            interrupted().await;
+            tracing::info!("shutting down");
+            hub.shutdown().await;
+        }
+        Command::Apply { file } => {
+            for r in apply::apply_file(&client, &file).await? {
+                println!("deployment.wasmfleet.dev/{} {}", r.name, outcome_word(r.outcome));
+            }
+        }
+        Command::Run { name, module, replicas, env, memory, restart, args } => {
+            let r = apply::run(
+                &client,
+                apply::RunArgs { name: &name, module: &module, replicas, env: &env, memory: &memory, restart: restart.into(), args: &args },
+            )
+            .await?;
+            println!("deployment.wasmfleet.dev/{} {}", r.name, outcome_word(r.outcome));
+        }
+        Command::Get { kind, name, output } => print!("{}", get::get(&client, kind, name.as_deref(), output).await?),
+        Command::Describe { kind, name } => print!("{}", get::describe(&client, kind, &name).await?),
+        Command::Delete { kind, name } => {
+            if kind != Kind::Deployment {
+                anyhow::bail!("only deployments can be deleted (nodes leave when their agent stops)");
+            }
+            client.delete(&format!("/v1/deployments/{name}")).await?;
+            println!("deployment.wasmfleet.dev/{name} deleted");
+        }
+        Command::Logs { deployment, follow, tail } => logs::logs(&client, &deployment, tail, follow, interrupted()).await?,
+        Command::Demo(args) => demo::run(args).await?,
+    }
+    Ok(())
+}

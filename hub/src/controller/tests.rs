@@ -1,0 +1,166 @@
+use wasmfleet_proto::{Phase, WorkloadStatus};
+
+use super::*;
+use crate::model::deployment::tests::spec;
+use crate::scheduler::tests::node;
+use crate::store::SqliteStore;
+
+fn controller() -> Controller {
+    Controller::load(Box::new(SqliteStore::in_memory().unwrap()), Config { not_ready_grace_ms: 10_000 }, 0).unwrap()
+}
+
+fn online(c: &mut Controller, name: &str, now: u64) -> Vec<Publish> {
+    c.on_presence(name, Presence::Online(node(name, true, 1 << 30, 8).hello), now).unwrap()
+}
+
+fn decode_desired(p: &Publish) -> DesiredState {
+    wasmfleet_proto::decode(&p.payload).unwrap()
+}
+
+#[test]
+fn apply_places_publishes_and_reapply_is_a_no_op() {
+    let mut c = controller();
+    online(&mut c, "a", 1);
+    online(&mut c, "b", 1);
+    let (outcome, generation, publish) = c.apply("hello", spec(2), 2).unwrap();
+    assert_eq!((outcome, generation), (ApplyOutcome::Created, 1));
+    assert_eq!(publish.len(), 2);
+    assert!(publish.iter().all(|p| p.retain && p.topic.ends_with("/desired")));
+    assert_eq!(decode_desired(&publish[0]).workloads.len(), 1);
+
+    let (outcome, _, publish) = c.apply("hello", spec(2), 3).unwrap();
+    assert_eq!(outcome, ApplyOutcome::Unchanged);
+    assert!(publish.is_empty());
+
+    let mut changed = spec(2);
+    changed.args = vec!["--count".into(), "3".into()];
+    let (outcome, generation, publish) = c.apply("hello", changed, 4).unwrap();
+    assert_eq!((outcome, generation), (ApplyOutcome::Configured, 2));
+    assert_eq!(publish.len(), 2);
+    assert_eq!(decode_desired(&publish[0]).workloads[0].revision, 2);
+}
+
+#[test]
+fn delete_empties_the_nodes() {
+    let mut c = controller();
+    online(&mut c, "a", 1);
+    c.apply("hello", spec(1), 2).unwrap();
+    let publish = c.delete("hello", 3).unwrap();
+    assert_eq!(publish.len(), 1);
+    assert!(decode_desired(&publish[0]).workloads.is_empty());
+    assert!(matches!(c.delete("hello", 4), Err(ControllerError::NotFound(_))));
+}
+
+#[test]
+fn pending_replicas_land_when_a_node_joins() {
+    let mut c = controller();
+    let (_, _, publish) = c.apply("hello", spec(1), 1).unwrap();
+    assert!(publish.is_empty());
+    assert_eq!(c.workload_views(None)[0].message, "no Ready nodes");
+    let publish = online(&mut c, "a", 2);
+    assert_eq!(decode_desired(&publish[0]).workloads[0].name, "hello-0");
+}
+
+#[test]
+fn lost_node_moves_its_replicas_after_the_grace_period() {
+    let mut c = controller();
+    online(&mut c, "a", 0);
+    c.apply("hello", spec(1), 0).unwrap();
+    online(&mut c, "b", 0);
+    c.on_presence("a", Presence::Offline, 1_000).unwrap();
+    assert!(c.tick(5_000).unwrap().is_empty(), "within grace nothing moves");
+    assert_eq!(c.workload_views(None)[0].phase, "Unknown");
+    let publish = c.tick(12_000).unwrap();
+    let topics: Vec<_> = publish.iter().map(|p| p.topic.as_str()).collect();
+    assert_eq!(topics, ["wf/v1/n/a/desired", "wf/v1/n/b/desired"]);
+}
+
+#[test]
+fn reconnecting_node_gets_its_desired_state_again() {
+    let mut c = controller();
+    online(&mut c, "a", 0);
+    c.apply("hello", spec(1), 0).unwrap();
+    let again = online(&mut c, "a", 5);
+    assert_eq!(again.len(), 1);
+    assert_eq!(decode_desired(&again[0]).generation, 1);
+}
+
+#[test]
+fn status_reports_drive_views_and_events() {
+    let mut c = controller();
+    online(&mut c, "a", 0);
+    c.apply("hello", spec(1), 0).unwrap();
+    let status = |phase, message: &str| NodeStatus {
+        observed_generation: 1,
+        workloads: vec![WorkloadStatus { name: "hello-0".into(), revision: 1, phase, restarts: 0, exit_code: None, message: message.into() }],
+    };
+    c.on_status("a", status(Phase::Running, ""), 1).unwrap();
+    assert_eq!(c.deployment_views()[0].ready_replicas, 1);
+    c.on_status("a", status(Phase::Failed, "wasm trap: unreachable"), 2).unwrap();
+    let events = c.deployment_events("hello", 50).unwrap();
+    let reasons: Vec<_> = events.iter().map(|e| e.reason.as_str()).collect();
+    assert_eq!(reasons, ["Created", "Scheduled", "Running", "Failed"]);
+    assert!(events[3].message.contains("wasm trap: unreachable"));
+    assert_eq!(c.node_views()[0].observed_generation, 1);
+}
+
+#[test]
+fn invalid_specs_change_nothing() {
+    let mut c = controller();
+    let mut bad = spec(1);
+    bad.memory_bytes = 0;
+    assert!(matches!(c.apply("hello", bad, 0), Err(ControllerError::Invalid(_))));
+    assert!(matches!(c.apply("Bad_Name", spec(1), 0), Err(ControllerError::Invalid(_))));
+    assert!(c.deployment_views().is_empty());
+}
+
+#[test]
+fn restart_from_the_store_restores_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    let open = |now| Controller::load(Box::new(SqliteStore::open(&path).unwrap()), Config::default(), now).unwrap();
+    let before = {
+        let mut c = open(0);
+        online(&mut c, "a", 0);
+        c.apply("hello", spec(2), 0).unwrap();
+        c.republish_all()
+    };
+    let c = open(100);
+    assert_eq!(c.republish_all(), before);
+    assert_eq!(c.deployment_views()[0].scheduled_replicas, 2);
+    assert_eq!(c.node_views()[0].status, "NotReady");
+}
+
+/// A store whose commits fail, like a full disk.
+struct FullDisk(SqliteStore);
+
+impl Store for FullDisk {
+    fn load(&self) -> Result<crate::store::Snapshot, StoreError> {
+        self.0.load()
+    }
+    fn commit(&mut self, _: &Batch) -> Result<(), StoreError> {
+        Err(StoreError::Corrupt { what: "disk".into(), reason: "database or disk is full".into() })
+    }
+    fn events(&self, o: Option<(&str, &str)>, l: u32) -> Result<Vec<Event>, StoreError> {
+        self.0.events(o, l)
+    }
+    fn append_logs(&mut self, l: &[LogRecord]) -> Result<(), StoreError> {
+        self.0.append_logs(l)
+    }
+    fn logs(&self, d: &str, a: Option<u64>, l: u32) -> Result<Vec<LogRecord>, StoreError> {
+        self.0.logs(d, a, l)
+    }
+    fn trim(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn store_failure_leaves_memory_unchanged() {
+    let mut c = Controller::load(Box::new(FullDisk(SqliteStore::in_memory().unwrap())), Config::default(), 0).unwrap();
+    assert!(c.on_presence("a", Presence::Online(node("a", true, 1 << 30, 8).hello), 0).is_err());
+    assert!(c.node_views().is_empty());
+    let err = c.apply("hello", spec(1), 0).unwrap_err();
+    assert!(err.to_string().contains("disk is full"), "{err}");
+    assert!(c.deployment_views().is_empty());
+}

@@ -1,0 +1,203 @@
+//! Deployments: the desired state a user declares, as the hub stores and serves it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use wasmfleet_proto::{Digest, EnvVar, Limits, ModuleRef, RestartPolicy, WorkloadSpec};
+
+/// Most replicas one deployment may ask for.
+pub const MAX_REPLICAS: u32 = 10_000;
+
+/// Longest deployment name: leaves room for the `-{ordinal}` of workload names within the
+/// 63-character limit of [`wasmfleet_proto::name`].
+pub const MAX_DEPLOYMENT_NAME: usize = 52;
+
+/// What a user declares for one deployment (the `spec` of a manifest, with the module already
+/// uploaded and replaced by its content address).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeploymentSpec {
+    /// SHA-256 of the module, hex.
+    pub module: String,
+    /// Size of the module in bytes.
+    pub module_size: u64,
+    /// Number of instances across the fleet.
+    pub replicas: u32,
+    /// Arguments passed to the module after argv\[0\].
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Linear-memory limit per instance, in bytes.
+    pub memory_bytes: u64,
+    /// What agents do when an instance exits.
+    #[serde(default)]
+    pub restart_policy: RestartPolicyName,
+}
+
+/// Restart policy as it appears in manifests and JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum RestartPolicyName {
+    /// Restart on every exit.
+    #[default]
+    Always,
+    /// Restart after failures only.
+    OnFailure,
+    /// Never restart.
+    Never,
+}
+
+impl From<RestartPolicyName> for RestartPolicy {
+    fn from(p: RestartPolicyName) -> Self {
+        match p {
+            RestartPolicyName::Always => RestartPolicy::Always,
+            RestartPolicyName::OnFailure => RestartPolicy::OnFailure,
+            RestartPolicyName::Never => RestartPolicy::Never,
+        }
+    }
+}
+
+/// Why a deployment spec is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// The deployment name is not usable in topics and workload names.
+    #[error("invalid deployment name {name:?}: {reason}")]
+    Name {
+        /// The offending name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The module digest is not 64 hex digits.
+    #[error("spec.module: {0}")]
+    Module(String),
+    /// Too many replicas.
+    #[error("spec.replicas: {0} is more than the limit of {MAX_REPLICAS}")]
+    Replicas(u32),
+    /// A memory limit of zero.
+    #[error("spec.resources.memory must be more than 0")]
+    Memory,
+    /// An environment variable name that WASI cannot carry.
+    #[error("spec.env: invalid variable name {0:?} (must be non-empty, without '=' or NUL)")]
+    EnvName(String),
+}
+
+/// Checks a deployment name.
+pub fn validate_name(name: &str) -> Result<(), SpecError> {
+    let fail = |reason: String| SpecError::Name { name: name.to_owned(), reason };
+    if name.len() > MAX_DEPLOYMENT_NAME {
+        return Err(fail(format!("longer than {MAX_DEPLOYMENT_NAME} characters")));
+    }
+    wasmfleet_proto::name::validate(name).map_err(|e| fail(e.to_string()))
+}
+
+impl DeploymentSpec {
+    /// Checks everything that does not need the blob store.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        self.digest()?;
+        if self.replicas > MAX_REPLICAS {
+            return Err(SpecError::Replicas(self.replicas));
+        }
+        if self.memory_bytes == 0 {
+            return Err(SpecError::Memory);
+        }
+        if let Some(bad) = self.env.keys().find(|k| k.is_empty() || k.contains(['=', '\0'])) {
+            return Err(SpecError::EnvName(bad.clone()));
+        }
+        Ok(())
+    }
+
+    /// The module's content address.
+    pub fn digest(&self) -> Result<Digest, SpecError> {
+        self.module.parse::<Digest>().map_err(|e| SpecError::Module(e.to_string()))
+    }
+
+    /// True when `other` runs something different (anything but the replica count differs).
+    /// Only such changes bump the template revision and restart instances.
+    pub fn template_differs(&self, other: &DeploymentSpec) -> bool {
+        let strip = |s: &DeploymentSpec| DeploymentSpec { replicas: 0, ..s.clone() };
+        strip(self) != strip(other)
+    }
+}
+
+/// A stored deployment: the spec plus the hub's bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentRecord {
+    /// Deployment name.
+    pub name: String,
+    /// The declared spec.
+    pub spec: DeploymentSpec,
+    /// Bumped on every spec change, as `metadata.generation` in Kubernetes.
+    pub generation: u64,
+    /// Bumped when the template changes (what runs), not on scaling.
+    pub revision: u64,
+    /// When it was created, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// When its spec last changed, ms since the Unix epoch.
+    pub updated_ms: u64,
+}
+
+impl DeploymentRecord {
+    /// Name of replica `ordinal`.
+    pub fn workload_name(&self, ordinal: u32) -> String {
+        format!("{}-{ordinal}", self.name)
+    }
+
+    /// The spec of replica `ordinal` as sent to a node.
+    pub fn workload_spec(&self, ordinal: u32) -> Result<WorkloadSpec, SpecError> {
+        let spec = &self.spec;
+        Ok(WorkloadSpec {
+            name: self.workload_name(ordinal),
+            deployment: self.name.clone(),
+            revision: self.revision,
+            module: ModuleRef { digest: spec.digest()?, size: spec.module_size },
+            args: spec.args.clone(),
+            env: spec
+                .env
+                .iter()
+                .map(|(name, value)| EnvVar { name: name.clone(), value: value.clone() })
+                .collect(),
+            limits: Limits { memory_bytes: spec.memory_bytes },
+            restart: spec.restart_policy.into(),
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn spec(replicas: u32) -> DeploymentSpec {
+        DeploymentSpec {
+            module: "ab".repeat(32),
+            module_size: 100,
+            replicas,
+            args: vec!["--interval".into(), "1s".into()],
+            env: BTreeMap::from([("GREETING".into(), "hi".into())]),
+            memory_bytes: 16 << 20,
+            restart_policy: RestartPolicyName::Always,
+        }
+    }
+
+    #[test]
+    fn scaling_is_not_a_template_change() {
+        assert!(!spec(1).template_differs(&spec(5)));
+        let mut other = spec(1);
+        other.args.push("x".into());
+        assert!(spec(1).template_differs(&other));
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut s = spec(1);
+        s.module = "nothex".into();
+        assert!(s.validate().unwrap_err().to_string().starts_with("spec.module"));
+        let mut s = spec(1);
+        s.env.insert("A=B".into(), "x".into());
+        assert!(s.validate().unwrap_err().to_string().contains("\"A=B\""));
+        assert!(validate_name(&"a".repeat(53)).is_err());
+        assert!(validate_name("Hello").unwrap_err().to_string().contains("\"Hello\""));
+    }
+}

@@ -1,0 +1,75 @@
+//! Kubernetes-style byte quantities: `16Mi`, `1Gi`, `512Ki`, `64M`, `1000`.
+
+/// Parses a byte quantity. Binary suffixes (`Ki`, `Mi`, `Gi`, `Ti`) are powers of 1024,
+/// decimal ones (`k`, `M`, `G`, `T`) powers of 1000, as in Kubernetes.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, suffix) = text.split_at(split);
+    if digits.is_empty() {
+        return Err(format!("{text:?} is not a quantity: expected a number such as 16Mi"));
+    }
+    let multiplier: u64 = match suffix {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        "k" | "K" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        other => {
+            return Err(format!(
+                "{text:?} has an unknown unit {other:?}: use Ki, Mi, Gi, Ti, k, M, G or T"
+            ));
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Formats bytes the way a user would write them, exact where possible (`16Mi`).
+pub fn format_bytes(bytes: u64) -> String {
+    for (suffix, unit) in [("Ti", 1u64 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
+        if bytes >= unit && bytes % unit == 0 {
+            return format!("{}{suffix}", bytes / unit);
+        }
+    }
+    if bytes >= 1 << 20 {
+        return format!("{:.1}Mi", bytes as f64 / f64::from(1u32 << 20));
+    }
+    bytes.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_binary_and_decimal_units() {
+        assert_eq!(parse_bytes("16Mi"), Ok(16 << 20));
+        assert_eq!(parse_bytes("1Gi"), Ok(1 << 30));
+        assert_eq!(parse_bytes("512Ki"), Ok(512 << 10));
+        assert_eq!(parse_bytes("64M"), Ok(64_000_000));
+        assert_eq!(parse_bytes("1000"), Ok(1000));
+    }
+
+    #[test]
+    fn rejects_garbage_with_the_reason() {
+        assert!(parse_bytes("Mi").unwrap_err().contains("expected a number"));
+        assert!(parse_bytes("16MB").unwrap_err().contains("unknown unit \"MB\""));
+        assert!(parse_bytes("99999999999Ti").unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn formats_round_numbers_exactly() {
+        assert_eq!(format_bytes(16 << 20), "16Mi");
+        assert_eq!(format_bytes(3 << 30), "3Gi");
+        assert_eq!(format_bytes(1000), "1000");
+        assert_eq!(parse_bytes(&format_bytes(48 << 10)), Ok(48 << 10));
+    }
+}

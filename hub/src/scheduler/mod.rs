@@ -1,0 +1,135 @@
+//! Pure placement of workload replicas onto nodes.
+//!
+//! `schedule` is a function of the deployments, the node inventory, the current placement and
+//! the time: no I/O, no clock. It is stable (a replica stays where it is while its node is
+//! usable), spreads replicas of one deployment across nodes, and respects each node's memory
+//! and instance capacity.
+
+use std::collections::BTreeMap;
+
+use wasmfleet_proto::DeviceClass;
+
+use crate::model::{DeploymentRecord, NodeRecord};
+
+/// Where every replica goes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Placement {
+    /// Workload name → node, for every replica that has a node.
+    pub assigned: BTreeMap<String, String>,
+    /// Replicas no node can take now, with the reason.
+    pub unschedulable: BTreeMap<String, String>,
+}
+
+/// Inputs of one scheduling pass.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    /// Every deployment.
+    pub deployments: &'a BTreeMap<String, DeploymentRecord>,
+    /// Every known node.
+    pub nodes: &'a BTreeMap<String, NodeRecord>,
+    /// Current placement: workload name → node.
+    pub current: &'a BTreeMap<String, String>,
+    /// Now, ms since the Unix epoch.
+    pub now_ms: u64,
+    /// How long a NotReady node keeps its replicas before they move elsewhere.
+    pub not_ready_grace_ms: u64,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Usage {
+    memory: u64,
+    count: u32,
+}
+
+/// Places every replica of every deployment.
+pub fn schedule(inputs: Inputs<'_>) -> Placement {
+    let mut usage: BTreeMap<&str, Usage> = BTreeMap::new();
+    let mut per_deployment: BTreeMap<(&str, &str), u32> = BTreeMap::new();
+    let mut placement = Placement::default();
+    let mut pending = Vec::new();
+
+    // Pass 1: keep replicas whose node is still usable, so a change elsewhere never shuffles them.
+    for dep in inputs.deployments.values() {
+        for ordinal in 0..dep.spec.replicas {
+            let workload = dep.workload_name(ordinal);
+            let kept = inputs
+                .current
+                .get(&workload)
+                .and_then(|node| inputs.nodes.get_key_value(node.as_str()))
+                .filter(|(_, node)| keeps_replicas(node, inputs))
+                .filter(|(name, node)| fits(node, usage.get(name.as_str()), dep));
+            match kept {
+                Some((name, _)) => {
+                    take(&mut usage, &mut per_deployment, name, dep);
+                    placement.assigned.insert(workload, name.clone());
+                }
+                None => pending.push((dep, workload)),
+            }
+        }
+    }
+
+    // Pass 2: place the rest on the Ready node with the fewest replicas of the same
+    // deployment, then the fewest workloads, then by name (deterministic).
+    for (dep, workload) in pending {
+        let best = inputs
+            .nodes
+            .iter()
+            .filter(|(_, node)| node.ready && node.hello.device_class == DeviceClass::Linux)
+            .filter(|(name, node)| fits(node, usage.get(name.as_str()), dep))
+            .min_by_key(|(name, _)| {
+                let same = per_deployment.get(&(name.as_str(), dep.name.as_str())).copied();
+                let total = usage.get(name.as_str()).map_or(0, |u| u.count);
+                (same.unwrap_or(0), total, name.as_str())
+            });
+        match best {
+            Some((name, _)) => {
+                take(&mut usage, &mut per_deployment, name, dep);
+                placement.assigned.insert(workload, name.clone());
+            }
+            None => {
+                let reason = no_fit_reason(inputs, dep);
+                placement.unschedulable.insert(workload, reason);
+            }
+        }
+    }
+    placement
+}
+
+/// A node keeps its replicas while Ready, and for a grace period after it disconnects
+/// (a gateway rebooting must not cause a fleet-wide reshuffle).
+fn keeps_replicas(node: &NodeRecord, inputs: Inputs<'_>) -> bool {
+    node.ready || inputs.now_ms.saturating_sub(node.since_ms) < inputs.not_ready_grace_ms
+}
+
+fn fits(node: &NodeRecord, used: Option<&Usage>, dep: &DeploymentRecord) -> bool {
+    let used = used.copied().unwrap_or_default();
+    let cap = node.hello.capacity;
+    used.count < cap.max_workloads
+        && used.memory.saturating_add(dep.spec.memory_bytes) <= cap.memory_bytes
+}
+
+fn take<'a>(
+    usage: &mut BTreeMap<&'a str, Usage>,
+    per_deployment: &mut BTreeMap<(&'a str, &'a str), u32>,
+    node: &'a str,
+    dep: &'a DeploymentRecord,
+) {
+    let u = usage.entry(node).or_default();
+    u.memory += dep.spec.memory_bytes;
+    u.count += 1;
+    *per_deployment.entry((node, dep.name.as_str())).or_default() += 1;
+}
+
+fn no_fit_reason(inputs: Inputs<'_>, dep: &DeploymentRecord) -> String {
+    let ready = inputs.nodes.values().filter(|n| n.ready).count();
+    if ready == 0 {
+        return "no Ready nodes".into();
+    }
+    format!(
+        "0/{ready} Ready nodes have room for {} of memory and one more instance",
+        crate::model::quantity::format_bytes(dep.spec.memory_bytes)
+    )
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,129 @@
+use std::collections::BTreeMap;
+
+use wasmfleet_proto::{Capacity, DeviceClass, Hello};
+
+use super::*;
+use crate::model::deployment::tests::spec;
+
+pub(crate) fn node(name: &str, ready: bool, memory: u64, max: u32) -> NodeRecord {
+    NodeRecord {
+        name: name.into(),
+        hello: Hello {
+            agent_version: "0.1.0".into(),
+            device_class: DeviceClass::Linux,
+            capacity: Capacity { memory_bytes: memory, max_workloads: max },
+            labels: vec![],
+        },
+        ready,
+        since_ms: 0,
+    }
+}
+
+pub(crate) fn deployment(name: &str, replicas: u32) -> DeploymentRecord {
+    DeploymentRecord {
+        name: name.into(),
+        spec: spec(replicas),
+        generation: 1,
+        revision: 1,
+        created_ms: 0,
+        updated_ms: 0,
+    }
+}
+
+fn nodes(list: Vec<NodeRecord>) -> BTreeMap<String, NodeRecord> {
+    list.into_iter().map(|n| (n.name.clone(), n)).collect()
+}
+
+fn deps(list: Vec<DeploymentRecord>) -> BTreeMap<String, DeploymentRecord> {
+    list.into_iter().map(|d| (d.name.clone(), d)).collect()
+}
+
+fn run(
+    deployments: &BTreeMap<String, DeploymentRecord>,
+    nodes: &BTreeMap<String, NodeRecord>,
+    current: &BTreeMap<String, String>,
+    now_ms: u64,
+) -> Placement {
+    schedule(Inputs { deployments, nodes, current, now_ms, not_ready_grace_ms: 30_000 })
+}
+
+const GI: u64 = 1 << 30;
+
+#[test]
+fn spreads_replicas_across_nodes() {
+    let n = nodes(vec![node("a", true, GI, 10), node("b", true, GI, 10), node("c", true, GI, 10)]);
+    let d = deps(vec![deployment("hello", 3)]);
+    let p = run(&d, &n, &BTreeMap::new(), 0);
+    let mut used: Vec<_> = p.assigned.values().cloned().collect();
+    used.sort();
+    assert_eq!(used, ["a", "b", "c"]);
+    assert!(p.unschedulable.is_empty());
+}
+
+#[test]
+fn is_stable_when_nothing_changes() {
+    let n = nodes(vec![node("a", true, GI, 10), node("b", true, GI, 10)]);
+    let d = deps(vec![deployment("hello", 3), deployment("other", 2)]);
+    let first = run(&d, &n, &BTreeMap::new(), 0);
+    let second = run(&d, &n, &first.assigned, 1);
+    assert_eq!(first, second);
+}
+
+#[test]
+fn skips_not_ready_and_full_nodes() {
+    let n = nodes(vec![
+        node("down", false, GI, 10),
+        node("tiny", true, 1 << 20, 10),
+        node("ok", true, GI, 10),
+    ]);
+    let p = run(&deps(vec![deployment("hello", 2)]), &n, &BTreeMap::new(), 0);
+    assert!(p.assigned.values().all(|n| n == "ok"), "{p:?}");
+}
+
+#[test]
+fn respects_instance_count_and_reports_unschedulable() {
+    let n = nodes(vec![node("a", true, GI, 1)]);
+    let p = run(&deps(vec![deployment("hello", 2)]), &n, &BTreeMap::new(), 0);
+    assert_eq!(p.assigned.len(), 1);
+    let reason = &p.unschedulable["hello-1"];
+    assert!(reason.contains("0/1 Ready nodes have room for 16Mi"), "{reason}");
+    let none = run(&deps(vec![deployment("hello", 1)]), &BTreeMap::new(), &BTreeMap::new(), 0);
+    assert_eq!(none.unschedulable["hello-0"], "no Ready nodes");
+}
+
+#[test]
+fn not_ready_node_keeps_replicas_until_grace_expires() {
+    let mut n = nodes(vec![node("a", true, GI, 10), node("b", true, GI, 10)]);
+    let d = deps(vec![deployment("hello", 1)]);
+    let current = BTreeMap::from([("hello-0".to_string(), "a".to_string())]);
+    let a = n.get_mut("a").unwrap();
+    a.ready = false;
+    a.since_ms = 1_000;
+    assert_eq!(run(&d, &n, &current, 20_000).assigned["hello-0"], "a");
+    assert_eq!(run(&d, &n, &current, 31_000).assigned["hello-0"], "b");
+}
+
+#[test]
+fn scaling_down_drops_highest_ordinals() {
+    let n = nodes(vec![node("a", true, GI, 10)]);
+    let p3 = run(&deps(vec![deployment("hello", 3)]), &n, &BTreeMap::new(), 0);
+    let p1 = run(&deps(vec![deployment("hello", 1)]), &n, &p3.assigned, 0);
+    assert_eq!(p1.assigned.keys().collect::<Vec<_>>(), ["hello-0"]);
+}
+
+#[test]
+fn never_exceeds_capacity_for_any_mix() {
+    // Exhaustive over small fleets: placements never overfill a node.
+    for replicas in 0..6 {
+        for cap in 1..4u32 {
+            let n = nodes(vec![node("a", true, GI, cap), node("b", true, 40 << 20, 10)]);
+            let d = deps(vec![deployment("x", replicas), deployment("y", replicas)]);
+            let p = run(&d, &n, &BTreeMap::new(), 0);
+            let on_a = p.assigned.values().filter(|v| *v == "a").count() as u32;
+            let on_b = p.assigned.values().filter(|v| *v == "b").count() as u64;
+            assert!(on_a <= cap);
+            assert!(on_b * (16 << 20) <= 40 << 20);
+            assert_eq!(p.assigned.len() + p.unschedulable.len(), 2 * replicas as usize);
+        }
+    }
+}
