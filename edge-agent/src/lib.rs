@@ -1,1 +1,23 @@
-//! placeholder
+//! Wasmfleet `edge-agent`: converges a Linux node to the desired state the hub publishes over
+//! MQTT and runs the WebAssembly workloads it names with wasmtime.
+//!
+//! Everything lives in this library so tests can drive it in-process; `main.rs` only parses
+//! arguments and calls [`Agent::run`].
+//!
+//! - [`reconcile`] is the pure core: desired + actual + time → actions and status.
+//! - [`blobs`] stores modules by digest and fetches them chunk by chunk (sans-IO requester).
+//! - [`state`] persists the last desired state so the node restarts its work without the hub.
+//! - [`runtime`] is the only module that touches wasmtime.
+//! - [`link`] is the MQTT driver.
+//! - [`agent`] is the event loop that ties them together.
+
+pub mod agent;
+pub mod blobs;
+pub mod config;
+pub mod link;
+pub mod reconcile;
+pub mod runtime;
+pub mod state;
+
+pub use agent::{Agent, AgentError};
+pub use config::{Cli, Config, ConfigError};

@@ -1,0 +1,502 @@
+//! The agent loop: one task that owns all state and reacts to MQTT events, instance exits,
+//! output lines and a periodic tick. Decisions come from [`crate::reconcile`] and
+//! [`crate::blobs::Fetcher`]; this file only carries them out.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rumqttc::QoS;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::{AbortHandle, JoinError, JoinSet};
+use wasmfleet_proto::topic::{NodeTopic, node_topic, parse_node_topic};
+use wasmfleet_proto::{
+    BlobReply, Capacity, DesiredState, DeviceClass, Digest, Hello, LogBatch, LogLine,
+    MAX_FRAME_LEN, ModuleRef, NodeStatus, Presence, WorkloadSpec, decode, encode,
+};
+
+use crate::blobs::{BlobStore, Fetcher, ReplyOutcome};
+use crate::config::Config;
+use crate::link::{LinkEvent, MqttLink, mqtt};
+use crate::reconcile::{self, Action, Actual, Exit, RunState, WorkloadActual};
+use crate::runtime::{InstanceContext, Runtime, RuntimeError};
+use crate::state;
+
+/// Reconcile and blob-timeout period.
+pub const TICK: Duration = Duration::from_millis(500);
+/// Log batching period.
+pub const LOG_FLUSH: Duration = Duration::from_millis(200);
+/// Lines that trigger an immediate log batch.
+pub const LOG_BATCH_LINES: usize = 64;
+/// Status is re-sent at least this often, changed or not.
+pub const STATUS_REFRESH: Duration = Duration::from_secs(30);
+/// Line bytes per published batch, well under `MAX_FRAME_LEN`.
+const LOG_BATCH_BYTES: usize = MAX_FRAME_LEN / 2;
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The data directory is unusable.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O failure.
+        source: std::io::Error,
+    },
+    /// wasmtime could not be set up.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+/// The agent: desired state, running instances, blob transfers and the hub link.
+#[derive(Debug)]
+pub struct Agent {
+    config: Config,
+    store: BlobStore,
+    runtime: Runtime,
+    desired: DesiredState,
+    actual: Actual,
+    fetcher: Fetcher,
+    instances: HashMap<String, AbortHandle>,
+    tasks: JoinSet<Exit>,
+    log_tx: mpsc::Sender<LogLine>,
+    log_rx: mpsc::Receiver<LogLine>,
+    log_batch: Vec<LogLine>,
+    log_tap: broadcast::Sender<LogLine>,
+    status_tx: watch::Sender<NodeStatus>,
+    last_sent: Option<(NodeStatus, Duration)>,
+    link: Option<MqttLink>,
+    connected: bool,
+    started: Instant,
+}
+
+impl Agent {
+    /// Opens the data directory (blobs, cache, persisted desired state). Does not connect.
+    pub fn new(config: Config) -> Result<Agent, AgentError> {
+        let dir = config.data_dir.clone();
+        let io = |source| AgentError::DataDir {
+            path: dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let store = BlobStore::open(&dir).map_err(io)?;
+        let runtime = Runtime::new(&dir.join("cache"))?;
+        let desired = state::load_desired(&dir).unwrap_or_default();
+        if !desired.workloads.is_empty() {
+            tracing::info!(
+                generation = desired.generation,
+                workloads = desired.workloads.len(),
+                "restored desired state from disk"
+            );
+        }
+        let (log_tx, log_rx) = mpsc::channel(4096);
+        Ok(Agent {
+            fetcher: Fetcher::new(config.node.clone()),
+            config,
+            store,
+            runtime,
+            desired,
+            actual: Actual::default(),
+            instances: HashMap::new(),
+            tasks: JoinSet::new(),
+            log_tx,
+            log_rx,
+            log_batch: Vec::new(),
+            log_tap: broadcast::channel(1024).0,
+            status_tx: watch::channel(NodeStatus::default()).0,
+            last_sent: None,
+            link: None,
+            connected: false,
+            started: Instant::now(),
+        })
+    }
+
+    /// The latest computed status (updated whenever it changes, connected or not).
+    pub fn status_watch(&self) -> watch::Receiver<NodeStatus> {
+        self.status_tx.subscribe()
+    }
+
+    /// Every workload output line, as shipped to the hub.
+    pub fn log_tap(&self) -> broadcast::Receiver<LogLine> {
+        self.log_tap.subscribe()
+    }
+
+    /// The desired state the agent acts on.
+    pub fn desired(&self) -> &DesiredState {
+        &self.desired
+    }
+
+    /// Runs until `shutdown` resolves, then publishes offline presence, stops every instance
+    /// and disconnects. Starts persisted workloads at once, without waiting for the broker.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        let (ev_tx, mut ev_rx) = mpsc::channel(256);
+        let opts = mqtt::options(
+            &self.config.mqtt_host,
+            self.config.mqtt_port,
+            &self.config.node,
+        );
+        self.link = Some(MqttLink::start(opts, ev_tx));
+        self.step();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut log_tick = tokio::time::interval(LOG_FLUSH);
+        log_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(event) = ev_rx.recv() => self.on_link_event(event),
+                Some(done) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => self.on_instance_end(done),
+                Some(line) = self.log_rx.recv() => self.on_log(line),
+                _ = tick.tick() => self.step(),
+                _ = log_tick.tick() => self.flush_logs(),
+            }
+        }
+        self.shutdown(&mut ev_rx).await;
+    }
+
+    fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Reconciles, executes the actions, sends due blob requests and status.
+    fn step(&mut self) {
+        let now = self.now();
+        let store = &self.store;
+        let actions = reconcile::reconcile(&self.desired, &self.actual, &|d| store.has(d), now);
+        for action in actions {
+            self.execute(action);
+        }
+        let wanted: HashSet<Digest> = self
+            .desired
+            .workloads
+            .iter()
+            .map(|w| w.module.digest)
+            .collect();
+        self.fetcher.retain(|d| wanted.contains(d));
+        self.send_blob_requests(now);
+        self.publish_status(now, false);
+    }
+
+    fn execute(&mut self, action: Action) {
+        match action {
+            Action::FetchBlob(module) => self.fetch(module),
+            Action::Start(spec) => self.spawn(spec, 0),
+            Action::Restart(spec) => {
+                let restarts = self
+                    .actual
+                    .workloads
+                    .get(&spec.name)
+                    .map_or(0, |a| a.restarts.saturating_add(1));
+                tracing::info!(workload = %spec.name, restarts, "restarting");
+                self.spawn(spec, restarts);
+            }
+            Action::Stop(name) => {
+                if let Some(handle) = self.instances.remove(&name) {
+                    handle.abort();
+                    tracing::info!(workload = %name, "stopped");
+                }
+                self.actual.workloads.remove(&name);
+            }
+        }
+    }
+
+    fn fetch(&mut self, module: ModuleRef) {
+        if self.fetcher.is_fetching(&module.digest) {
+            return;
+        }
+        let have = self.store.part_len(&module.digest);
+        if have >= module.size && module.size > 0 {
+            // A download that completed but was not verified before a crash.
+            match self.store.finish(&module.digest) {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(error = %e, "discarding complete partial download"),
+            }
+        }
+        let have = self.store.part_len(&module.digest);
+        tracing::info!(digest = %module.digest.short(), size = module.size, resume_at = have, "fetching module");
+        self.fetcher.want(module, have);
+    }
+
+    fn spawn(&mut self, spec: WorkloadSpec, restarts: u32) {
+        let ctx = InstanceContext {
+            node: self.config.node.clone(),
+            wasm_path: self.store.path(&spec.module.digest),
+        };
+        let run = self.runtime.run(spec.clone(), ctx, self.log_tx.clone());
+        let handle = self.tasks.spawn(run);
+        tracing::info!(workload = %spec.name, digest = %spec.module.digest.short(), "started");
+        if let Some(old) = self.instances.insert(spec.name.clone(), handle) {
+            old.abort();
+        }
+        self.actual.workloads.insert(
+            spec.name.clone(),
+            WorkloadActual {
+                spec,
+                run: RunState::Running,
+                restarts,
+            },
+        );
+    }
+
+    fn on_instance_end(&mut self, done: Result<(tokio::task::Id, Exit), JoinError>) {
+        let (id, exit) = match done {
+            Ok(ok) => ok,
+            Err(e) if e.is_cancelled() => return,
+            Err(e) => (
+                e.id(),
+                Exit::failure(None, format!("instance task panicked: {e}")),
+            ),
+        };
+        // An instance replaced or stopped meanwhile is no longer ours to report.
+        let Some(name) = self
+            .instances
+            .iter()
+            .find(|(_, h)| h.id() == id)
+            .map(|(n, _)| n.clone())
+        else {
+            return;
+        };
+        self.instances.remove(&name);
+        if exit.is_success() {
+            tracing::info!(workload = %name, "exited with code 0");
+        } else {
+            tracing::warn!(workload = %name, code = ?exit.code, message = %exit.message, "instance failed");
+        }
+        let at = self.now();
+        if let Some(a) = self.actual.workloads.get_mut(&name) {
+            a.run = RunState::Exited { exit, at };
+        }
+        self.step();
+    }
+
+    fn on_link_event(&mut self, event: LinkEvent) {
+        match event {
+            LinkEvent::Connected => self.on_connected(),
+            LinkEvent::Disconnected(error) => {
+                if self.connected {
+                    tracing::warn!(%error, "lost connection to the broker; running autonomously, reconnecting");
+                } else {
+                    tracing::debug!(%error, "broker unreachable; retrying");
+                }
+                self.connected = false;
+            }
+            LinkEvent::Message { topic, payload } => match parse_node_topic(&topic) {
+                Some((_, NodeTopic::Desired)) => self.handle_desired(&topic, &payload),
+                Some((_, NodeTopic::Blob)) => self.handle_blob(&topic, &payload),
+                _ => tracing::debug!(%topic, "ignoring message on unexpected topic"),
+            },
+            LinkEvent::Closed => {}
+        }
+    }
+
+    /// Every CONNACK starts a clean session: subscribe, announce presence, send status.
+    fn on_connected(&mut self) {
+        tracing::info!(host = %self.config.mqtt_host, port = self.config.mqtt_port, "connected to the broker");
+        self.connected = true;
+        let Some(link) = &self.link else { return };
+        link.subscribe_node(&self.config.node);
+        let hello = Hello {
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            device_class: DeviceClass::Linux,
+            capacity: Capacity {
+                memory_bytes: self.config.memory_bytes,
+                max_workloads: self.config.max_workloads,
+            },
+            labels: self.config.labels.clone(),
+        };
+        let topic = node_topic(&self.config.node, NodeTopic::Online);
+        link.publish(
+            topic,
+            QoS::AtLeastOnce,
+            true,
+            encode(&Presence::Online(hello)),
+        );
+        self.fetcher.reset_outstanding();
+        let now = self.now();
+        self.send_blob_requests(now);
+        self.publish_status(now, true);
+    }
+
+    /// Takes a desired-state payload. Undecodable input is logged and ignored: the last good
+    /// state stays in force (and on disk).
+    pub fn handle_desired(&mut self, topic: &str, payload: &[u8]) {
+        let state = match decode::<DesiredState>(payload) {
+            Ok(s) => s,
+            Err(error) => {
+                tracing::warn!(%topic, %error, kept_generation = self.desired.generation, "ignoring undecodable desired state");
+                return;
+            }
+        };
+        if state.generation < self.desired.generation {
+            tracing::info!(
+                from = self.desired.generation,
+                to = state.generation,
+                "desired generation went backwards; accepting it"
+            );
+        }
+        if state != self.desired {
+            tracing::info!(
+                generation = state.generation,
+                workloads = state.workloads.len(),
+                "new desired state"
+            );
+            if let Err(error) = state::save_desired(&self.config.data_dir, &state) {
+                tracing::error!(%error, "desired state not persisted; it will be lost on restart");
+            }
+            self.desired = state;
+        }
+        self.step();
+    }
+
+    fn handle_blob(&mut self, topic: &str, payload: &[u8]) {
+        let reply = match decode::<BlobReply>(payload) {
+            Ok(r) => r,
+            Err(error) => return tracing::warn!(%topic, %error, "ignoring undecodable blob reply"),
+        };
+        let now = self.now();
+        match self.fetcher.on_reply(reply, now) {
+            ReplyOutcome::Ignored => {}
+            ReplyOutcome::NotFound(digest) => {
+                tracing::warn!(digest = %digest, "hub does not have the module; will retry")
+            }
+            ReplyOutcome::Append {
+                digest,
+                offset,
+                data,
+                complete,
+            } => {
+                let written = self.store.write_part(&digest, offset, &data);
+                match written.and_then(|()| {
+                    if complete {
+                        self.store.finish(&digest)
+                    } else {
+                        Ok(())
+                    }
+                }) {
+                    Ok(()) if complete => {
+                        tracing::info!(digest = %digest.short(), "module downloaded and verified");
+                        self.fetcher.finished(&digest);
+                        self.step();
+                    }
+                    Ok(()) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "module download failed; will retry");
+                        self.store.discard_part(&digest);
+                        self.fetcher.failed(&digest, error.to_string(), now);
+                    }
+                }
+            }
+        }
+        self.send_blob_requests(now);
+    }
+
+    fn send_blob_requests(&mut self, now: Duration) {
+        let Some(link) = self.link.as_ref().filter(|_| self.connected) else {
+            return;
+        };
+        for req in self.fetcher.poll(now) {
+            link.publish(
+                wasmfleet_proto::topic::BLOB_REQUESTS.to_string(),
+                QoS::AtLeastOnce,
+                false,
+                encode(&req),
+            );
+        }
+    }
+
+    /// Publishes status when it changed, when [`STATUS_REFRESH`] passed, or when forced.
+    fn publish_status(&mut self, now: Duration, force: bool) {
+        let (store, fetcher) = (&self.store, &self.fetcher);
+        let status = reconcile::status(&self.desired, &self.actual, &|d| store.has(d), &|d| {
+            fetcher.problem(d)
+        });
+        self.status_tx.send_if_modified(|cur| {
+            let changed = *cur != status;
+            if changed {
+                *cur = status.clone();
+            }
+            changed
+        });
+        let due = self
+            .last_sent
+            .as_ref()
+            .is_none_or(|(s, at)| *s != status || now >= *at + STATUS_REFRESH);
+        let Some(link) = self.link.as_ref().filter(|_| self.connected) else {
+            return;
+        };
+        if due || force {
+            let topic = node_topic(&self.config.node, NodeTopic::Status);
+            if link.publish(topic, QoS::AtLeastOnce, false, encode(&status)) {
+                self.last_sent = Some((status, now));
+            }
+        }
+    }
+
+    fn on_log(&mut self, line: LogLine) {
+        tracing::debug!(workload = %line.workload, stream = ?line.stream, "{}", line.line);
+        let _ = self.log_tap.send(line.clone());
+        self.log_batch.push(line);
+        if self.log_batch.len() >= LOG_BATCH_LINES {
+            self.flush_logs();
+        }
+    }
+
+    /// Ships buffered lines (QoS 0, best effort); while offline they are dropped.
+    fn flush_logs(&mut self) {
+        let lines = std::mem::take(&mut self.log_batch);
+        let Some(link) = self.link.as_ref().filter(|_| self.connected) else {
+            return;
+        };
+        let topic = node_topic(&self.config.node, NodeTopic::Logs);
+        let mut batch = LogBatch::default();
+        let mut bytes = 0;
+        for line in lines {
+            if bytes + line.line.len() > LOG_BATCH_BYTES && !batch.lines.is_empty() {
+                link.publish(
+                    topic.clone(),
+                    QoS::AtMostOnce,
+                    false,
+                    encode(&std::mem::take(&mut batch)),
+                );
+                bytes = 0;
+            }
+            bytes += line.line.len() + line.workload.len();
+            batch.lines.push(line);
+        }
+        if !batch.lines.is_empty() {
+            link.publish(topic, QoS::AtMostOnce, false, encode(&batch));
+        }
+    }
+
+    /// Graceful stop: last logs, offline presence, instances aborted, DISCONNECT sent.
+    async fn shutdown(&mut self, events: &mut mpsc::Receiver<LinkEvent>) {
+        tracing::info!("shutting down");
+        while let Ok(line) = self.log_rx.try_recv() {
+            self.on_log(line);
+        }
+        self.flush_logs();
+        self.tasks.shutdown().await;
+        self.instances.clear();
+        if let Some(link) = self.link.as_ref().filter(|_| self.connected) {
+            let topic = node_topic(&self.config.node, NodeTopic::Online);
+            link.publish(topic, QoS::AtLeastOnce, true, encode(&Presence::Offline));
+            link.disconnect();
+            let closed = async {
+                while let Some(ev) = events.recv().await {
+                    if matches!(ev, LinkEvent::Closed | LinkEvent::Disconnected(_)) {
+                        break;
+                    }
+                }
+            };
+            if tokio::time::timeout(Duration::from_secs(3), closed)
+                .await
+                .is_err()
+            {
+                tracing::warn!("broker did not take the disconnect in time");
+            }
+        }
+        self.link = None;
+    }
+}

@@ -1,0 +1,494 @@
+//! The pure core of the agent: from the desired state, what is actually running and the time,
+//! decide what to do ([`reconcile`]) and what to report ([`status`]).
+//!
+//! No tokio, no wasmtime, no I/O, no clock: `now` is a parameter (time since an arbitrary
+//! origin, e.g. agent start). The agent loop carries out the returned [`Action`]s and records
+//! their outcome in [`Actual`]. Reconciling is idempotent: calling it again with the same
+//! inputs yields the same actions, so the loop may run it as often as it likes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use wasmfleet_proto::{
+    DesiredState, Digest, ModuleRef, NodeStatus, Phase, RestartPolicy, WorkloadSpec, WorkloadStatus,
+};
+
+/// First restart delay; doubles with each restart.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// Longest restart delay.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// What the agent knows about its instances, keyed by workload name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Actual {
+    /// One entry per workload the agent started and has not stopped (running or exited).
+    pub workloads: BTreeMap<String, WorkloadActual>,
+}
+
+/// The observed state of one workload's instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadActual {
+    /// The spec the instance was started from.
+    pub spec: WorkloadSpec,
+    /// Running or exited.
+    pub run: RunState,
+    /// Restarts done so far for this spec.
+    pub restarts: u32,
+}
+
+/// Whether an instance runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunState {
+    /// Executing.
+    Running,
+    /// Exited at `at` (same time origin as `now`).
+    Exited {
+        /// How it ended.
+        exit: Exit,
+        /// When it ended.
+        at: Duration,
+    },
+}
+
+/// How an instance ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    /// Exit code, if the guest exited rather than trapped or failed to start.
+    pub code: Option<i32>,
+    /// Empty on success; otherwise why it failed (trap message, compile error, exit code).
+    pub message: String,
+}
+
+impl Exit {
+    /// A clean exit with code 0.
+    pub fn success() -> Exit {
+        Exit {
+            code: Some(0),
+            message: String::new(),
+        }
+    }
+
+    /// A failure with a message and maybe an exit code.
+    pub fn failure(code: Option<i32>, message: impl Into<String>) -> Exit {
+        Exit {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Exit code 0 counts as success; traps and start failures have no code.
+    pub fn is_success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// One step for the agent loop to carry out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Fetch this module into the blob store.
+    FetchBlob(ModuleRef),
+    /// Start a new instance (restart count 0).
+    Start(WorkloadSpec),
+    /// Start the instance again after an exit (restart count + 1).
+    Restart(WorkloadSpec),
+    /// Stop (if running) and forget the instance of this workload.
+    Stop(String),
+}
+
+/// Restart delay after `restarts` restarts: `min(1 s · 2^restarts, 60 s)`.
+pub fn backoff(restarts: u32) -> Duration {
+    BACKOFF_BASE
+        .checked_mul(1u32.checked_shl(restarts).unwrap_or(u32::MAX))
+        .map_or(BACKOFF_MAX, |d| d.min(BACKOFF_MAX))
+}
+
+/// Whether an exit is followed by a restart under `policy`.
+fn restarts_after(policy: RestartPolicy, exit: &Exit) -> bool {
+    match policy {
+        RestartPolicy::Always => true,
+        RestartPolicy::OnFailure => !exit.is_success(),
+        RestartPolicy::Never => false,
+    }
+}
+
+/// Diffs desired against actual. Stops come before starts, so a changed spec is replaced
+/// (stop old, start new) in one pass.
+pub fn reconcile(
+    desired: &DesiredState,
+    actual: &Actual,
+    blobs_present: &impl Fn(&Digest) -> bool,
+    now: Duration,
+) -> Vec<Action> {
+    let mut stops = Vec::new();
+    let mut starts = Vec::new();
+    for name in actual.workloads.keys() {
+        if !desired.workloads.iter().any(|w| &w.name == name) {
+            stops.push(Action::Stop(name.clone()));
+        }
+    }
+    for spec in &desired.workloads {
+        match actual.workloads.get(&spec.name) {
+            Some(a) if a.spec != *spec => {
+                stops.push(Action::Stop(spec.name.clone()));
+                starts.push(start_or_fetch(spec, blobs_present));
+            }
+            None => starts.push(start_or_fetch(spec, blobs_present)),
+            Some(WorkloadActual {
+                run: RunState::Running,
+                ..
+            }) => {}
+            Some(WorkloadActual {
+                run: RunState::Exited { exit, at },
+                restarts,
+                ..
+            }) => {
+                if restarts_after(spec.restart, exit) && now >= *at + backoff(*restarts) {
+                    starts.push(match start_or_fetch(spec, blobs_present) {
+                        Action::Start(s) => Action::Restart(s),
+                        fetch => fetch,
+                    });
+                }
+            }
+        }
+    }
+    stops.extend(starts);
+    stops
+}
+
+fn start_or_fetch(spec: &WorkloadSpec, blobs_present: &impl Fn(&Digest) -> bool) -> Action {
+    if blobs_present(&spec.module.digest) {
+        Action::Start(spec.clone())
+    } else {
+        Action::FetchBlob(spec.module)
+    }
+}
+
+/// The status to report: one entry per desired workload, sorted by name. `blob_problem` gives
+/// the reason a missing module is not arriving (e.g. the hub does not have it), if any.
+pub fn status(
+    desired: &DesiredState,
+    actual: &Actual,
+    blobs_present: &impl Fn(&Digest) -> bool,
+    blob_problem: &impl Fn(&Digest) -> Option<String>,
+) -> NodeStatus {
+    let mut workloads: Vec<WorkloadStatus> = desired
+        .workloads
+        .iter()
+        .map(|spec| {
+            workload_status(
+                spec,
+                actual.workloads.get(&spec.name),
+                blobs_present,
+                blob_problem,
+            )
+        })
+        .collect();
+    workloads.sort_by(|a, b| a.name.cmp(&b.name));
+    NodeStatus {
+        observed_generation: desired.generation,
+        workloads,
+    }
+}
+
+fn workload_status(
+    spec: &WorkloadSpec,
+    actual: Option<&WorkloadActual>,
+    blobs_present: &impl Fn(&Digest) -> bool,
+    blob_problem: &impl Fn(&Digest) -> Option<String>,
+) -> WorkloadStatus {
+    let pending = |message: String| WorkloadStatus {
+        name: spec.name.clone(),
+        revision: spec.revision,
+        phase: Phase::Pending,
+        restarts: 0,
+        exit_code: None,
+        message,
+    };
+    let Some(a) = actual.filter(|a| a.spec == *spec) else {
+        let digest = spec.module.digest;
+        return pending(if blobs_present(&digest) {
+            "starting".into()
+        } else if let Some(problem) = blob_problem(&digest) {
+            problem
+        } else {
+            format!("fetching module {}", digest.short())
+        });
+    };
+    let mut st = WorkloadStatus {
+        restarts: a.restarts,
+        ..pending(String::new())
+    };
+    match &a.run {
+        RunState::Running => st.phase = Phase::Running,
+        RunState::Exited { exit, .. } => {
+            st.exit_code = exit.code;
+            if restarts_after(spec.restart, exit) {
+                // A stable message (no countdown), so status does not change every second.
+                let what = if exit.is_success() {
+                    "exited with code 0".to_string()
+                } else {
+                    exit.message.clone()
+                };
+                st.message = format!(
+                    "{what}; restarting after {}s back-off",
+                    backoff(a.restarts).as_secs()
+                );
+            } else if exit.is_success() {
+                st.phase = Phase::Succeeded;
+            } else {
+                st.phase = Phase::Failed;
+                st.message = exit.message.clone();
+            }
+        }
+    }
+    st
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmfleet_proto::Limits;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn spec(name: &str, policy: RestartPolicy) -> WorkloadSpec {
+        WorkloadSpec {
+            name: name.into(),
+            deployment: "d".into(),
+            revision: 1,
+            module: ModuleRef {
+                digest: Digest([1; 32]),
+                size: 100,
+            },
+            args: vec![],
+            env: vec![],
+            limits: Limits {
+                memory_bytes: 1 << 24,
+            },
+            restart: policy,
+        }
+    }
+
+    fn desired(specs: Vec<WorkloadSpec>) -> DesiredState {
+        DesiredState {
+            generation: 3,
+            workloads: specs,
+        }
+    }
+
+    fn with(entries: Vec<(WorkloadSpec, RunState, u32)>) -> Actual {
+        let workloads = entries
+            .into_iter()
+            .map(|(spec, run, restarts)| {
+                (
+                    spec.name.clone(),
+                    WorkloadActual {
+                        spec,
+                        run,
+                        restarts,
+                    },
+                )
+            })
+            .collect();
+        Actual { workloads }
+    }
+
+    fn exited(code: Option<i32>, at: Duration) -> RunState {
+        let exit = if code == Some(0) {
+            Exit::success()
+        } else {
+            Exit::failure(code, "boom")
+        };
+        RunState::Exited { exit, at }
+    }
+
+    const YES: fn(&Digest) -> bool = |_| true;
+    const NO: fn(&Digest) -> bool = |_| false;
+    const NONE: fn(&Digest) -> Option<String> = |_| None;
+
+    #[test]
+    fn new_workload_fetches_then_starts() {
+        let a = spec("a", RestartPolicy::Always);
+        let d = desired(vec![a.clone()]);
+        assert_eq!(
+            reconcile(&d, &Actual::default(), &NO, S),
+            vec![Action::FetchBlob(a.module)]
+        );
+        assert_eq!(
+            reconcile(&d, &Actual::default(), &YES, S),
+            vec![Action::Start(a.clone())]
+        );
+        let st = status(&d, &Actual::default(), &NO, &NONE);
+        assert_eq!(st.observed_generation, 3);
+        assert_eq!(st.workloads[0].phase, Phase::Pending);
+        assert!(
+            st.workloads[0].message.contains("fetching module"),
+            "{:?}",
+            st.workloads[0]
+        );
+        let problem = |_: &Digest| Some("hub has no module".to_string());
+        assert_eq!(
+            status(&d, &Actual::default(), &NO, &problem).workloads[0].message,
+            "hub has no module"
+        );
+    }
+
+    #[test]
+    fn running_is_left_alone() {
+        let a = spec("a", RestartPolicy::Always);
+        let actual = with(vec![(a.clone(), RunState::Running, 2)]);
+        assert_eq!(
+            reconcile(&desired(vec![a.clone()]), &actual, &YES, S),
+            vec![]
+        );
+        let st = status(&desired(vec![a]), &actual, &YES, &NONE);
+        assert_eq!(
+            (st.workloads[0].phase, st.workloads[0].restarts),
+            (Phase::Running, 2)
+        );
+    }
+
+    #[test]
+    fn changed_spec_is_stopped_then_started() {
+        let old = spec("a", RestartPolicy::Always);
+        let mut new = old.clone();
+        new.args = vec!["--count".into(), "1".into()];
+        let actual = with(vec![(old, RunState::Running, 0)]);
+        assert_eq!(
+            reconcile(&desired(vec![new.clone()]), &actual, &YES, S),
+            vec![Action::Stop("a".into()), Action::Start(new.clone())]
+        );
+        // A new module that is not here yet: stop the old one, fetch the new one.
+        new.module.digest = Digest([9; 32]);
+        let present = |d: &Digest| d.0[0] == 1;
+        assert_eq!(
+            reconcile(&desired(vec![new.clone()]), &actual, &present, S),
+            vec![Action::Stop("a".into()), Action::FetchBlob(new.module)]
+        );
+    }
+
+    #[test]
+    fn removed_workloads_are_stopped() {
+        let a = spec("a", RestartPolicy::Always);
+        let b = spec("b", RestartPolicy::Never);
+        let actual = with(vec![
+            (a.clone(), RunState::Running, 0),
+            (b, exited(Some(1), S), 0),
+        ]);
+        assert_eq!(
+            reconcile(&desired(vec![a]), &actual, &YES, S),
+            vec![Action::Stop("b".into())]
+        );
+        assert_eq!(
+            reconcile(&desired(vec![]), &actual, &YES, S),
+            vec![Action::Stop("a".into()), Action::Stop("b".into())]
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(0), S);
+        assert_eq!(backoff(1), 2 * S);
+        assert_eq!(backoff(5), 32 * S);
+        assert_eq!(backoff(6), 60 * S);
+        assert_eq!(backoff(40), 60 * S);
+    }
+
+    #[test]
+    fn always_restarts_after_backoff_even_on_success() {
+        let a = spec("a", RestartPolicy::Always);
+        let d = desired(vec![a.clone()]);
+        let at = 10 * S;
+        let actual = with(vec![(a.clone(), exited(Some(0), at), 3)]); // backoff(3) = 8 s
+        assert_eq!(reconcile(&d, &actual, &YES, at + 7 * S), vec![]);
+        let st = status(&d, &actual, &YES, &NONE);
+        assert_eq!(st.workloads[0].phase, Phase::Pending);
+        assert!(
+            st.workloads[0]
+                .message
+                .contains("restarting after 8s back-off"),
+            "{:?}",
+            st.workloads[0]
+        );
+        assert_eq!(
+            reconcile(&d, &actual, &YES, at + 8 * S),
+            vec![Action::Restart(a.clone())]
+        );
+        // Blob vanished meanwhile: fetch it first.
+        assert_eq!(
+            reconcile(&d, &actual, &NO, at + 8 * S),
+            vec![Action::FetchBlob(a.module)]
+        );
+    }
+
+    #[test]
+    fn on_failure_restarts_failures_only() {
+        let a = spec("a", RestartPolicy::OnFailure);
+        let d = desired(vec![a.clone()]);
+        let failed = with(vec![(a.clone(), exited(Some(2), S), 0)]);
+        assert_eq!(reconcile(&d, &failed, &YES, S + S / 2), vec![]);
+        assert_eq!(
+            reconcile(&d, &failed, &YES, 2 * S),
+            vec![Action::Restart(a.clone())]
+        );
+        let trapped = with(vec![(a.clone(), exited(None, S), 0)]);
+        assert_eq!(
+            reconcile(&d, &trapped, &YES, 2 * S),
+            vec![Action::Restart(a.clone())]
+        );
+        let ok = with(vec![(a.clone(), exited(Some(0), S), 1)]);
+        assert_eq!(reconcile(&d, &ok, &YES, 1000 * S), vec![]);
+        let st = status(&d, &ok, &YES, &NONE);
+        assert_eq!(
+            (st.workloads[0].phase, st.workloads[0].exit_code),
+            (Phase::Succeeded, Some(0))
+        );
+    }
+
+    #[test]
+    fn never_keeps_failed() {
+        let a = spec("a", RestartPolicy::Never);
+        let d = desired(vec![a.clone()]);
+        let failed = with(vec![(a.clone(), exited(Some(3), S), 0)]);
+        assert_eq!(reconcile(&d, &failed, &YES, 1000 * S), vec![]);
+        let st = &status(&d, &failed, &YES, &NONE).workloads[0];
+        assert_eq!(
+            (st.phase, st.exit_code, st.message.as_str()),
+            (Phase::Failed, Some(3), "boom")
+        );
+        let ok = with(vec![(a, exited(Some(0), S), 0)]);
+        assert_eq!(
+            status(&d, &ok, &YES, &NONE).workloads[0].phase,
+            Phase::Succeeded
+        );
+    }
+
+    #[test]
+    fn status_is_sorted_and_only_for_desired() {
+        let (a, b) = (
+            spec("a", RestartPolicy::Always),
+            spec("b", RestartPolicy::Always),
+        );
+        let stale = spec("zz", RestartPolicy::Always);
+        let actual = with(vec![(stale, RunState::Running, 0)]);
+        let st = status(&desired(vec![b, a]), &actual, &YES, &NONE);
+        let names: Vec<_> = st.workloads.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert!(
+            st.workloads
+                .iter()
+                .all(|w| w.phase == Phase::Pending && w.message == "starting")
+        );
+    }
+
+    #[test]
+    fn reconcile_is_idempotent() {
+        let a = spec("a", RestartPolicy::Always);
+        let d = desired(vec![a]);
+        let actual = Actual::default();
+        assert_eq!(
+            reconcile(&d, &actual, &YES, S),
+            reconcile(&d, &actual, &YES, S)
+        );
+    }
+}

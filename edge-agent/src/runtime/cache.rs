@@ -1,0 +1,66 @@
+//! Compiled-module cache: `DIR/cache/<hex>-<engine hash>.cwasm`, so a restarted agent does not
+//! recompile its modules (Cranelift is the slow part of starting a workload on a small
+//! gateway). The engine hash in the name keeps artifacts of another wasmtime build or config
+//! from ever being loaded.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use wasmfleet_proto::Digest;
+use wasmtime::{Engine, Module};
+
+use super::RuntimeError;
+
+/// Whether a module was compiled or came from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Loaded from an existing `.cwasm`.
+    Hit,
+    /// Compiled now and written to the cache.
+    Compiled,
+}
+
+/// Cache file of `digest` for `engine`.
+pub(super) fn artifact_path(engine: &Engine, dir: &Path, digest: &Digest) -> PathBuf {
+    let mut h = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    dir.join(format!("{}-{:016x}.cwasm", digest.to_hex(), h.finish()))
+}
+
+/// Loads the compiled module for `digest`, compiling `wasm_path` on a miss. A cache file that
+/// fails to load is deleted and rebuilt.
+pub(super) fn load(
+    engine: &Engine,
+    dir: &Path,
+    digest: &Digest,
+    wasm_path: &Path,
+) -> Result<(Module, CacheOutcome), RuntimeError> {
+    let cwasm = artifact_path(engine, dir, digest);
+    if cwasm.is_file() {
+        // SAFETY: the file was written by `Engine::precompile_module` of an engine with the
+        // same compatibility hash (it is in the name), into the agent's own data directory,
+        // via an atomic rename; nothing else writes there.
+        match unsafe { Module::deserialize_file(engine, &cwasm) } {
+            Ok(m) => return Ok((m, CacheOutcome::Hit)),
+            Err(e) => {
+                tracing::warn!(path = %cwasm.display(), error = %format!("{e:#}"), "unusable cached module; recompiling");
+                let _ = std::fs::remove_file(&cwasm);
+            }
+        }
+    }
+    let err = |message: String| RuntimeError::Module {
+        digest: *digest,
+        message,
+    };
+    let wasm = std::fs::read(wasm_path)
+        .map_err(|e| err(format!("cannot read {}: {e}", wasm_path.display())))?;
+    let compiled = engine
+        .precompile_module(&wasm)
+        .map_err(|e| err(format!("invalid WebAssembly module: {e:#}")))?;
+    crate::state::write_atomic(&cwasm, &compiled)
+        .map_err(|e| err(format!("cannot write {}: {e}", cwasm.display())))?;
+    // SAFETY: as above; we just wrote this file from `precompile_module` of this engine.
+    let module =
+        unsafe { Module::deserialize_file(engine, &cwasm) }.map_err(|e| err(format!("{e:#}")))?;
+    Ok((module, CacheOutcome::Compiled))
+}

@@ -1,0 +1,173 @@
+//! Guest stdout/stderr as log lines: a WASI output stream that splits on `'\n'`, cuts lines at
+//! [`MAX_LOG_LINE`] bytes and hands each line to the agent as a [`LogLine`].
+//!
+//! Writes never block the guest: if the agent's log channel is full, lines are dropped (logs
+//! are best effort and must not stall a workload).
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use wasmfleet_proto::{LogLine, MAX_LOG_LINE, Stream};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+/// Bytes the guest may hand over per write call.
+const WRITE_BUDGET: usize = 64 * 1024;
+
+/// One output stream of one instance. Clones share the partial-line buffer.
+#[derive(Clone)]
+pub(super) struct LineSink {
+    workload: Arc<str>,
+    stream: Stream,
+    tx: mpsc::Sender<LogLine>,
+    pending: Arc<Mutex<Vec<u8>>>,
+}
+
+impl LineSink {
+    pub(super) fn new(workload: &str, stream: Stream, tx: mpsc::Sender<LogLine>) -> LineSink {
+        LineSink {
+            workload: workload.into(),
+            stream,
+            tx,
+            pending: Arc::default(),
+        }
+    }
+
+    /// Appends bytes, emitting every complete (or over-long) line.
+    fn push(&self, bytes: &[u8]) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        pending.extend_from_slice(bytes);
+        loop {
+            if let Some(nl) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=nl).collect();
+                self.emit(&line[..nl]);
+            } else if pending.len() >= MAX_LOG_LINE {
+                let line: Vec<u8> = pending.drain(..MAX_LOG_LINE).collect();
+                self.emit(&line);
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Emits a last line without newline, if any (called when the instance ends).
+    pub(super) fn flush_partial(&self) {
+        let rest =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        if !rest.is_empty() {
+            self.emit(&rest);
+        }
+    }
+
+    fn emit(&self, raw: &[u8]) {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let mut line = String::from_utf8_lossy(raw).into_owned();
+        if line.len() > MAX_LOG_LINE {
+            // Lossy decoding can grow invalid bytes into 3-byte replacement characters.
+            line.truncate(line.floor_char_boundary(MAX_LOG_LINE));
+        }
+        let ts_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let _ = self.tx.try_send(LogLine {
+            workload: self.workload.to_string(),
+            stream: self.stream,
+            ts_ms,
+            line,
+        });
+    }
+}
+
+impl IsTerminal for LineSink {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for LineSink {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for LineSink {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for LineSink {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.push(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(WRITE_BUDGET)
+    }
+}
+
+impl tokio::io::AsyncWrite for LineSink {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.push(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(rx: &mut mpsc::Receiver<LogLine>) -> Vec<String> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|l| l.line)
+            .collect()
+    }
+
+    #[test]
+    fn splits_lines_across_writes() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let sink = LineSink::new("w", Stream::Stdout, tx);
+        sink.push(b"one\ntw");
+        sink.push(b"o\r\nthree");
+        assert_eq!(lines(&mut rx), ["one", "two"]);
+        sink.flush_partial();
+        assert_eq!(lines(&mut rx), ["three"]);
+    }
+
+    #[test]
+    fn cuts_long_lines() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let sink = LineSink::new("w", Stream::Stderr, tx);
+        sink.push(&vec![b'x'; MAX_LOG_LINE + 10]);
+        sink.push(b"\n");
+        let got = lines(&mut rx);
+        assert_eq!(
+            got.iter().map(String::len).collect::<Vec<_>>(),
+            [MAX_LOG_LINE, 10]
+        );
+    }
+}
