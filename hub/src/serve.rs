@@ -77,11 +77,17 @@ pub struct RunningHub {
 
 /// Starts every part of the hub and returns once all listen.
 pub async fn start(opts: Options) -> Result<RunningHub, ServeError> {
-    std::fs::create_dir_all(&opts.data)
-        .map_err(|e| ServeError::Data { path: opts.data.clone(), reason: e.to_string() })?;
+    std::fs::create_dir_all(&opts.data).map_err(|e| ServeError::Data {
+        path: opts.data.clone(),
+        reason: e.to_string(),
+    })?;
     let store = SqliteStore::open(&opts.data.join("hub.db"))?;
     let blobs = BlobStore::open(&opts.data.join("blobs"))?;
-    let controller = Arc::new(Mutex::new(Controller::load(Box::new(store), opts.controller, now_ms())?));
+    let controller = Arc::new(Mutex::new(Controller::load(
+        Box::new(store),
+        opts.controller,
+        now_ms(),
+    )?));
 
     let embedded = match &opts.broker {
         Some(_) => None,
@@ -89,7 +95,10 @@ pub async fn start(opts: Options) -> Result<RunningHub, ServeError> {
     };
     let broker = opts.broker.clone().unwrap_or_else(|| {
         let addr = opts.mqtt;
-        BrokerUrl { host: addr.ip().to_string(), port: addr.port() }
+        BrokerUrl {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        }
     });
 
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -99,9 +108,19 @@ pub async fn start(opts: Options) -> Result<RunningHub, ServeError> {
 
     let listener = tokio::net::TcpListener::bind(opts.http)
         .await
-        .map_err(|source| ServeError::Http { addr: opts.http, source })?;
-    let http_addr = listener.local_addr().map_err(|source| ServeError::Http { addr: opts.http, source })?;
-    let state = AppState { controller: controller.clone(), blobs: blobs.clone(), publish: publish_tx.clone() };
+        .map_err(|source| ServeError::Http {
+            addr: opts.http,
+            source,
+        })?;
+    let http_addr = listener.local_addr().map_err(|source| ServeError::Http {
+        addr: opts.http,
+        source,
+    })?;
+    let state = AppState {
+        controller: controller.clone(),
+        blobs: blobs.clone(),
+        publish: publish_tx.clone(),
+    };
     let app = api::router(state);
     let mut http_shutdown = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {
@@ -117,11 +136,24 @@ pub async fn start(opts: Options) -> Result<RunningHub, ServeError> {
         link_task,
         http_task,
         tokio::spawn(publisher(link.clone(), publish_rx)),
-        tokio::spawn(ingest(controller.clone(), blobs, link.clone(), inbound_rx, publish_tx.clone())),
+        tokio::spawn(ingest(
+            controller.clone(),
+            blobs,
+            link.clone(),
+            inbound_rx,
+            publish_tx.clone(),
+        )),
         tokio::spawn(ticker(controller, publish_tx, shutdown_rx)),
     ];
     tracing::info!(http = %http_addr, mqtt = %broker, data = %opts.data.display(), "hub started");
-    Ok(RunningHub { http_addr, broker, shutdown, tasks, link, _embedded: embedded })
+    Ok(RunningHub {
+        http_addr,
+        broker,
+        shutdown,
+        tasks,
+        link,
+        _embedded: embedded,
+    })
 }
 
 impl RunningHub {
@@ -184,9 +216,15 @@ async fn serve_blob(blobs: BlobStore, link: Link, req: BlobRequest) {
     }
     let len = req.len.min(MAX_BLOB_CHUNK);
     let digest = req.digest;
-    let read = tokio::task::spawn_blocking(move || blobs.read_range(&digest, req.offset, len)).await;
+    let read =
+        tokio::task::spawn_blocking(move || blobs.read_range(&digest, req.offset, len)).await;
     let reply = match read {
-        Ok(Ok(Some((total, data)))) => BlobReply::Chunk { digest, offset: req.offset, total, data },
+        Ok(Ok(Some((total, data)))) => BlobReply::Chunk {
+            digest,
+            offset: req.offset,
+            total,
+            data,
+        },
         Ok(Ok(None)) => BlobReply::NotFound { digest },
         Ok(Err(e)) => {
             tracing::error!("serving blob {digest} to {}: {e}", req.node);
@@ -195,11 +233,16 @@ async fn serve_blob(blobs: BlobStore, link: Link, req: BlobRequest) {
         Err(_) => return,
     };
     let topic = topic::node_topic(&req.node, NodeTopic::Blob);
-    link.publish(topic, wasmfleet_proto::encode(&reply), false).await;
+    link.publish(topic, wasmfleet_proto::encode(&reply), false)
+        .await;
 }
 
 /// Periodic controller work: grace periods, retries, retention.
-async fn ticker(controller: Arc<Mutex<Controller>>, publish: mpsc::UnboundedSender<Publish>, mut shutdown: watch::Receiver<bool>) {
+async fn ticker(
+    controller: Arc<Mutex<Controller>>,
+    publish: mpsc::UnboundedSender<Publish>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     let mut ticks = 0u64;
     loop {
@@ -215,10 +258,10 @@ async fn ticker(controller: Arc<Mutex<Controller>>, publish: mpsc::UnboundedSend
             }),
             Err(e) => tracing::error!("controller tick: {e}"),
         }
-        if ticks % 60 == 0 {
-            if let Err(e) = c.trim() {
-                tracing::warn!("trimming events and logs: {e}");
-            }
+        if ticks.is_multiple_of(60)
+            && let Err(e) = c.trim()
+        {
+            tracing::warn!("trimming events and logs: {e}");
         }
     }
 }

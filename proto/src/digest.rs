@@ -104,10 +104,7 @@ mod tests {
         assert_eq!(s.len(), 64);
         assert!(s.starts_with("abab"));
         assert_eq!(s.parse::<Digest>().unwrap(), d);
-        assert_eq!(
-            alloc::format!("sha256:{s}").parse::<Digest>().unwrap(),
-            d
-        );
+        assert_eq!(alloc::format!("sha256:{s}").parse::<Digest>().unwrap(), d);
         assert_eq!(d.short(), "abababababab");
     }
 

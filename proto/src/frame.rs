@@ -34,11 +34,17 @@ fn unreachable_encode() -> Vec<u8> {
 /// input with a typed error; never panics.
 pub fn decode<M: Message>(bytes: &[u8]) -> Result<M, DecodeError> {
     if bytes.len() > MAX_FRAME_LEN {
-        return Err(DecodeError::TooLarge { len: bytes.len(), max: MAX_FRAME_LEN });
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            max: MAX_FRAME_LEN,
+        });
     }
     let (&version, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
     if version != WIRE_VERSION {
-        return Err(DecodeError::UnsupportedVersion { found: version, expected: WIRE_VERSION });
+        return Err(DecodeError::UnsupportedVersion {
+            found: version,
+            expected: WIRE_VERSION,
+        });
     }
     let (msg, rest) = postcard::take_from_bytes::<M>(body).map_err(map_postcard)?;
     if !rest.is_empty() {

@@ -24,7 +24,14 @@ macro_rules! messages {
         impl Message for $t {}
     )*};
 }
-messages!(DesiredState, NodeStatus, Presence, BlobRequest, BlobReply, LogBatch);
+messages!(
+    DesiredState,
+    NodeStatus,
+    Presence,
+    BlobRequest,
+    BlobReply,
+    LogBatch
+);
 
 /// The complete desired state of one node: hub → node on `wf/v1/n/{node}/desired`, QoS 1,
 /// retained. Level-triggered: a node converges to the latest one it holds, whatever it missed.

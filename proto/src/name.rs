@@ -43,9 +43,6 @@ mod tests {
             assert!(matches!(validate(bad), Err(NameError::Invalid(_))), "{bad}");
         }
         assert_eq!(validate(""), Err(NameError::Empty));
-        assert_eq!(
-            validate(&"a".repeat(64)),
-            Err(NameError::TooLong(64))
-        );
+        assert_eq!(validate(&"a".repeat(64)), Err(NameError::TooLong(64)));
     }
 }

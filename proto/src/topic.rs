@@ -87,12 +87,21 @@ mod tests {
             let t = node_topic("gw-1", kind);
             assert_eq!(parse_node_topic(&t), Some(("gw-1", kind)));
         }
-        assert_eq!(node_topic("gw-1", NodeTopic::Desired), "wf/v1/n/gw-1/desired");
+        assert_eq!(
+            node_topic("gw-1", NodeTopic::Desired),
+            "wf/v1/n/gw-1/desired"
+        );
     }
 
     #[test]
     fn rejects_foreign_topics() {
-        for t in ["wf/v1/blob/req", "wf/v2/n/a/status", "wf/v1/n//status", "wf/v1/n/a/b/status", "wf/v1/n/a/nope"] {
+        for t in [
+            "wf/v1/blob/req",
+            "wf/v2/n/a/status",
+            "wf/v1/n//status",
+            "wf/v1/n/a/b/status",
+            "wf/v1/n/a/nope",
+        ] {
             assert_eq!(parse_node_topic(t), None, "{t}");
         }
     }

@@ -18,30 +18,71 @@ fn workload() -> impl Strategy<Value = WorkloadSpec> {
         prop::collection::vec(".{0,12}", 0..4),
         prop::collection::vec(("[A-Z_]{1,8}", ".{0,12}"), 0..4),
         any::<u64>(),
-        prop_oneof![Just(RestartPolicy::Always), Just(RestartPolicy::OnFailure), Just(RestartPolicy::Never)],
+        prop_oneof![
+            Just(RestartPolicy::Always),
+            Just(RestartPolicy::OnFailure),
+            Just(RestartPolicy::Never)
+        ],
     )
-        .prop_map(|(name, deployment, revision, digest, size, args, env, memory_bytes, restart)| WorkloadSpec {
-            name,
-            deployment,
-            revision,
-            module: ModuleRef { digest, size },
-            args,
-            env: env.into_iter().map(|(name, value)| EnvVar { name, value }).collect(),
-            limits: Limits { memory_bytes },
-            restart,
-        })
+        .prop_map(
+            |(name, deployment, revision, digest, size, args, env, memory_bytes, restart)| {
+                WorkloadSpec {
+                    name,
+                    deployment,
+                    revision,
+                    module: ModuleRef { digest, size },
+                    args,
+                    env: env
+                        .into_iter()
+                        .map(|(name, value)| EnvVar { name, value })
+                        .collect(),
+                    limits: Limits { memory_bytes },
+                    restart,
+                }
+            },
+        )
 }
 
 fn desired() -> impl Strategy<Value = DesiredState> {
-    (any::<u64>(), prop::collection::vec(workload(), 0..5)).prop_map(|(generation, workloads)| DesiredState { generation, workloads })
+    (any::<u64>(), prop::collection::vec(workload(), 0..5)).prop_map(|(generation, workloads)| {
+        DesiredState {
+            generation,
+            workloads,
+        }
+    })
 }
 
 fn status() -> impl Strategy<Value = NodeStatus> {
-    let phase = prop_oneof![Just(Phase::Pending), Just(Phase::Running), Just(Phase::Succeeded), Just(Phase::Failed)];
-    let w = ("[a-z0-9-]{1,20}", any::<u64>(), phase, any::<u32>(), any::<Option<i32>>(), ".{0,30}").prop_map(
-        |(name, revision, phase, restarts, exit_code, message)| WorkloadStatus { name, revision, phase, restarts, exit_code, message },
-    );
-    (any::<u64>(), prop::collection::vec(w, 0..5)).prop_map(|(observed_generation, workloads)| NodeStatus { observed_generation, workloads })
+    let phase = prop_oneof![
+        Just(Phase::Pending),
+        Just(Phase::Running),
+        Just(Phase::Succeeded),
+        Just(Phase::Failed)
+    ];
+    let w = (
+        "[a-z0-9-]{1,20}",
+        any::<u64>(),
+        phase,
+        any::<u32>(),
+        any::<Option<i32>>(),
+        ".{0,30}",
+    )
+        .prop_map(
+            |(name, revision, phase, restarts, exit_code, message)| WorkloadStatus {
+                name,
+                revision,
+                phase,
+                restarts,
+                exit_code,
+                message,
+            },
+        );
+    (any::<u64>(), prop::collection::vec(w, 0..5)).prop_map(|(observed_generation, workloads)| {
+        NodeStatus {
+            observed_generation,
+            workloads,
+        }
+    })
 }
 
 proptest! {
@@ -94,11 +135,20 @@ fn typed_errors_for_the_classic_failures() {
     assert_eq!(decode::<DesiredState>(&[]), Err(DecodeError::Empty));
     assert_eq!(
         decode::<DesiredState>(&[9, 0, 0]),
-        Err(DecodeError::UnsupportedVersion { found: 9, expected: WIRE_VERSION })
+        Err(DecodeError::UnsupportedVersion {
+            found: 9,
+            expected: WIRE_VERSION
+        })
     );
-    assert_eq!(decode::<DesiredState>(&[WIRE_VERSION, 3]), Err(DecodeError::Truncated));
+    assert_eq!(
+        decode::<DesiredState>(&[WIRE_VERSION, 3]),
+        Err(DecodeError::Truncated)
+    );
     let huge = vec![WIRE_VERSION; MAX_FRAME_LEN + 1];
-    assert!(matches!(decode::<DesiredState>(&huge), Err(DecodeError::TooLarge { .. })));
+    assert!(matches!(
+        decode::<DesiredState>(&huge),
+        Err(DecodeError::TooLarge { .. })
+    ));
     // A length prefix claiming far more elements than bytes exist must not allocate or panic.
     assert!(decode::<DesiredState>(&[WIRE_VERSION, 1, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
 }

@@ -10,10 +10,18 @@ fn sample_desired() -> DesiredState {
             name: "hello-0".into(),
             deployment: "hello".into(),
             revision: 2,
-            module: ModuleRef { digest: Digest([0xab; 32]), size: 300 },
+            module: ModuleRef {
+                digest: Digest([0xab; 32]),
+                size: 300,
+            },
             args: vec!["-v".into()],
-            env: vec![EnvVar { name: "A".into(), value: "b".into() }],
-            limits: Limits { memory_bytes: 16 << 20 },
+            env: vec![EnvVar {
+                name: "A".into(),
+                value: "b".into(),
+            }],
+            limits: Limits {
+                memory_bytes: 16 << 20,
+            },
             restart: RestartPolicy::OnFailure,
         }],
     }
@@ -29,16 +37,18 @@ fn desired_state_bytes() {
     assert_eq!(
         hex(&bytes),
         concat!(
-            "01", "03", "01",                 // version, generation, 1 workload
-            "0768656c6c6f2d30",               // name "hello-0"
-            "0568656c6c6f",                   // deployment "hello"
-            "02",                             // revision
+            "01",
+            "03",
+            "01",               // version, generation, 1 workload
+            "0768656c6c6f2d30", // name "hello-0"
+            "0568656c6c6f",     // deployment "hello"
+            "02",               // revision
             "abababababababababababababababababababababababababababababababab", // digest
-            "ac02",                           // size 300 (varint)
-            "01022d76",                       // args ["-v"]
-            "0101410162",                     // env [A=b]
-            "80808008",                       // memory 16 MiB (varint)
-            "01",                             // restart OnFailure
+            "ac02",             // size 300 (varint)
+            "01022d76",         // args ["-v"]
+            "0101410162",       // env [A=b]
+            "80808008",         // memory 16 MiB (varint)
+            "01",               // restart OnFailure
         )
     );
     assert_eq!(decode::<DesiredState>(&bytes).unwrap(), sample_desired());
@@ -63,18 +73,36 @@ fn status_presence_blob_and_log_bytes() {
     let hello = Presence::Online(Hello {
         agent_version: "0.1.0".into(),
         device_class: DeviceClass::Linux,
-        capacity: Capacity { memory_bytes: 1024, max_workloads: 8 },
-        labels: vec![Label { key: "k".into(), value: "v".into() }],
+        capacity: Capacity {
+            memory_bytes: 1024,
+            max_workloads: 8,
+        },
+        labels: vec![Label {
+            key: "k".into(),
+            value: "v".into(),
+        }],
     });
     assert_eq!(hex(&encode(&hello)), "010005302e312e300080080801016b0176");
 
-    let req = BlobRequest { node: "n".into(), digest: Digest([1; 32]), offset: 5, len: 7 };
+    let req = BlobRequest {
+        node: "n".into(),
+        digest: Digest([1; 32]),
+        offset: 5,
+        len: 7,
+    };
     assert_eq!(hex(&encode(&req)), format!("01016e{}0507", "01".repeat(32)));
-    let reply = BlobReply::NotFound { digest: Digest([2; 32]) };
+    let reply = BlobReply::NotFound {
+        digest: Digest([2; 32]),
+    };
     assert_eq!(hex(&encode(&reply)), format!("0101{}", "02".repeat(32)));
 
     let logs = LogBatch {
-        lines: vec![LogLine { workload: "w".into(), stream: Stream::Stderr, ts_ms: 1, line: "hi".into() }],
+        lines: vec![LogLine {
+            workload: "w".into(),
+            stream: Stream::Stderr,
+            ts_ms: 1,
+            line: "hi".into(),
+        }],
     };
     assert_eq!(hex(&encode(&logs)), "010101770101026869");
 }

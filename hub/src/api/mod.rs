@@ -86,12 +86,18 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/nodes", get(list_nodes))
         .route("/v1/deployments", get(list_deployments))
-        .route("/v1/deployments/{name}", get(get_deployment).put(apply).delete(delete))
+        .route(
+            "/v1/deployments/{name}",
+            get(get_deployment).put(apply).delete(delete),
+        )
         .route("/v1/deployments/{name}/events", get(deployment_events))
         .route("/v1/deployments/{name}/logs", get(logs))
         .route("/v1/workloads", get(list_workloads))
         .route("/v1/events", get(events))
-        .route("/v1/blobs/{digest}", get(get_blob).head(head_blob).put(put_blob))
+        .route(
+            "/v1/blobs/{digest}",
+            get(get_blob).head(head_blob).put(put_blob),
+        )
         .layer(DefaultBodyLimit::max(MAX_MODULE_BYTES))
         .with_state(state)
 }
@@ -116,37 +122,65 @@ async fn list_deployments(State(s): State<AppState>) -> Json<Vec<types::Deployme
     Json(lock(&s).deployment_views())
 }
 
-async fn get_deployment(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<types::DeploymentView>> {
+async fn get_deployment(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<types::DeploymentView>> {
     lock(&s)
         .deployment_views()
         .into_iter()
         .find(|d| d.name == name)
         .map(Json)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("deployment {name:?} not found")))
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("deployment {name:?} not found"),
+            )
+        })
 }
 
-async fn apply(State(s): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Json<ApplyResponse>> {
-    let req: ApplyRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid apply request: {e}")))?;
-    let digest = req.spec.digest().map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+async fn apply(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<ApplyResponse>> {
+    let req: ApplyRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("invalid apply request: {e}"),
+        )
+    })?;
+    let digest = req
+        .spec
+        .digest()
+        .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     match s.blobs.size(&digest) {
         None => {
             return Err(ApiError(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                format!("spec.module: module sha256:{digest} has not been uploaded (PUT /v1/blobs/{digest})"),
+                format!(
+                    "spec.module: module sha256:{digest} has not been uploaded (PUT /v1/blobs/{digest})"
+                ),
             ));
         }
         Some(size) if size != req.spec.module_size => {
             return Err(ApiError(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                format!("spec.moduleSize: {} does not match the stored module's {size} bytes", req.spec.module_size),
+                format!(
+                    "spec.moduleSize: {} does not match the stored module's {size} bytes",
+                    req.spec.module_size
+                ),
             ));
         }
         Some(_) => {}
     }
     let (outcome, generation, publish) = lock(&s).apply(&name, req.spec, now_ms())?;
     send(&s, publish);
-    Ok(Json(ApplyResponse { name, outcome, generation }))
+    Ok(Json(ApplyResponse {
+        name,
+        outcome,
+        generation,
+    }))
 }
 
 async fn delete(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
@@ -160,7 +194,10 @@ struct WorkloadQuery {
     deployment: Option<String>,
 }
 
-async fn list_workloads(State(s): State<AppState>, Query(q): Query<WorkloadQuery>) -> Json<Vec<types::WorkloadView>> {
+async fn list_workloads(
+    State(s): State<AppState>,
+    Query(q): Query<WorkloadQuery>,
+) -> Json<Vec<types::WorkloadView>> {
     Json(lock(&s).workload_views(q.deployment.as_deref()))
 }
 
@@ -171,13 +208,25 @@ struct EventQuery {
     limit: Option<u32>,
 }
 
-async fn events(State(s): State<AppState>, Query(q): Query<EventQuery>) -> ApiResult<Json<Vec<types::Event>>> {
+async fn events(
+    State(s): State<AppState>,
+    Query(q): Query<EventQuery>,
+) -> ApiResult<Json<Vec<types::Event>>> {
     let object = q.kind.as_deref().zip(q.name.as_deref());
-    Ok(Json(lock(&s).events(object, q.limit.unwrap_or(100).min(10_000))?))
+    Ok(Json(
+        lock(&s).events(object, q.limit.unwrap_or(100).min(10_000))?,
+    ))
 }
 
-async fn deployment_events(State(s): State<AppState>, Path(name): Path<String>, Query(q): Query<EventQuery>) -> ApiResult<Json<Vec<types::Event>>> {
-    Ok(Json(lock(&s).deployment_events(&name, q.limit.unwrap_or(50).min(10_000))?))
+async fn deployment_events(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<EventQuery>,
+) -> ApiResult<Json<Vec<types::Event>>> {
+    Ok(Json(lock(&s).deployment_events(
+        &name,
+        q.limit.unwrap_or(50).min(10_000),
+    )?))
 }
 
 #[derive(Deserialize)]
@@ -186,31 +235,58 @@ struct LogQuery {
     limit: Option<u32>,
 }
 
-async fn logs(State(s): State<AppState>, Path(name): Path<String>, Query(q): Query<LogQuery>) -> ApiResult<Json<Vec<types::LogRecord>>> {
+async fn logs(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> ApiResult<Json<Vec<types::LogRecord>>> {
     let c = lock(&s);
     if !c.has_deployment(&name) && q.after.is_none() {
-        return Err(ApiError(StatusCode::NOT_FOUND, format!("deployment {name:?} not found")));
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("deployment {name:?} not found"),
+        ));
     }
-    Ok(Json(c.logs(&name, q.after, q.limit.unwrap_or(100).min(10_000))?))
+    Ok(Json(c.logs(
+        &name,
+        q.after,
+        q.limit.unwrap_or(100).min(10_000),
+    )?))
 }
 
 fn parse_digest(text: &str) -> ApiResult<Digest> {
-    text.parse().map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid digest {text:?}: {e}")))
+    text.parse().map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("invalid digest {text:?}: {e}"),
+        )
+    })
 }
 
 async fn head_blob(State(s): State<AppState>, Path(digest): Path<String>) -> ApiResult<StatusCode> {
     let digest = parse_digest(&digest)?;
-    Ok(if s.blobs.size(&digest).is_some() { StatusCode::OK } else { StatusCode::NOT_FOUND })
+    Ok(if s.blobs.size(&digest).is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    })
 }
 
 async fn get_blob(State(s): State<AppState>, Path(digest): Path<String>) -> ApiResult<Vec<u8>> {
     let digest = parse_digest(&digest)?;
-    s.blobs
-        .read(&digest)?
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("module sha256:{digest} not found")))
+    s.blobs.read(&digest)?.ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("module sha256:{digest} not found"),
+        )
+    })
 }
 
-async fn put_blob(State(s): State<AppState>, Path(digest): Path<String>, body: Bytes) -> ApiResult<StatusCode> {
+async fn put_blob(
+    State(s): State<AppState>,
+    Path(digest): Path<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
     let digest = parse_digest(&digest)?;
     let blobs = s.blobs.clone();
     tokio::task::spawn_blocking(move || blobs.put(&digest, &body))

@@ -30,8 +30,10 @@ pub async fn apply_file(client: &Client, path: &Path) -> Result<Vec<ApplyRespons
 /// Reads and checks a deployment's module, and builds its spec.
 pub fn prepare(doc: &DeploymentManifest) -> Result<(Vec<u8>, DeploymentSpec)> {
     let path = &doc.module_path;
-    let bytes = std::fs::read(path).with_context(|| format!("{}: spec.module: cannot read {}", doc.name, path.display()))?;
-    validate_module(&bytes).with_context(|| format!("{}: spec.module {}", doc.name, path.display()))?;
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("{}: spec.module: cannot read {}", doc.name, path.display()))?;
+    validate_module(&bytes)
+        .with_context(|| format!("{}: spec.module {}", doc.name, path.display()))?;
     let spec = DeploymentSpec {
         module: sha256(&bytes).to_hex(),
         module_size: bytes.len() as u64,
@@ -46,10 +48,18 @@ pub fn prepare(doc: &DeploymentManifest) -> Result<(Vec<u8>, DeploymentSpec)> {
 }
 
 /// Uploads the module if the hub lacks it, then applies the spec.
-pub async fn submit(client: &Client, name: &str, bytes: Vec<u8>, spec: DeploymentSpec) -> Result<ApplyResponse> {
+pub async fn submit(
+    client: &Client,
+    name: &str,
+    bytes: Vec<u8>,
+    spec: DeploymentSpec,
+) -> Result<ApplyResponse> {
     let blob_path = format!("/v1/blobs/{}", spec.module);
     if !client.exists(&blob_path).await? {
-        client.put_bytes(&blob_path, bytes).await.with_context(|| format!("uploading the module of {name}"))?;
+        client
+            .put_bytes(&blob_path, bytes)
+            .await
+            .with_context(|| format!("uploading the module of {name}"))?;
     }
     let resp = client
         .put_json(&format!("/v1/deployments/{name}"), &ApplyRequest { spec })
@@ -93,7 +103,8 @@ pub async fn run(client: &Client, a: RunArgs<'_>) -> Result<ApplyResponse> {
         replicas: a.replicas,
         args: a.args.to_vec(),
         env,
-        memory_bytes: crate::model::quantity::parse_bytes(a.memory).map_err(|e| anyhow::anyhow!("--memory: {e}"))?,
+        memory_bytes: crate::model::quantity::parse_bytes(a.memory)
+            .map_err(|e| anyhow::anyhow!("--memory: {e}"))?,
         restart_policy: a.restart,
     };
     let (bytes, spec) = prepare(&doc)?;

@@ -75,7 +75,10 @@ fn agent_binary() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the wasmfleet binary")?;
     let agent = exe.with_file_name("edge-agent");
     if !agent.exists() {
-        bail!("{} not found: build it with `cargo build --release --workspace`", agent.display());
+        bail!(
+            "{} not found: build it with `cargo build --release --workspace`",
+            agent.display()
+        );
     }
     Ok(agent)
 }
@@ -124,14 +127,26 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     })
     .await?;
     let client = Client::new(&format!("http://{}", hub.http_addr));
-    eprintln!("hub: http://{}  mqtt: {}  data: {}", hub.http_addr, hub.broker, data.display());
+    eprintln!(
+        "hub: http://{}  mqtt: {}  data: {}",
+        hub.http_addr,
+        hub.broker,
+        data.display()
+    );
 
     let mut agents = Vec::new();
     for i in 1..=args.agents {
         let name = format!("demo-node-{i}");
         let log = std::fs::File::create(data.join(format!("{name}.log")))?;
         let child = tokio::process::Command::new(&agent)
-            .args(["--mqtt", &hub.broker.to_string(), "--node", &name, "--label", "demo=true"])
+            .args([
+                "--mqtt",
+                &hub.broker.to_string(),
+                "--node",
+                &name,
+                "--label",
+                "demo=true",
+            ])
             .arg("--data")
             .arg(data.join(&name))
             .stdout(Stdio::null())
@@ -153,7 +168,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     result
 }
 
-async fn drive(client: &Client, args: &DemoArgs, module: &Path, agents: &[tokio::process::Child]) -> Result<()> {
+async fn drive(
+    client: &Client,
+    args: &DemoArgs,
+    module: &Path,
+    agents: &[tokio::process::Child],
+) -> Result<()> {
     wait_for_nodes(client, args.agents).await?;
     let env = ["GREETING=hello".to_string()];
     let run_args = ["--interval".to_string(), "1s".to_string()];
@@ -174,15 +194,31 @@ async fn drive(client: &Client, args: &DemoArgs, module: &Path, agents: &[tokio:
     eprintln!("deployment.wasmfleet.dev/{} applied", applied.name);
     let converged = wait_running(client, args.replicas).await?;
     let elapsed = started.elapsed();
-    eprintln!("all {} replicas Running {:.2}s after apply\n", args.replicas, elapsed.as_secs_f64());
-    print!("{}", get::get(client, get::Kind::Node, None, get::Output::Table).await?);
+    eprintln!(
+        "all {} replicas Running {:.2}s after apply\n",
+        args.replicas,
+        elapsed.as_secs_f64()
+    );
+    print!(
+        "{}",
+        get::get(client, get::Kind::Node, None, get::Output::Table).await?
+    );
     println!();
-    print!("{}", get::get(client, get::Kind::Workload, None, get::Output::Table).await?);
+    print!(
+        "{}",
+        get::get(client, get::Kind::Workload, None, get::Output::Table).await?
+    );
     let _ = converged;
-    println!("\nfigures: apply_to_running_ms={} hub_rss_kib={} agent_rss_kib={}",
+    println!(
+        "\nfigures: apply_to_running_ms={} hub_rss_kib={} agent_rss_kib={}",
         elapsed.as_millis(),
         rss_kib(std::process::id()).unwrap_or(0),
-        agents.iter().filter_map(|a| a.id().and_then(rss_kib)).map(|k| k.to_string()).collect::<Vec<_>>().join(","),
+        agents
+            .iter()
+            .filter_map(|a| a.id().and_then(rss_kib))
+            .map(|k| k.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
     );
     println!("\nlogs of deployment hello (Ctrl-C to stop):");
     let stop = async {
@@ -202,7 +238,10 @@ async fn wait_for_nodes(client: &Client, count: u32) -> Result<()> {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("only {} of {count} agents joined within 30s; see the demo-node-*.log files", nodes.len());
+            bail!(
+                "only {} of {count} agents joined within 30s; see the demo-node-*.log files",
+                nodes.len()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -210,14 +249,21 @@ async fn wait_for_nodes(client: &Client, count: u32) -> Result<()> {
 
 async fn wait_running(client: &Client, replicas: u32) -> Result<Vec<WorkloadView>> {
     let bar = ProgressBar::new(u64::from(replicas));
-    bar.set_style(ProgressStyle::with_template("{spinner} {pos}/{len} Running {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {pos}/{len} Running {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     bar.enable_steady_tick(Duration::from_millis(100));
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let wls: Vec<WorkloadView> = client.get("/v1/workloads?deployment=hello").await?;
         let running = wls.iter().filter(|w| w.phase == "Running").count() as u64;
         bar.set_position(running);
-        let waiting: Vec<String> = wls.iter().filter(|w| w.phase != "Running").map(|w| format!("{}: {} {}", w.name, w.phase, w.message)).collect();
+        let waiting: Vec<String> = wls
+            .iter()
+            .filter(|w| w.phase != "Running")
+            .map(|w| format!("{}: {} {}", w.name, w.phase, w.message))
+            .collect();
         bar.set_message(waiting.join("; "));
         if running == u64::from(replicas) {
             bar.finish_and_clear();

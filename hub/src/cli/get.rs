@@ -42,7 +42,11 @@ impl std::str::FromStr for Kind {
             "node" | "nodes" | "no" => Kind::Node,
             "deployment" | "deployments" | "deploy" => Kind::Deployment,
             "workload" | "workloads" | "wl" => Kind::Workload,
-            other => return Err(format!("unknown resource type {other:?}: use nodes, deployments or workloads")),
+            other => {
+                return Err(format!(
+                    "unknown resource type {other:?}: use nodes, deployments or workloads"
+                ));
+            }
         })
     }
 }
@@ -55,8 +59,16 @@ fn machine<T: Serialize>(items: &T, output: Output) -> Result<Option<String>> {
     })
 }
 
+/// kubectl's answer to an empty list.
+const NONE_FOUND: &str = "No resources found.\n";
+
 /// Renders `get KIND [NAME]`.
-pub async fn get(client: &Client, kind: Kind, name: Option<&str>, output: Output) -> Result<String> {
+pub async fn get(
+    client: &Client,
+    kind: Kind,
+    name: Option<&str>,
+    output: Output,
+) -> Result<String> {
     let now = now_ms();
     match kind {
         Kind::Node => {
@@ -64,6 +76,9 @@ pub async fn get(client: &Client, kind: Kind, name: Option<&str>, output: Output
             filter_one(&mut nodes, name, |n| &n.name, "node")?;
             if let Some(text) = machine(&nodes, output)? {
                 return Ok(text);
+            }
+            if nodes.is_empty() {
+                return Ok(NONE_FOUND.into());
             }
             Ok(nodes_table(&nodes, output == Output::Wide, now))
         }
@@ -73,6 +88,9 @@ pub async fn get(client: &Client, kind: Kind, name: Option<&str>, output: Output
             if let Some(text) = machine(&deps, output)? {
                 return Ok(text);
             }
+            if deps.is_empty() {
+                return Ok(NONE_FOUND.into());
+            }
             Ok(deployments_table(&deps, output == Output::Wide, now))
         }
         Kind::Workload => {
@@ -81,12 +99,20 @@ pub async fn get(client: &Client, kind: Kind, name: Option<&str>, output: Output
             if let Some(text) = machine(&wls, output)? {
                 return Ok(text);
             }
+            if wls.is_empty() {
+                return Ok(NONE_FOUND.into());
+            }
             Ok(workloads_table(&wls, output == Output::Wide))
         }
     }
 }
 
-fn filter_one<T>(items: &mut Vec<T>, name: Option<&str>, key: impl Fn(&T) -> &String, what: &str) -> Result<()> {
+fn filter_one<T>(
+    items: &mut Vec<T>,
+    name: Option<&str>,
+    key: impl Fn(&T) -> &String,
+    what: &str,
+) -> Result<()> {
     if let Some(name) = name {
         items.retain(|i| key(i) == name);
         if items.is_empty() {
@@ -113,11 +139,16 @@ fn nodes_table(nodes: &[NodeView], wide: bool, now: u64) -> String {
                 n.agent_version.clone(),
             ];
             if wide {
-                let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let labels: Vec<String> =
+                    n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 row.extend([
                     n.device_class.clone(),
                     format!("{}/{}", n.observed_generation, n.desired_generation),
-                    if labels.is_empty() { "<none>".into() } else { labels.join(",") },
+                    if labels.is_empty() {
+                        "<none>".into()
+                    } else {
+                        labels.join(",")
+                    },
                 ]);
             }
             row
@@ -193,50 +224,104 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> Result<String>
             out += &format!("Name:            {}\n", d.name);
             out += &format!("Generation:      {}\n", d.generation);
             out += &format!("Revision:        {}\n", d.revision);
-            out += &format!("Module:          sha256:{} ({} bytes)\n", s.module, s.module_size);
-            out += &format!("Replicas:        {} desired | {} scheduled | {} running\n", s.replicas, d.scheduled_replicas, d.ready_replicas);
-            out += &format!("Args:            {}\n", if s.args.is_empty() { "<none>".into() } else { s.args.join(" ") });
+            out += &format!(
+                "Module:          sha256:{} ({} bytes)\n",
+                s.module, s.module_size
+            );
+            out += &format!(
+                "Replicas:        {} desired | {} scheduled | {} running\n",
+                s.replicas, d.scheduled_replicas, d.ready_replicas
+            );
+            out += &format!(
+                "Args:            {}\n",
+                if s.args.is_empty() {
+                    "<none>".into()
+                } else {
+                    s.args.join(" ")
+                }
+            );
             out += "Env:\n";
             for (k, v) in &s.env {
                 out += &format!("  {k}={v}\n");
             }
             out += &format!("Memory limit:    {}\n", format_bytes(s.memory_bytes));
             out += &format!("Restart policy:  {:?}\n", s.restart_policy);
-            let wls: Vec<WorkloadView> = client.get(&format!("/v1/workloads?deployment={name}")).await?;
+            let wls: Vec<WorkloadView> = client
+                .get(&format!("/v1/workloads?deployment={name}"))
+                .await?;
             out += "Workloads:\n";
             out += &indent(&workloads_table(&wls, true));
-            client.get(&format!("/v1/deployments/{name}/events?limit=30")).await?
+            client
+                .get(&format!("/v1/deployments/{name}/events?limit=30"))
+                .await?
         }
         Kind::Node => {
             let nodes: Vec<NodeView> = client.get("/v1/nodes").await?;
-            let n = nodes.into_iter().find(|n| n.name == name).ok_or_else(|| anyhow::anyhow!("node {name:?} not found"))?;
+            let n = nodes
+                .into_iter()
+                .find(|n| n.name == name)
+                .ok_or_else(|| anyhow::anyhow!("node {name:?} not found"))?;
             out += &format!("Name:            {}\n", n.name);
-            out += &format!("Status:          {} (for {})\n", n.status, age(n.since_ms, now));
+            out += &format!(
+                "Status:          {} (for {})\n",
+                n.status,
+                age(n.since_ms, now)
+            );
             out += &format!("Agent version:   {}\n", n.agent_version);
             out += &format!("Device class:    {}\n", n.device_class);
-            out += &format!("Capacity:        {} memory, {} workloads\n", format_bytes(n.memory_bytes), n.max_workloads);
-            out += &format!("Generation:      desired {}, observed {}\n", n.desired_generation, n.observed_generation);
+            out += &format!(
+                "Capacity:        {} memory, {} workloads\n",
+                format_bytes(n.memory_bytes),
+                n.max_workloads
+            );
+            out += &format!(
+                "Generation:      desired {}, observed {}\n",
+                n.desired_generation, n.observed_generation
+            );
             out += "Labels:\n";
             for (k, v) in &n.labels {
                 out += &format!("  {k}={v}\n");
             }
             let wls: Vec<WorkloadView> = client.get("/v1/workloads").await?;
-            let mine: Vec<WorkloadView> = wls.into_iter().filter(|w| w.node.as_deref() == Some(name)).collect();
+            let mine: Vec<WorkloadView> = wls
+                .into_iter()
+                .filter(|w| w.node.as_deref() == Some(name))
+                .collect();
             out += "Workloads:\n";
             out += &indent(&workloads_table(&mine, false));
-            client.get(&format!("/v1/events?kind=Node&name={name}&limit=30")).await?
+            client
+                .get(&format!("/v1/events?kind=Node&name={name}&limit=30"))
+                .await?
         }
         Kind::Workload => {
             let wls: Vec<WorkloadView> = client.get("/v1/workloads").await?;
-            let w = wls.into_iter().find(|w| w.name == name).ok_or_else(|| anyhow::anyhow!("workload {name:?} not found"))?;
+            let w = wls
+                .into_iter()
+                .find(|w| w.name == name)
+                .ok_or_else(|| anyhow::anyhow!("workload {name:?} not found"))?;
             out += &format!("Name:            {}\n", w.name);
             out += &format!("Deployment:      {}\n", w.deployment);
-            out += &format!("Node:            {}\n", w.node.as_deref().unwrap_or("<none>"));
+            out += &format!(
+                "Node:            {}\n",
+                w.node.as_deref().unwrap_or("<none>")
+            );
             out += &format!("Phase:           {}\n", w.phase);
             out += &format!("Restarts:        {}\n", w.restarts);
-            out += &format!("Exit code:       {}\n", w.exit_code.map_or("-".into(), |c| c.to_string()));
-            out += &format!("Message:         {}\n", if w.message.is_empty() { "<none>" } else { &w.message });
-            client.get(&format!("/v1/events?kind=Workload&name={name}&limit=30")).await?
+            out += &format!(
+                "Exit code:       {}\n",
+                w.exit_code.map_or("-".into(), |c| c.to_string())
+            );
+            out += &format!(
+                "Message:         {}\n",
+                if w.message.is_empty() {
+                    "<none>"
+                } else {
+                    &w.message
+                }
+            );
+            client
+                .get(&format!("/v1/events?kind=Workload&name={name}&limit=30"))
+                .await?
         }
     };
     out += "Events:\n";
@@ -245,7 +330,14 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> Result<String>
     } else {
         let rows: Vec<Vec<String>> = events
             .iter()
-            .map(|e| vec![age(e.ts_ms, now), e.reason.clone(), format!("{}/{}", e.kind, e.object), e.message.clone()])
+            .map(|e| {
+                vec![
+                    age(e.ts_ms, now),
+                    e.reason.clone(),
+                    format!("{}/{}", e.kind, e.object),
+                    e.message.clone(),
+                ]
+            })
             .collect();
         out += &indent(&render(&["AGE", "REASON", "OBJECT", "MESSAGE"], &rows));
     }

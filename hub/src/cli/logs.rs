@@ -9,14 +9,26 @@ use crate::api::types::LogRecord;
 
 /// Formats one line as `[workload@node] text` (stderr lines marked).
 pub fn format_line(l: &LogRecord) -> String {
-    let mark = if l.stream == "stderr" { " (stderr)" } else { "" };
+    let mark = if l.stream == "stderr" {
+        " (stderr)"
+    } else {
+        ""
+    };
     format!("[{}@{}]{mark} {}", l.workload, l.node, l.line)
 }
 
 /// Prints the last `tail` lines, then, with `follow`, new lines as they arrive until
 /// `stop` resolves.
-pub async fn logs(client: &Client, deployment: &str, tail: u32, follow: bool, stop: impl std::future::Future<Output = ()>) -> Result<()> {
-    let first: Vec<LogRecord> = client.get(&format!("/v1/deployments/{deployment}/logs?limit={tail}")).await?;
+pub async fn logs(
+    client: &Client,
+    deployment: &str,
+    tail: u32,
+    follow: bool,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let first: Vec<LogRecord> = client
+        .get(&format!("/v1/deployments/{deployment}/logs?limit={tail}"))
+        .await?;
     let mut cursor = first.last().map_or(0, |l| l.id);
     for l in &first {
         println!("{}", format_line(l));
@@ -31,7 +43,9 @@ pub async fn logs(client: &Client, deployment: &str, tail: u32, follow: bool, st
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
         let next: Vec<LogRecord> = client
-            .get(&format!("/v1/deployments/{deployment}/logs?after={cursor}&limit=1000"))
+            .get(&format!(
+                "/v1/deployments/{deployment}/logs?after={cursor}&limit=1000"
+            ))
             .await?;
         for l in &next {
             println!("{}", format_line(l));

@@ -25,7 +25,12 @@ use get::{Kind, Output};
 #[command(name = "wasmfleet", version, about)]
 pub struct Cli {
     /// Hub API URL.
-    #[arg(long, global = true, env = "WASMFLEET_HUB", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "WASMFLEET_HUB",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub hub: String,
     /// What to do.
     #[command(subcommand)]
@@ -157,7 +162,9 @@ impl ServeArgs {
             http: self.http,
             mqtt: self.mqtt,
             broker: self.broker.clone(),
-            controller: crate::controller::Config { not_ready_grace_ms: self.node_grace_secs * 1000 },
+            controller: crate::controller::Config {
+                not_ready_grace_ms: self.node_grace_secs * 1000,
+            },
         }
     }
 }
@@ -167,10 +174,11 @@ pub async fn interrupted() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -194,34 +202,72 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let hub = crate::serve::start(args.options()).await?;
-            println!("wasmfleet hub: http://{} mqtt: {}", hub.http_addr, hub.broker);
+            println!(
+                "wasmfleet hub: http://{} mqtt: {}",
+                hub.http_addr, hub.broker
+            );
             interrupted().await;
             tracing::info!("shutting down");
             hub.shutdown().await;
         }
         Command::Apply { file } => {
             for r in apply::apply_file(&client, &file).await? {
-                println!("deployment.wasmfleet.dev/{} {}", r.name, outcome_word(r.outcome));
+                println!(
+                    "deployment.wasmfleet.dev/{} {}",
+                    r.name,
+                    outcome_word(r.outcome)
+                );
             }
         }
-        Command::Run { name, module, replicas, env, memory, restart, args } => {
+        Command::Run {
+            name,
+            module,
+            replicas,
+            env,
+            memory,
+            restart,
+            args,
+        } => {
             let r = apply::run(
                 &client,
-                apply::RunArgs { name: &name, module: &module, replicas, env: &env, memory: &memory, restart: restart.into(), args: &args },
+                apply::RunArgs {
+                    name: &name,
+                    module: &module,
+                    replicas,
+                    env: &env,
+                    memory: &memory,
+                    restart: restart.into(),
+                    args: &args,
+                },
             )
             .await?;
-            println!("deployment.wasmfleet.dev/{} {}", r.name, outcome_word(r.outcome));
+            println!(
+                "deployment.wasmfleet.dev/{} {}",
+                r.name,
+                outcome_word(r.outcome)
+            );
         }
-        Command::Get { kind, name, output } => print!("{}", get::get(&client, kind, name.as_deref(), output).await?),
-        Command::Describe { kind, name } => print!("{}", get::describe(&client, kind, &name).await?),
+        Command::Get { kind, name, output } => print!(
+            "{}",
+            get::get(&client, kind, name.as_deref(), output).await?
+        ),
+        Command::Describe { kind, name } => {
+            print!("{}", get::describe(&client, kind, &name).await?)
+        }
         Command::Delete { kind, name } => {
             if kind != Kind::Deployment {
-                anyhow::bail!("only deployments can be deleted (nodes leave when their agent stops)");
+                anyhow::bail!(
+                    "only deployments can be deleted (nodes leave when their agent stops)"
+                );
             }
             client.delete(&format!("/v1/deployments/{name}")).await?;
             println!("deployment.wasmfleet.dev/{name} deleted");
         }
-        Command::Logs { deployment, follow, tail } => logs::logs(&client, &deployment, tail, follow, interrupted()).await?,
+        Command::Logs {
+            deployment,
+            follow,
+            tail,
+        } => logs::logs(&client, &deployment, tail, follow, interrupted()).await?,
         Command::Demo(args) => demo::run(args).await?,
     }
     Ok(())

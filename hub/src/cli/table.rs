@@ -45,8 +45,17 @@ mod tests {
 
     #[test]
     fn pads_columns_and_trims_the_last() {
-        let t = render(&["NAME", "STATUS"], &[vec!["a-long-name".into(), "Ready".into()], vec!["b".into(), "NotReady".into()]]);
-        assert_eq!(t, "NAME          STATUS\na-long-name   Ready\nb             NotReady\n");
+        let t = render(
+            &["NAME", "STATUS"],
+            &[
+                vec!["a-long-name".into(), "Ready".into()],
+                vec!["b".into(), "NotReady".into()],
+            ],
+        );
+        assert_eq!(
+            t,
+            "NAME          STATUS\na-long-name   Ready\nb             NotReady\n"
+        );
     }
 
     #[test]

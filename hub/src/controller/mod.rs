@@ -50,7 +50,9 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { not_ready_grace_ms: 60_000 }
+        Config {
+            not_ready_grace_ms: 60_000,
+        }
     }
 }
 
@@ -75,7 +77,14 @@ impl std::fmt::Debug for Controller {
 }
 
 fn event(now_ms: u64, kind: &str, object: &str, reason: &str, message: impl Into<String>) -> Event {
-    Event { id: 0, ts_ms: now_ms, kind: kind.into(), object: object.into(), reason: reason.into(), message: message.into() }
+    Event {
+        id: 0,
+        ts_ms: now_ms,
+        kind: kind.into(),
+        object: object.into(),
+        reason: reason.into(),
+        message: message.into(),
+    }
 }
 
 fn desired_publish(node: &str, state: &DesiredState) -> Publish {
@@ -118,35 +127,71 @@ impl Controller {
     /// Every node's desired state, to publish after (re)connecting to the broker: retained
     /// messages of an embedded broker live in memory only.
     pub fn republish_all(&self) -> Vec<Publish> {
-        self.desired.iter().map(|(node, state)| desired_publish(node, state)).collect()
+        self.desired
+            .iter()
+            .map(|(node, state)| desired_publish(node, state))
+            .collect()
     }
 
     /// Creates or updates a deployment.
-    pub fn apply(&mut self, name: &str, spec: DeploymentSpec, now_ms: u64) -> Result<(ApplyOutcome, u64, Vec<Publish>), ControllerError> {
+    pub fn apply(
+        &mut self,
+        name: &str,
+        spec: DeploymentSpec,
+        now_ms: u64,
+    ) -> Result<(ApplyOutcome, u64, Vec<Publish>), ControllerError> {
         deployment::validate_name(name).map_err(|e| ControllerError::Invalid(e.to_string()))?;
-        spec.validate().map_err(|e| ControllerError::Invalid(e.to_string()))?;
+        spec.validate()
+            .map_err(|e| ControllerError::Invalid(e.to_string()))?;
         let (outcome, record) = match self.deployments.get(name) {
-            Some(old) if old.spec == spec => return Ok((ApplyOutcome::Unchanged, old.generation, vec![])),
+            Some(old) if old.spec == spec => {
+                return Ok((ApplyOutcome::Unchanged, old.generation, vec![]));
+            }
             Some(old) => {
                 let revision = old.revision + u64::from(old.spec.template_differs(&spec));
-                let rec = DeploymentRecord { spec, generation: old.generation + 1, revision, updated_ms: now_ms, ..old.clone() };
+                let rec = DeploymentRecord {
+                    spec,
+                    generation: old.generation + 1,
+                    revision,
+                    updated_ms: now_ms,
+                    ..old.clone()
+                };
                 (ApplyOutcome::Configured, rec)
             }
             None => {
-                let rec = DeploymentRecord { name: name.into(), spec, generation: 1, revision: 1, created_ms: now_ms, updated_ms: now_ms };
+                let rec = DeploymentRecord {
+                    name: name.into(),
+                    spec,
+                    generation: 1,
+                    revision: 1,
+                    created_ms: now_ms,
+                    updated_ms: now_ms,
+                };
                 (ApplyOutcome::Created, rec)
             }
         };
         let generation = record.generation;
         let mut deployments = self.deployments.clone();
         deployments.insert(name.into(), record.clone());
-        let reason = if outcome == ApplyOutcome::Created { "Created" } else { "Updated" };
+        let reason = if outcome == ApplyOutcome::Created {
+            "Created"
+        } else {
+            "Updated"
+        };
         let mut batch = Batch {
             put_deployments: vec![record.clone()],
-            events: vec![event(now_ms, "Deployment", name, reason, format!(
-                "generation {generation}, revision {}, {} replicas of module sha256:{}",
-                record.revision, record.spec.replicas, &record.spec.module[..12]
-            ))],
+            events: vec![event(
+                now_ms,
+                "Deployment",
+                name,
+                reason,
+                format!(
+                    "generation {generation}, revision {}, {} replicas of module sha256:{}",
+                    record.revision,
+                    record.spec.replicas,
+                    &record.spec.module[..12]
+                ),
+            )],
             ..Batch::default()
         };
         let publish = self.reconcile_into(deployments, &mut batch, now_ms)?;
@@ -156,13 +201,21 @@ impl Controller {
     /// Deletes a deployment; its instances are removed from every node's desired state.
     pub fn delete(&mut self, name: &str, now_ms: u64) -> Result<Vec<Publish>, ControllerError> {
         if !self.deployments.contains_key(name) {
-            return Err(ControllerError::NotFound(format!("deployment {name:?} not found")));
+            return Err(ControllerError::NotFound(format!(
+                "deployment {name:?} not found"
+            )));
         }
         let mut deployments = self.deployments.clone();
         deployments.remove(name);
         let mut batch = Batch {
             delete_deployments: vec![name.into()],
-            events: vec![event(now_ms, "Deployment", name, "Deleted", "deployment deleted")],
+            events: vec![event(
+                now_ms,
+                "Deployment",
+                name,
+                "Deleted",
+                "deployment deleted",
+            )],
             ..Batch::default()
         };
         self.reconcile_into(deployments, &mut batch, now_ms)
@@ -176,23 +229,53 @@ impl Controller {
     }
 
     /// A node announced itself or went away.
-    pub fn on_presence(&mut self, node: &str, presence: Presence, now_ms: u64) -> Result<Vec<Publish>, ControllerError> {
+    pub fn on_presence(
+        &mut self,
+        node: &str,
+        presence: Presence,
+        now_ms: u64,
+    ) -> Result<Vec<Publish>, ControllerError> {
         let mut batch = Batch::default();
         match (presence, self.nodes.get(node)) {
             (Presence::Online(hello), old) => {
                 let was_ready = old.is_some_and(|n| n.ready);
-                let since_ms = if was_ready { old.map_or(now_ms, |n| n.since_ms) } else { now_ms };
-                let rec = NodeRecord { name: node.into(), hello, ready: true, since_ms };
+                let since_ms = if was_ready {
+                    old.map_or(now_ms, |n| n.since_ms)
+                } else {
+                    now_ms
+                };
+                let rec = NodeRecord {
+                    name: node.into(),
+                    hello,
+                    ready: true,
+                    since_ms,
+                };
                 if old != Some(&rec) {
                     if !was_ready {
-                        batch.events.push(event(now_ms, "Node", node, "NodeReady", format!("agent {} connected", rec.hello.agent_version)));
+                        batch.events.push(event(
+                            now_ms,
+                            "Node",
+                            node,
+                            "NodeReady",
+                            format!("agent {} connected", rec.hello.agent_version),
+                        ));
                     }
                     batch.put_nodes.push(rec);
                 }
             }
             (Presence::Offline, Some(old)) if old.ready => {
-                let rec = NodeRecord { ready: false, since_ms: now_ms, ..old.clone() };
-                batch.events.push(event(now_ms, "Node", node, "NodeNotReady", "agent disconnected"));
+                let rec = NodeRecord {
+                    ready: false,
+                    since_ms: now_ms,
+                    ..old.clone()
+                };
+                batch.events.push(event(
+                    now_ms,
+                    "Node",
+                    node,
+                    "NodeNotReady",
+                    "agent disconnected",
+                ));
                 batch.put_nodes.push(rec);
             }
             (Presence::Offline, _) => return Ok(vec![]),
@@ -212,24 +295,42 @@ impl Controller {
         }
         // A (re)connected node gets its desired state again even if nothing changed: it may
         // have missed it, and a retained message lost with a broker restart is not re-sent.
-        if self.nodes.get(node).is_some_and(|n| n.ready) && !publish.iter().any(|p| p.topic.contains(&format!("/n/{node}/"))) {
+        if self.nodes.get(node).is_some_and(|n| n.ready)
+            && !publish
+                .iter()
+                .any(|p| p.topic.contains(&format!("/n/{node}/")))
+        {
             publish.extend(self.desired.get(node).map(|s| desired_publish(node, s)));
         }
         Ok(publish)
     }
 
     /// A node reported what it runs. Records phase changes as events.
-    pub fn on_status(&mut self, node: &str, status: NodeStatus, now_ms: u64) -> Result<(), ControllerError> {
+    pub fn on_status(
+        &mut self,
+        node: &str,
+        status: NodeStatus,
+        now_ms: u64,
+    ) -> Result<(), ControllerError> {
         let old = self.statuses.get(node);
         let mut batch = Batch::default();
         for w in &status.workloads {
             let before = old.and_then(|o| o.workloads.iter().find(|x| x.name == w.name));
-            if before.map(|b| (b.phase, b.restarts)) != Some((w.phase, w.restarts)) {
-                let mut msg = format!("{} on node {node} (revision {}, restarts {})", w.phase.as_str(), w.revision, w.restarts);
+            if before.map(|b| (b.phase, b.restarts, b.revision))
+                != Some((w.phase, w.restarts, w.revision))
+            {
+                let mut msg = format!(
+                    "{} on node {node} (revision {}, restarts {})",
+                    w.phase.as_str(),
+                    w.revision,
+                    w.restarts
+                );
                 if !w.message.is_empty() {
                     msg = format!("{msg}: {}", w.message);
                 }
-                batch.events.push(event(now_ms, "Workload", &w.name, w.phase.as_str(), msg));
+                batch
+                    .events
+                    .push(event(now_ms, "Workload", &w.name, w.phase.as_str(), msg));
             }
         }
         self.store.commit(&batch)?;
@@ -264,7 +365,12 @@ impl Controller {
             .get(node)
             .and_then(|s| s.workloads.iter().find(|w| w.name == workload))
             .map(|w| w.deployment.clone())
-            .unwrap_or_else(|| workload.rsplit_once('-').map_or(workload, |(d, _)| d).to_owned())
+            .unwrap_or_else(|| {
+                workload
+                    .rsplit_once('-')
+                    .map_or(workload, |(d, _)| d)
+                    .to_owned()
+            })
     }
 
     /// Drops old events and log lines beyond retention.
@@ -275,7 +381,12 @@ impl Controller {
     /// Runs the scheduler and reconciler against `deployments`, commits `batch` plus every
     /// resulting desired state atomically, then adopts the new state. On a store error
     /// nothing changes in memory.
-    fn reconcile_into(&mut self, deployments: BTreeMap<String, DeploymentRecord>, batch: &mut Batch, now_ms: u64) -> Result<Vec<Publish>, ControllerError> {
+    fn reconcile_into(
+        &mut self,
+        deployments: BTreeMap<String, DeploymentRecord>,
+        batch: &mut Batch,
+        now_ms: u64,
+    ) -> Result<Vec<Publish>, ControllerError> {
         let placement = scheduler::schedule(scheduler::Inputs {
             deployments: &deployments,
             nodes: &self.nodes,
@@ -286,14 +397,19 @@ impl Controller {
         let changed = node_desired_states(&deployments, &placement, &self.desired)
             .map_err(|e| ControllerError::Invalid(e.to_string()))?;
         self.placement_events(&placement, now_ms, batch);
-        batch.put_desired.extend(changed.iter().map(|(n, s)| (n.clone(), s.clone())));
+        batch
+            .put_desired
+            .extend(changed.iter().map(|(n, s)| (n.clone(), s.clone())));
         self.store.commit(batch)?;
         for rec in batch.put_nodes.drain(..) {
             self.nodes.insert(rec.name.clone(), rec);
         }
         self.deployments = deployments;
         self.placement = placement;
-        let publish = changed.iter().map(|(node, state)| desired_publish(node, state)).collect();
+        let publish = changed
+            .iter()
+            .map(|(node, state)| desired_publish(node, state))
+            .collect();
         self.desired.extend(changed);
         Ok(publish)
     }
@@ -301,12 +417,24 @@ impl Controller {
     fn placement_events(&self, placement: &Placement, now_ms: u64, batch: &mut Batch) {
         for (workload, node) in &placement.assigned {
             if self.placement.assigned.get(workload) != Some(node) {
-                batch.events.push(event(now_ms, "Workload", workload, "Scheduled", format!("assigned to node {node}")));
+                batch.events.push(event(
+                    now_ms,
+                    "Workload",
+                    workload,
+                    "Scheduled",
+                    format!("assigned to node {node}"),
+                ));
             }
         }
         for (workload, reason) in &placement.unschedulable {
             if self.placement.unschedulable.get(workload) != Some(reason) {
-                batch.events.push(event(now_ms, "Workload", workload, "FailedScheduling", reason.clone()));
+                batch.events.push(event(
+                    now_ms,
+                    "Workload",
+                    workload,
+                    "FailedScheduling",
+                    reason.clone(),
+                ));
             }
         }
     }
@@ -323,17 +451,30 @@ impl Controller {
                 device_class: format!("{:?}", n.hello.device_class),
                 memory_bytes: n.hello.capacity.memory_bytes,
                 max_workloads: n.hello.capacity.max_workloads,
-                labels: n.hello.labels.iter().map(|l| (l.key.clone(), l.value.clone())).collect(),
+                labels: n
+                    .hello
+                    .labels
+                    .iter()
+                    .map(|l| (l.key.clone(), l.value.clone()))
+                    .collect(),
                 workloads: self.desired.get(&n.name).map_or(0, |s| s.workloads.len()),
                 desired_generation: self.desired.get(&n.name).map_or(0, |s| s.generation),
-                observed_generation: self.statuses.get(&n.name).map_or(0, |s| s.observed_generation),
+                observed_generation: self
+                    .statuses
+                    .get(&n.name)
+                    .map_or(0, |s| s.observed_generation),
             })
             .collect()
     }
 
     /// `get workloads`, optionally for one deployment.
     pub fn workload_views(&self, deployment: Option<&str>) -> Vec<WorkloadView> {
-        let mut views = workload_views(&self.deployments, &self.placement, &self.nodes, &self.statuses);
+        let mut views = workload_views(
+            &self.deployments,
+            &self.placement,
+            &self.nodes,
+            &self.statuses,
+        );
         if let Some(d) = deployment {
             views.retain(|w| w.deployment == d);
         }
@@ -363,7 +504,11 @@ impl Controller {
     }
 
     /// Events, optionally for one object.
-    pub fn events(&self, object: Option<(&str, &str)>, limit: u32) -> Result<Vec<Event>, StoreError> {
+    pub fn events(
+        &self,
+        object: Option<(&str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
         self.store.events(object, limit)
     }
 
@@ -372,7 +517,12 @@ impl Controller {
         let mut all = self.store.events(Some(("Deployment", name)), limit)?;
         let prefix = format!("{name}-");
         for ev in self.store.events(None, 2_000)? {
-            if ev.kind == "Workload" && ev.object.strip_prefix(&prefix).is_some_and(|o| o.parse::<u32>().is_ok()) {
+            if ev.kind == "Workload"
+                && ev
+                    .object
+                    .strip_prefix(&prefix)
+                    .is_some_and(|o| o.parse::<u32>().is_ok())
+            {
                 all.push(ev);
             }
         }
@@ -382,7 +532,12 @@ impl Controller {
     }
 
     /// Log lines of a deployment.
-    pub fn logs(&self, deployment: &str, after: Option<u64>, limit: u32) -> Result<Vec<LogRecord>, StoreError> {
+    pub fn logs(
+        &self,
+        deployment: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<LogRecord>, StoreError> {
         self.store.logs(deployment, after, limit)
     }
 

@@ -6,11 +6,23 @@ use crate::scheduler::tests::node;
 use crate::store::SqliteStore;
 
 fn controller() -> Controller {
-    Controller::load(Box::new(SqliteStore::in_memory().unwrap()), Config { not_ready_grace_ms: 10_000 }, 0).unwrap()
+    Controller::load(
+        Box::new(SqliteStore::in_memory().unwrap()),
+        Config {
+            not_ready_grace_ms: 10_000,
+        },
+        0,
+    )
+    .unwrap()
 }
 
 fn online(c: &mut Controller, name: &str, now: u64) -> Vec<Publish> {
-    c.on_presence(name, Presence::Online(node(name, true, 1 << 30, 8).hello), now).unwrap()
+    c.on_presence(
+        name,
+        Presence::Online(node(name, true, 1 << 30, 8).hello),
+        now,
+    )
+    .unwrap()
 }
 
 fn decode_desired(p: &Publish) -> DesiredState {
@@ -25,7 +37,11 @@ fn apply_places_publishes_and_reapply_is_a_no_op() {
     let (outcome, generation, publish) = c.apply("hello", spec(2), 2).unwrap();
     assert_eq!((outcome, generation), (ApplyOutcome::Created, 1));
     assert_eq!(publish.len(), 2);
-    assert!(publish.iter().all(|p| p.retain && p.topic.ends_with("/desired")));
+    assert!(
+        publish
+            .iter()
+            .all(|p| p.retain && p.topic.ends_with("/desired"))
+    );
     assert_eq!(decode_desired(&publish[0]).workloads.len(), 1);
 
     let (outcome, _, publish) = c.apply("hello", spec(2), 3).unwrap();
@@ -48,7 +64,10 @@ fn delete_empties_the_nodes() {
     let publish = c.delete("hello", 3).unwrap();
     assert_eq!(publish.len(), 1);
     assert!(decode_desired(&publish[0]).workloads.is_empty());
-    assert!(matches!(c.delete("hello", 4), Err(ControllerError::NotFound(_))));
+    assert!(matches!(
+        c.delete("hello", 4),
+        Err(ControllerError::NotFound(_))
+    ));
 }
 
 #[test]
@@ -68,7 +87,10 @@ fn lost_node_moves_its_replicas_after_the_grace_period() {
     c.apply("hello", spec(1), 0).unwrap();
     online(&mut c, "b", 0);
     c.on_presence("a", Presence::Offline, 1_000).unwrap();
-    assert!(c.tick(5_000).unwrap().is_empty(), "within grace nothing moves");
+    assert!(
+        c.tick(5_000).unwrap().is_empty(),
+        "within grace nothing moves"
+    );
     assert_eq!(c.workload_views(None)[0].phase, "Unknown");
     let publish = c.tick(12_000).unwrap();
     let topics: Vec<_> = publish.iter().map(|p| p.topic.as_str()).collect();
@@ -92,11 +114,19 @@ fn status_reports_drive_views_and_events() {
     c.apply("hello", spec(1), 0).unwrap();
     let status = |phase, message: &str| NodeStatus {
         observed_generation: 1,
-        workloads: vec![WorkloadStatus { name: "hello-0".into(), revision: 1, phase, restarts: 0, exit_code: None, message: message.into() }],
+        workloads: vec![WorkloadStatus {
+            name: "hello-0".into(),
+            revision: 1,
+            phase,
+            restarts: 0,
+            exit_code: None,
+            message: message.into(),
+        }],
     };
     c.on_status("a", status(Phase::Running, ""), 1).unwrap();
     assert_eq!(c.deployment_views()[0].ready_replicas, 1);
-    c.on_status("a", status(Phase::Failed, "wasm trap: unreachable"), 2).unwrap();
+    c.on_status("a", status(Phase::Failed, "wasm trap: unreachable"), 2)
+        .unwrap();
     let events = c.deployment_events("hello", 50).unwrap();
     let reasons: Vec<_> = events.iter().map(|e| e.reason.as_str()).collect();
     assert_eq!(reasons, ["Created", "Scheduled", "Running", "Failed"]);
@@ -109,8 +139,14 @@ fn invalid_specs_change_nothing() {
     let mut c = controller();
     let mut bad = spec(1);
     bad.memory_bytes = 0;
-    assert!(matches!(c.apply("hello", bad, 0), Err(ControllerError::Invalid(_))));
-    assert!(matches!(c.apply("Bad_Name", spec(1), 0), Err(ControllerError::Invalid(_))));
+    assert!(matches!(
+        c.apply("hello", bad, 0),
+        Err(ControllerError::Invalid(_))
+    ));
+    assert!(matches!(
+        c.apply("Bad_Name", spec(1), 0),
+        Err(ControllerError::Invalid(_))
+    ));
     assert!(c.deployment_views().is_empty());
 }
 
@@ -118,7 +154,14 @@ fn invalid_specs_change_nothing() {
 fn restart_from_the_store_restores_everything() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hub.db");
-    let open = |now| Controller::load(Box::new(SqliteStore::open(&path).unwrap()), Config::default(), now).unwrap();
+    let open = |now| {
+        Controller::load(
+            Box::new(SqliteStore::open(&path).unwrap()),
+            Config::default(),
+            now,
+        )
+        .unwrap()
+    };
     let before = {
         let mut c = open(0);
         online(&mut c, "a", 0);
@@ -139,7 +182,10 @@ impl Store for FullDisk {
         self.0.load()
     }
     fn commit(&mut self, _: &Batch) -> Result<(), StoreError> {
-        Err(StoreError::Corrupt { what: "disk".into(), reason: "database or disk is full".into() })
+        Err(StoreError::Corrupt {
+            what: "disk".into(),
+            reason: "database or disk is full".into(),
+        })
     }
     fn events(&self, o: Option<(&str, &str)>, l: u32) -> Result<Vec<Event>, StoreError> {
         self.0.events(o, l)
@@ -157,8 +203,16 @@ impl Store for FullDisk {
 
 #[test]
 fn store_failure_leaves_memory_unchanged() {
-    let mut c = Controller::load(Box::new(FullDisk(SqliteStore::in_memory().unwrap())), Config::default(), 0).unwrap();
-    assert!(c.on_presence("a", Presence::Online(node("a", true, 1 << 30, 8).hello), 0).is_err());
+    let mut c = Controller::load(
+        Box::new(FullDisk(SqliteStore::in_memory().unwrap())),
+        Config::default(),
+        0,
+    )
+    .unwrap();
+    assert!(
+        c.on_presence("a", Presence::Online(node("a", true, 1 << 30, 8).hello), 0)
+            .is_err()
+    );
     assert!(c.node_views().is_empty());
     let err = c.apply("hello", spec(1), 0).unwrap_err();
     assert!(err.to_string().contains("disk is full"), "{err}");

@@ -85,9 +85,14 @@ pub enum SpecError {
 
 /// Checks a deployment name.
 pub fn validate_name(name: &str) -> Result<(), SpecError> {
-    let fail = |reason: String| SpecError::Name { name: name.to_owned(), reason };
+    let fail = |reason: String| SpecError::Name {
+        name: name.to_owned(),
+        reason,
+    };
     if name.len() > MAX_DEPLOYMENT_NAME {
-        return Err(fail(format!("longer than {MAX_DEPLOYMENT_NAME} characters")));
+        return Err(fail(format!(
+            "longer than {MAX_DEPLOYMENT_NAME} characters"
+        )));
     }
     wasmfleet_proto::name::validate(name).map_err(|e| fail(e.to_string()))
 }
@@ -102,7 +107,11 @@ impl DeploymentSpec {
         if self.memory_bytes == 0 {
             return Err(SpecError::Memory);
         }
-        if let Some(bad) = self.env.keys().find(|k| k.is_empty() || k.contains(['=', '\0'])) {
+        if let Some(bad) = self
+            .env
+            .keys()
+            .find(|k| k.is_empty() || k.contains(['=', '\0']))
+        {
             return Err(SpecError::EnvName(bad.clone()));
         }
         Ok(())
@@ -110,13 +119,18 @@ impl DeploymentSpec {
 
     /// The module's content address.
     pub fn digest(&self) -> Result<Digest, SpecError> {
-        self.module.parse::<Digest>().map_err(|e| SpecError::Module(e.to_string()))
+        self.module
+            .parse::<Digest>()
+            .map_err(|e| SpecError::Module(e.to_string()))
     }
 
     /// True when `other` runs something different (anything but the replica count differs).
     /// Only such changes bump the template revision and restart instances.
     pub fn template_differs(&self, other: &DeploymentSpec) -> bool {
-        let strip = |s: &DeploymentSpec| DeploymentSpec { replicas: 0, ..s.clone() };
+        let strip = |s: &DeploymentSpec| DeploymentSpec {
+            replicas: 0,
+            ..s.clone()
+        };
         strip(self) != strip(other)
     }
 }
@@ -152,14 +166,22 @@ impl DeploymentRecord {
             name: self.workload_name(ordinal),
             deployment: self.name.clone(),
             revision: self.revision,
-            module: ModuleRef { digest: spec.digest()?, size: spec.module_size },
+            module: ModuleRef {
+                digest: spec.digest()?,
+                size: spec.module_size,
+            },
             args: spec.args.clone(),
             env: spec
                 .env
                 .iter()
-                .map(|(name, value)| EnvVar { name: name.clone(), value: value.clone() })
+                .map(|(name, value)| EnvVar {
+                    name: name.clone(),
+                    value: value.clone(),
+                })
                 .collect(),
-            limits: Limits { memory_bytes: spec.memory_bytes },
+            limits: Limits {
+                memory_bytes: spec.memory_bytes,
+            },
             restart: spec.restart_policy.into(),
         })
     }
@@ -193,11 +215,21 @@ pub(crate) mod tests {
     fn validation_names_the_field() {
         let mut s = spec(1);
         s.module = "nothex".into();
-        assert!(s.validate().unwrap_err().to_string().starts_with("spec.module"));
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("spec.module")
+        );
         let mut s = spec(1);
         s.env.insert("A=B".into(), "x".into());
         assert!(s.validate().unwrap_err().to_string().contains("\"A=B\""));
         assert!(validate_name(&"a".repeat(53)).is_err());
-        assert!(validate_name("Hello").unwrap_err().to_string().contains("\"Hello\""));
+        assert!(
+            validate_name("Hello")
+                .unwrap_err()
+                .to_string()
+                .contains("\"Hello\"")
+        );
     }
 }

@@ -106,13 +106,17 @@ pub fn load(path: &Path) -> Result<Vec<DeploymentManifest>, ManifestError> {
         message: format!("cannot read: {e}"),
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
-    parse(&text, base).map_err(|message| ManifestError { path: path.display().to_string(), message })
+    parse(&text, base).map_err(|message| ManifestError {
+        path: path.display().to_string(),
+        message,
+    })
 }
 
 /// Parses manifest text; module paths are resolved against `base`.
 pub fn parse(text: &str, base: &Path) -> Result<Vec<DeploymentManifest>, String> {
     let mut out = Vec::new();
-    let docs = serde_yaml::Deserializer::from_str(text).zip(serde_yaml::Deserializer::from_str(text));
+    let docs =
+        serde_yaml::Deserializer::from_str(text).zip(serde_yaml::Deserializer::from_str(text));
     for (index, (loose, strict)) in docs.enumerate() {
         let at = |e: serde_yaml::Error| format!("document {}: {e}", index + 1);
         let value = serde_yaml::Value::deserialize(loose).map_err(at)?;
@@ -133,12 +137,18 @@ pub fn parse(text: &str, base: &Path) -> Result<Vec<DeploymentManifest>, String>
 fn check_header(h: &Header) -> Result<(), String> {
     match h.api_version.as_deref() {
         Some(API_VERSION) => {}
-        Some(other) => return Err(format!("apiVersion: expected {API_VERSION:?}, got {other:?}")),
+        Some(other) => {
+            return Err(format!(
+                "apiVersion: expected {API_VERSION:?}, got {other:?}"
+            ));
+        }
         None => return Err(format!("apiVersion: missing (expected {API_VERSION:?})")),
     }
     match h.kind.as_deref() {
         Some("Deployment") => Ok(()),
-        Some(other) => Err(format!("kind: unknown kind {other:?} (supported: Deployment)")),
+        Some(other) => Err(format!(
+            "kind: unknown kind {other:?} (supported: Deployment)"
+        )),
         None => Err("kind: missing (expected Deployment)".into()),
     }
 }
@@ -205,9 +215,17 @@ spec:
 
     #[test]
     fn unknown_kind_and_version_are_named() {
-        let err = parse(&HELLO.replace("kind: Deployment", "kind: Pod"), Path::new(".")).unwrap_err();
+        let err = parse(
+            &HELLO.replace("kind: Deployment", "kind: Pod"),
+            Path::new("."),
+        )
+        .unwrap_err();
         assert!(err.contains("unknown kind \"Pod\""), "{err}");
-        let err = parse(&HELLO.replace("wasmfleet.dev/v1", "apps/v1"), Path::new(".")).unwrap_err();
+        let err = parse(
+            &HELLO.replace("wasmfleet.dev/v1", "apps/v1"),
+            Path::new("."),
+        )
+        .unwrap_err();
         assert!(err.contains("apiVersion"), "{err}");
     }
 
@@ -221,13 +239,22 @@ spec:
     fn bad_quantity_and_name_are_named() {
         let err = parse(&HELLO.replace("16Mi", "16MB"), Path::new(".")).unwrap_err();
         assert!(err.starts_with("spec.resources.memory"), "{err}");
-        let err = parse(&HELLO.replace("name: hello", "name: Hello_World"), Path::new(".")).unwrap_err();
+        let err = parse(
+            &HELLO.replace("name: hello", "name: Hello_World"),
+            Path::new("."),
+        )
+        .unwrap_err();
         assert!(err.starts_with("metadata.name"), "{err}");
     }
 
     #[test]
     fn multiple_documents_and_defaults() {
-        let two = format!("{HELLO}---\n{}", HELLO.replace("name: hello", "name: other").replace("  replicas: 2\n", ""));
+        let two = format!(
+            "{HELLO}---\n{}",
+            HELLO
+                .replace("name: hello", "name: other")
+                .replace("  replicas: 2\n", "")
+        );
         let d = parse(&two, Path::new(".")).unwrap();
         assert_eq!(d.len(), 2);
         assert_eq!(d[1].replicas, 1);

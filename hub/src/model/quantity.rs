@@ -4,10 +4,14 @@
 /// decimal ones (`k`, `M`, `G`, `T`) powers of 1000, as in Kubernetes.
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, suffix) = text.split_at(split);
     if digits.is_empty() {
-        return Err(format!("{text:?} is not a quantity: expected a number such as 16Mi"));
+        return Err(format!(
+            "{text:?} is not a quantity: expected a number such as 16Mi"
+        ));
     }
     let multiplier: u64 = match suffix {
         "" => 1,
@@ -32,15 +36,21 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
-/// Formats bytes the way a user would write them, exact where possible (`16Mi`).
+/// Formats bytes the way a user would write them: in the largest binary unit, exact where
+/// possible (`16Mi`), else with one decimal (`11.8Gi`).
 pub fn format_bytes(bytes: u64) -> String {
-    for (suffix, unit) in [("Ti", 1u64 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
-        if bytes >= unit && bytes % unit == 0 {
-            return format!("{}{suffix}", bytes / unit);
+    for (suffix, unit) in [
+        ("Ti", 1u64 << 40),
+        ("Gi", 1 << 30),
+        ("Mi", 1 << 20),
+        ("Ki", 1 << 10),
+    ] {
+        if bytes >= unit {
+            if bytes.is_multiple_of(unit) {
+                return format!("{}{suffix}", bytes / unit);
+            }
+            return format!("{:.1}{suffix}", bytes as f64 / unit as f64);
         }
-    }
-    if bytes >= 1 << 20 {
-        return format!("{:.1}Mi", bytes as f64 / f64::from(1u32 << 20));
     }
     bytes.to_string()
 }
@@ -61,8 +71,16 @@ mod tests {
     #[test]
     fn rejects_garbage_with_the_reason() {
         assert!(parse_bytes("Mi").unwrap_err().contains("expected a number"));
-        assert!(parse_bytes("16MB").unwrap_err().contains("unknown unit \"MB\""));
-        assert!(parse_bytes("99999999999Ti").unwrap_err().contains("too large"));
+        assert!(
+            parse_bytes("16MB")
+                .unwrap_err()
+                .contains("unknown unit \"MB\"")
+        );
+        assert!(
+            parse_bytes("99999999999Ti")
+                .unwrap_err()
+                .contains("too large")
+        );
     }
 
     #[test]
@@ -70,6 +88,7 @@ mod tests {
         assert_eq!(format_bytes(16 << 20), "16Mi");
         assert_eq!(format_bytes(3 << 30), "3Gi");
         assert_eq!(format_bytes(1000), "1000");
+        assert_eq!(format_bytes(12_341_828 << 10), "11.8Gi");
         assert_eq!(parse_bytes(&format_bytes(48 << 10)), Ok(48 << 10));
     }
 }

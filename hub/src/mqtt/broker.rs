@@ -42,7 +42,10 @@ impl EmbeddedBroker {
     /// Starts a broker listening on `addr`.
     pub async fn start(addr: SocketAddr) -> Result<Self, BrokerError> {
         let scx = ServerContext::new()
-            .plugins_config_map_add("rmqtt-retainer", "storage.type = \"ram\"\nmax_retained_messages = 0\n")
+            .plugins_config_map_add(
+                "rmqtt-retainer",
+                "storage.type = \"ram\"\nmax_retained_messages = 0\n",
+            )
             .busy_handshaking_limit(20_000)
             .mqtt_max_sessions(0)
             .build()
@@ -54,6 +57,8 @@ impl EmbeddedBroker {
         let listener = Builder::new()
             .name("wasmfleet-tcp")
             .laddr(addr)
+            // A hub restarted right after a crash must get its port back despite TIME_WAIT.
+            .reuseaddr(Some(true))
             .backlog(4096)
             .max_connections(100_000)
             .max_handshaking_limit(20_000)

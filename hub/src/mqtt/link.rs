@@ -33,12 +33,17 @@ impl std::str::FromStr for BrokerUrl {
         let (host, port) = rest
             .trim_end_matches('/')
             .rsplit_once(':')
-            .map_or((rest.trim_end_matches('/'), Ok(1883)), |(h, p)| (h, p.parse::<u16>()));
+            .map_or((rest.trim_end_matches('/'), Ok(1883)), |(h, p)| {
+                (h, p.parse::<u16>())
+            });
         let port = port.map_err(|_| format!("broker URL {s:?} has an invalid port"))?;
         if host.is_empty() {
             return Err(format!("broker URL {s:?} has no host"));
         }
-        Ok(BrokerUrl { host: host.trim_start_matches('[').trim_end_matches(']').into(), port })
+        Ok(BrokerUrl {
+            host: host.trim_start_matches('[').trim_end_matches(']').into(),
+            port,
+        })
     }
 }
 
@@ -77,10 +82,17 @@ impl Link {
         shutdown: watch::Receiver<bool>,
     ) -> (Link, tokio::task::JoinHandle<()>) {
         let suffix: u32 = rand::rng().random();
-        let mut opts = MqttOptions::new(format!("wasmfleet-hub-{suffix:08x}"), url.host.clone(), url.port);
+        let mut opts = MqttOptions::new(
+            format!("wasmfleet-hub-{suffix:08x}"),
+            url.host.clone(),
+            url.port,
+        );
         opts.set_keep_alive(Duration::from_secs(15));
         opts.set_clean_session(true);
-        opts.set_max_packet_size(wasmfleet_proto::MAX_FRAME_LEN + 4096, wasmfleet_proto::MAX_FRAME_LEN + 4096);
+        opts.set_max_packet_size(
+            wasmfleet_proto::MAX_FRAME_LEN + 4096,
+            wasmfleet_proto::MAX_FRAME_LEN + 4096,
+        );
         opts.set_request_channel_capacity(4096);
         opts.set_inflight(256);
         let (client, eventloop) = AsyncClient::new(opts, 4096);
@@ -90,7 +102,11 @@ impl Link {
 
     /// Publishes at QoS 1.
     pub async fn publish(&self, topic: String, payload: Vec<u8>, retain: bool) {
-        if let Err(e) = self.client.publish(topic.clone(), QoS::AtLeastOnce, retain, payload).await {
+        if let Err(e) = self
+            .client
+            .publish(topic.clone(), QoS::AtLeastOnce, retain, payload)
+            .await
+        {
             tracing::warn!(%topic, "MQTT publish failed: {e}");
         }
     }
@@ -101,7 +117,12 @@ impl Link {
     }
 }
 
-async fn run(client: AsyncClient, mut eventloop: EventLoop, inbound: mpsc::Sender<Inbound>, mut shutdown: watch::Receiver<bool>) {
+async fn run(
+    client: AsyncClient,
+    mut eventloop: EventLoop,
+    inbound: mpsc::Sender<Inbound>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut failures = 0u32;
     loop {
         let event = tokio::select! {
@@ -122,7 +143,9 @@ async fn run(client: AsyncClient, mut eventloop: EventLoop, inbound: mpsc::Sende
                         (topic::ALL_LOGS, QoS::AtMostOnce),
                         (topic::BLOB_REQUESTS, QoS::AtLeastOnce),
                     ];
-                    let subs = filters.iter().map(|(t, q)| rumqttc::SubscribeFilter::new((*t).into(), *q));
+                    let subs = filters
+                        .iter()
+                        .map(|(t, q)| rumqttc::SubscribeFilter::new((*t).into(), *q));
                     if let Err(e) = client.subscribe_many(subs).await {
                         tracing::error!("MQTT subscribe failed: {e}");
                     }
@@ -130,15 +153,22 @@ async fn run(client: AsyncClient, mut eventloop: EventLoop, inbound: mpsc::Sende
                 });
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                if ack.return_codes.iter().any(|c| matches!(c, SubscribeReasonCode::Failure)) {
-                    tracing::error!("the MQTT broker refused a subscription: {:?}", ack.return_codes);
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, SubscribeReasonCode::Failure))
+                {
+                    tracing::error!(
+                        "the MQTT broker refused a subscription: {:?}",
+                        ack.return_codes
+                    );
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if let Some(msg) = parse(&p.topic, &p.payload) {
-                    if inbound.send(msg).await.is_err() {
-                        return;
-                    }
+                if let Some(msg) = parse(&p.topic, &p.payload)
+                    && inbound.send(msg).await.is_err()
+                {
+                    return;
                 }
             }
             Ok(_) => {}
@@ -167,19 +197,34 @@ fn parse(topic_name: &str, payload: &[u8]) -> Option<Inbound> {
         tracing::warn!(topic = topic_name, "dropping undecodable message: {e}");
     };
     if topic_name == topic::BLOB_REQUESTS {
-        return decode::<BlobRequest>(payload).map_err(warn).ok().map(Inbound::BlobRequest);
+        return decode::<BlobRequest>(payload)
+            .map_err(warn)
+            .ok()
+            .map(Inbound::BlobRequest);
     }
     let (node, kind) = topic::parse_node_topic(topic_name)?;
     if let Err(e) = wasmfleet_proto::name::validate(node) {
-        tracing::warn!(topic = topic_name, "ignoring message from invalid node name: {e}");
+        tracing::warn!(
+            topic = topic_name,
+            "ignoring message from invalid node name: {e}"
+        );
         return None;
     }
     let node = node.to_owned();
     match kind {
         NodeTopic::Online if payload.is_empty() => None, // a cleared retained message
-        NodeTopic::Online => decode(payload).map_err(warn).ok().map(|p| Inbound::Presence(node, p)),
-        NodeTopic::Status => decode(payload).map_err(warn).ok().map(|s| Inbound::Status(node, s)),
-        NodeTopic::Logs => decode(payload).map_err(warn).ok().map(|l| Inbound::Logs(node, l)),
+        NodeTopic::Online => decode(payload)
+            .map_err(warn)
+            .ok()
+            .map(|p| Inbound::Presence(node, p)),
+        NodeTopic::Status => decode(payload)
+            .map_err(warn)
+            .ok()
+            .map(|s| Inbound::Status(node, s)),
+        NodeTopic::Logs => decode(payload)
+            .map_err(warn)
+            .ok()
+            .map(|l| Inbound::Logs(node, l)),
         NodeTopic::Desired | NodeTopic::Blob => None,
     }
 }
@@ -190,18 +235,49 @@ mod tests {
 
     #[test]
     fn parses_broker_urls() {
-        assert_eq!("mqtt://127.0.0.1:1883".parse(), Ok(BrokerUrl { host: "127.0.0.1".into(), port: 1883 }));
-        assert_eq!("mqtt://broker".parse(), Ok(BrokerUrl { host: "broker".into(), port: 1883 }));
-        assert!("http://x:1".parse::<BrokerUrl>().unwrap_err().contains("mqtt://"));
-        assert!("mqtt://x:notaport".parse::<BrokerUrl>().unwrap_err().contains("invalid port"));
+        assert_eq!(
+            "mqtt://127.0.0.1:1883".parse(),
+            Ok(BrokerUrl {
+                host: "127.0.0.1".into(),
+                port: 1883
+            })
+        );
+        assert_eq!(
+            "mqtt://broker".parse(),
+            Ok(BrokerUrl {
+                host: "broker".into(),
+                port: 1883
+            })
+        );
+        assert!(
+            "http://x:1"
+                .parse::<BrokerUrl>()
+                .unwrap_err()
+                .contains("mqtt://")
+        );
+        assert!(
+            "mqtt://x:notaport"
+                .parse::<BrokerUrl>()
+                .unwrap_err()
+                .contains("invalid port")
+        );
     }
 
     #[test]
     fn garbage_payloads_are_dropped_not_fatal() {
         assert!(parse("wf/v1/n/a/status", b"\x01\xff\xff").is_none());
         assert!(parse("wf/v1/n/a/status", b"").is_none());
-        assert!(parse("wf/v1/n/Bad!/status", &wasmfleet_proto::encode(&NodeStatus::default())).is_none());
-        let ok = parse("wf/v1/n/a/status", &wasmfleet_proto::encode(&NodeStatus::default()));
+        assert!(
+            parse(
+                "wf/v1/n/Bad!/status",
+                &wasmfleet_proto::encode(&NodeStatus::default())
+            )
+            .is_none()
+        );
+        let ok = parse(
+            "wf/v1/n/a/status",
+            &wasmfleet_proto::encode(&NodeStatus::default()),
+        );
         assert!(matches!(ok, Some(Inbound::Status(n, _)) if n == "a"));
     }
 

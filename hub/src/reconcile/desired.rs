@@ -11,7 +11,12 @@ use crate::scheduler::Placement;
 pub fn current_placement(desired: &BTreeMap<String, DesiredState>) -> BTreeMap<String, String> {
     desired
         .iter()
-        .flat_map(|(node, state)| state.workloads.iter().map(move |w| (w.name.clone(), node.clone())))
+        .flat_map(|(node, state)| {
+            state
+                .workloads
+                .iter()
+                .map(move |w| (w.name.clone(), node.clone()))
+        })
         .collect()
 }
 
@@ -58,7 +63,10 @@ mod tests {
 
     fn placement(pairs: &[(&str, &str)]) -> Placement {
         Placement {
-            assigned: pairs.iter().map(|(w, n)| (w.to_string(), n.to_string())).collect(),
+            assigned: pairs
+                .iter()
+                .map(|(w, n)| (w.to_string(), n.to_string()))
+                .collect(),
             unschedulable: BTreeMap::new(),
         }
     }
@@ -86,7 +94,8 @@ mod tests {
     #[test]
     fn removal_sends_an_empty_state_with_a_new_generation() {
         let d = BTreeMap::from([("hello".to_string(), deployment("hello", 1))]);
-        let first = node_desired_states(&d, &placement(&[("hello-0", "a")]), &BTreeMap::new()).unwrap();
+        let first =
+            node_desired_states(&d, &placement(&[("hello-0", "a")]), &BTreeMap::new()).unwrap();
         let out = node_desired_states(&BTreeMap::new(), &Placement::default(), &first).unwrap();
         assert_eq!(out["a"].generation, 2);
         assert!(out["a"].workloads.is_empty());

@@ -45,7 +45,11 @@ fn fill(
     statuses: &BTreeMap<String, NodeStatus>,
 ) {
     let Some(node) = node else {
-        view.message = placement.unschedulable.get(&view.name).cloned().unwrap_or_default();
+        view.message = placement
+            .unschedulable
+            .get(&view.name)
+            .cloned()
+            .unwrap_or_default();
         return;
     };
     if !nodes.get(node).is_some_and(|n| n.ready) {
@@ -53,7 +57,9 @@ fn fill(
         view.message = format!("node {node} is NotReady");
         return;
     }
-    let reported = statuses.get(node).and_then(|s| s.workloads.iter().find(|w| w.name == view.name));
+    let reported = statuses
+        .get(node)
+        .and_then(|s| s.workloads.iter().find(|w| w.name == view.name));
     let Some(status) = reported else {
         view.message = format!("waiting for node {node}");
         return;
@@ -65,7 +71,10 @@ fn fill(
         view.phase = status.phase.as_str().into();
         view.message = status.message.clone();
     } else {
-        view.message = format!("updating from revision {} to {}", status.revision, dep.revision);
+        view.message = format!(
+            "updating from revision {} to {}",
+            status.revision, dep.revision
+        );
     }
 }
 
@@ -107,7 +116,10 @@ mod tests {
             ("down".to_string(), node("down", false, 1 << 30, 9)),
         ]);
         let statuses = BTreeMap::from([
-            ("a".to_string(), status("hello-0", 1, Phase::Failed, "wasm trap: unreachable")),
+            (
+                "a".to_string(),
+                status("hello-0", 1, Phase::Failed, "wasm trap: unreachable"),
+            ),
             ("b".to_string(), status("hello-2", 0, Phase::Running, "")),
         ]);
         let v = workload_views(&deps, &placement, &nodes, &statuses);

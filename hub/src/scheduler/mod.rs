@@ -77,7 +77,9 @@ pub fn schedule(inputs: Inputs<'_>) -> Placement {
             .filter(|(_, node)| node.ready && node.hello.device_class == DeviceClass::Linux)
             .filter(|(name, node)| fits(node, usage.get(name.as_str()), dep))
             .min_by_key(|(name, _)| {
-                let same = per_deployment.get(&(name.as_str(), dep.name.as_str())).copied();
+                let same = per_deployment
+                    .get(&(name.as_str(), dep.name.as_str()))
+                    .copied();
                 let total = usage.get(name.as_str()).map_or(0, |u| u.count);
                 (same.unwrap_or(0), total, name.as_str())
             });

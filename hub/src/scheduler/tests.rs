@@ -11,7 +11,10 @@ pub(crate) fn node(name: &str, ready: bool, memory: u64, max: u32) -> NodeRecord
         hello: Hello {
             agent_version: "0.1.0".into(),
             device_class: DeviceClass::Linux,
-            capacity: Capacity { memory_bytes: memory, max_workloads: max },
+            capacity: Capacity {
+                memory_bytes: memory,
+                max_workloads: max,
+            },
             labels: vec![],
         },
         ready,
@@ -44,14 +47,24 @@ fn run(
     current: &BTreeMap<String, String>,
     now_ms: u64,
 ) -> Placement {
-    schedule(Inputs { deployments, nodes, current, now_ms, not_ready_grace_ms: 30_000 })
+    schedule(Inputs {
+        deployments,
+        nodes,
+        current,
+        now_ms,
+        not_ready_grace_ms: 30_000,
+    })
 }
 
 const GI: u64 = 1 << 30;
 
 #[test]
 fn spreads_replicas_across_nodes() {
-    let n = nodes(vec![node("a", true, GI, 10), node("b", true, GI, 10), node("c", true, GI, 10)]);
+    let n = nodes(vec![
+        node("a", true, GI, 10),
+        node("b", true, GI, 10),
+        node("c", true, GI, 10),
+    ]);
     let d = deps(vec![deployment("hello", 3)]);
     let p = run(&d, &n, &BTreeMap::new(), 0);
     let mut used: Vec<_> = p.assigned.values().cloned().collect();
@@ -86,8 +99,16 @@ fn respects_instance_count_and_reports_unschedulable() {
     let p = run(&deps(vec![deployment("hello", 2)]), &n, &BTreeMap::new(), 0);
     assert_eq!(p.assigned.len(), 1);
     let reason = &p.unschedulable["hello-1"];
-    assert!(reason.contains("0/1 Ready nodes have room for 16Mi"), "{reason}");
-    let none = run(&deps(vec![deployment("hello", 1)]), &BTreeMap::new(), &BTreeMap::new(), 0);
+    assert!(
+        reason.contains("0/1 Ready nodes have room for 16Mi"),
+        "{reason}"
+    );
+    let none = run(
+        &deps(vec![deployment("hello", 1)]),
+        &BTreeMap::new(),
+        &BTreeMap::new(),
+        0,
+    );
     assert_eq!(none.unschedulable["hello-0"], "no Ready nodes");
 }
 
@@ -116,14 +137,20 @@ fn never_exceeds_capacity_for_any_mix() {
     // Exhaustive over small fleets: placements never overfill a node.
     for replicas in 0..6 {
         for cap in 1..4u32 {
-            let n = nodes(vec![node("a", true, GI, cap), node("b", true, 40 << 20, 10)]);
+            let n = nodes(vec![
+                node("a", true, GI, cap),
+                node("b", true, 40 << 20, 10),
+            ]);
             let d = deps(vec![deployment("x", replicas), deployment("y", replicas)]);
             let p = run(&d, &n, &BTreeMap::new(), 0);
             let on_a = p.assigned.values().filter(|v| *v == "a").count() as u32;
             let on_b = p.assigned.values().filter(|v| *v == "b").count() as u64;
             assert!(on_a <= cap);
             assert!(on_b * (16 << 20) <= 40 << 20);
-            assert_eq!(p.assigned.len() + p.unschedulable.len(), 2 * replicas as usize);
+            assert_eq!(
+                p.assigned.len() + p.unschedulable.len(),
+                2 * replicas as usize
+            );
         }
     }
 }

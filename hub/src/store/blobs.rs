@@ -48,7 +48,9 @@ pub fn sha256(bytes: &[u8]) -> Digest {
 /// Checks that `bytes` is a WebAssembly module a Wasmfleet agent could run.
 pub fn validate_module(bytes: &[u8]) -> Result<(), BlobError> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
-        return Err(BlobError::InvalidModule("missing the \\0asm magic header".into()));
+        return Err(BlobError::InvalidModule(
+            "missing the \\0asm magic header".into(),
+        ));
     }
     if bytes[4..8] != [1, 0, 0, 0] {
         return Err(BlobError::InvalidModule(
@@ -65,7 +67,10 @@ pub fn validate_module(bytes: &[u8]) -> Result<(), BlobError> {
 impl BlobStore {
     /// A store rooted at `dir` (created if missing).
     pub fn open(dir: &Path) -> Result<Self, BlobError> {
-        std::fs::create_dir_all(dir).map_err(|source| BlobError::Io { path: dir.into(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| BlobError::Io {
+            path: dir.into(),
+            source,
+        })?;
         Ok(BlobStore { dir: dir.into() })
     }
 
@@ -83,7 +88,10 @@ impl BlobStore {
     pub fn put(&self, expected: &Digest, bytes: &[u8]) -> Result<(), BlobError> {
         let actual = sha256(bytes);
         if actual != *expected {
-            return Err(BlobError::DigestMismatch { expected: *expected, actual });
+            return Err(BlobError::DigestMismatch {
+                expected: *expected,
+                actual,
+            });
         }
         validate_module(bytes)?;
         let path = self.path(expected);
@@ -91,7 +99,10 @@ impl BlobStore {
             return Ok(());
         }
         let tmp = self.dir.join(format!("{}.tmp", expected.to_hex()));
-        let io = |source| BlobError::Io { path: tmp.clone(), source };
+        let io = |source| BlobError::Io {
+            path: tmp.clone(),
+            source,
+        };
         let mut file = std::fs::File::create(&tmp).map_err(io)?;
         let written = file.write_all(bytes).and_then(|()| file.sync_all());
         if let Err(e) = written {
@@ -103,21 +114,31 @@ impl BlobStore {
 
     /// Reads up to `len` bytes at `offset`: `(total size, bytes)`, or `None` if the blob is
     /// not held or `offset` is past its end.
-    pub fn read_range(&self, digest: &Digest, offset: u64, len: u32) -> Result<Option<(u64, Vec<u8>)>, BlobError> {
+    pub fn read_range(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        len: u32,
+    ) -> Result<Option<(u64, Vec<u8>)>, BlobError> {
         let path = self.path(digest);
         let mut file = match std::fs::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(BlobError::Io { path, source }),
         };
-        let io = |source| BlobError::Io { path: path.clone(), source };
+        let io = |source| BlobError::Io {
+            path: path.clone(),
+            source,
+        };
         let total = file.metadata().map_err(io)?.len();
         if offset >= total && total > 0 {
             return Ok(None);
         }
         file.seek(SeekFrom::Start(offset)).map_err(io)?;
         let mut buf = Vec::with_capacity(len as usize);
-        file.take(u64::from(len)).read_to_end(&mut buf).map_err(io)?;
+        file.take(u64::from(len))
+            .read_to_end(&mut buf)
+            .map_err(io)?;
         Ok(Some((total, buf)))
     }
 
@@ -126,7 +147,10 @@ impl BlobStore {
         match std::fs::read(self.path(digest)) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(BlobError::Io { path: self.path(digest), source }),
+            Err(source) => Err(BlobError::Io {
+                path: self.path(digest),
+                source,
+            }),
         }
     }
 }
@@ -145,7 +169,10 @@ mod tests {
         let d = sha256(EMPTY_MODULE);
         store.put(&d, EMPTY_MODULE).unwrap();
         assert_eq!(store.size(&d), Some(8));
-        assert_eq!(store.read_range(&d, 4, 100).unwrap(), Some((8, vec![1, 0, 0, 0])));
+        assert_eq!(
+            store.read_range(&d, 4, 100).unwrap(),
+            Some((8, vec![1, 0, 0, 0]))
+        );
         assert_eq!(store.read_range(&d, 8, 1).unwrap(), None);
         assert_eq!(store.read_range(&Digest([0; 32]), 0, 1).unwrap(), None);
     }
@@ -160,8 +187,15 @@ mod tests {
         let err = store.put(&sha256(text), text).unwrap_err().to_string();
         assert!(err.contains("missing the \\0asm magic"), "{err}");
         let truncated = b"\0asm\x01\0\0\0\x01\x05";
-        let err = store.put(&sha256(truncated), truncated).unwrap_err().to_string();
+        let err = store
+            .put(&sha256(truncated), truncated)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("not a valid WebAssembly module"), "{err}");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing stored");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "nothing stored"
+        );
     }
 }

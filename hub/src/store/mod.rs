@@ -123,7 +123,12 @@ pub trait Store: Send {
     fn append_logs(&mut self, lines: &[LogRecord]) -> Result<(), StoreError>;
     /// Log lines of `deployment` with id greater than `after`, oldest first; `after = None`
     /// means the most recent `limit` lines.
-    fn logs(&self, deployment: &str, after: Option<u64>, limit: u32) -> Result<Vec<LogRecord>, StoreError>;
+    fn logs(
+        &self,
+        deployment: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<LogRecord>, StoreError>;
     /// Drops the oldest events and log lines beyond the retention limits.
     fn trim(&mut self) -> Result<(), StoreError>;
 }

@@ -35,23 +35,30 @@ fn db(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError 
 }
 
 fn corrupt(what: impl Into<String>, reason: impl ToString) -> StoreError {
-    StoreError::Corrupt { what: what.into(), reason: reason.to_string() }
+    StoreError::Corrupt {
+        what: what.into(),
+        reason: reason.to_string(),
+    }
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(db(format!("opening {}", path.display())))?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(db("enabling WAL"))?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(db("setting synchronous"))?;
-        conn.execute_batch(SCHEMA).map_err(db("creating the schema"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db("enabling WAL"))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db("setting synchronous"))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(db("creating the schema"))?;
         Ok(SqliteStore { conn })
     }
 
     /// An in-memory database, for tests.
     pub fn in_memory() -> Result<Self, StoreError> {
         let conn = Connection::open_in_memory().map_err(db("opening in-memory db"))?;
-        conn.execute_batch(SCHEMA).map_err(db("creating the schema"))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(db("creating the schema"))?;
         Ok(SqliteStore { conn })
     }
 }
@@ -59,14 +66,17 @@ impl SqliteStore {
 impl Store for SqliteStore {
     fn load(&self) -> Result<Snapshot, StoreError> {
         let mut snap = Snapshot::default();
-        let mut stmt = self.conn.prepare("SELECT name, record FROM deployments").map_err(db("reading deployments"))?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, record FROM deployments")
+            .map_err(db("reading deployments"))?;
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
             .map_err(db("reading deployments"))?;
         for row in rows {
             let (name, json) = row.map_err(db("reading deployments"))?;
-            let rec: DeploymentRecord =
-                serde_json::from_str(&json).map_err(|e| corrupt(format!("deployment {name}"), e))?;
+            let rec: DeploymentRecord = serde_json::from_str(&json)
+                .map_err(|e| corrupt(format!("deployment {name}"), e))?;
             snap.deployments.insert(name, rec);
         }
         let mut stmt = self
@@ -75,18 +85,37 @@ impl Store for SqliteStore {
             .map_err(db("reading nodes"))?;
         let rows = stmt
             .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?, r.get::<_, i64>(3)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, bool>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
             })
             .map_err(db("reading nodes"))?;
         for row in rows {
             let (name, hello, ready, since) = row.map_err(db("reading nodes"))?;
-            let hello: Hello = serde_json::from_str(&hello).map_err(|e| corrupt(format!("node {name}"), e))?;
+            let hello: Hello =
+                serde_json::from_str(&hello).map_err(|e| corrupt(format!("node {name}"), e))?;
             let since_ms = u64::try_from(since).unwrap_or_default();
-            snap.nodes.insert(name.clone(), NodeRecord { name, hello, ready, since_ms });
+            snap.nodes.insert(
+                name.clone(),
+                NodeRecord {
+                    name,
+                    hello,
+                    ready,
+                    since_ms,
+                },
+            );
         }
-        let mut stmt = self.conn.prepare("SELECT node, frame FROM desired").map_err(db("reading desired states"))?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT node, frame FROM desired")
+            .map_err(db("reading desired states"))?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
             .map_err(db("reading desired states"))?;
         for row in rows {
             let (node, frame) = row.map_err(db("reading desired states"))?;
@@ -101,18 +130,26 @@ impl Store for SqliteStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let tx = self.conn.transaction().map_err(db("starting a transaction"))?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(db("starting a transaction"))?;
         for rec in &batch.put_deployments {
-            let json = serde_json::to_string(rec).map_err(|e| corrupt(format!("deployment {}", rec.name), e))?;
-            tx.execute("INSERT OR REPLACE INTO deployments (name, record) VALUES (?1, ?2)", params![rec.name, json])
-                .map_err(db(format!("writing deployment {}", rec.name)))?;
+            let json = serde_json::to_string(rec)
+                .map_err(|e| corrupt(format!("deployment {}", rec.name), e))?;
+            tx.execute(
+                "INSERT OR REPLACE INTO deployments (name, record) VALUES (?1, ?2)",
+                params![rec.name, json],
+            )
+            .map_err(db(format!("writing deployment {}", rec.name)))?;
         }
         for name in &batch.delete_deployments {
             tx.execute("DELETE FROM deployments WHERE name = ?1", params![name])
                 .map_err(db(format!("deleting deployment {name}")))?;
         }
         for node in &batch.put_nodes {
-            let hello = serde_json::to_string(&node.hello).map_err(|e| corrupt(format!("node {}", node.name), e))?;
+            let hello = serde_json::to_string(&node.hello)
+                .map_err(|e| corrupt(format!("node {}", node.name), e))?;
             tx.execute(
                 "INSERT OR REPLACE INTO nodes (name, hello, ready, since_ms) VALUES (?1, ?2, ?3, ?4)",
                 params![node.name, hello, node.ready, node.since_ms as i64],
@@ -157,13 +194,18 @@ impl Store for SqliteStore {
                 })
             })
             .map_err(db("reading events"))?;
-        let mut out = rows.collect::<Result<Vec<_>, _>>().map_err(db("reading events"))?;
+        let mut out = rows
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db("reading events"))?;
         out.reverse();
         Ok(out)
     }
 
     fn append_logs(&mut self, lines: &[LogRecord]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(db("starting a transaction"))?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(db("starting a transaction"))?;
         {
             let mut stmt = tx
                 .prepare_cached(
@@ -171,14 +213,26 @@ impl Store for SqliteStore {
                 )
                 .map_err(db("writing logs"))?;
             for l in lines {
-                stmt.execute(params![l.ts_ms as i64, l.deployment, l.workload, l.node, l.stream, l.line])
-                    .map_err(db("writing logs"))?;
+                stmt.execute(params![
+                    l.ts_ms as i64,
+                    l.deployment,
+                    l.workload,
+                    l.node,
+                    l.stream,
+                    l.line
+                ])
+                .map_err(db("writing logs"))?;
             }
         }
         tx.commit().map_err(db("committing logs"))
     }
 
-    fn logs(&self, deployment: &str, after: Option<u64>, limit: u32) -> Result<Vec<LogRecord>, StoreError> {
+    fn logs(
+        &self,
+        deployment: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<LogRecord>, StoreError> {
         let map = |r: &rusqlite::Row<'_>| {
             Ok(LogRecord {
                 id: r.get::<_, i64>(0)? as u64,
@@ -193,16 +247,24 @@ impl Store for SqliteStore {
         const COLS: &str = "SELECT id, ts_ms, deployment, workload, node, stream, line FROM logs";
         let mut out = match after {
             Some(after) => {
-                let sql = format!("{COLS} WHERE deployment = ?1 AND id > ?2 ORDER BY id ASC LIMIT ?3");
+                let sql =
+                    format!("{COLS} WHERE deployment = ?1 AND id > ?2 ORDER BY id ASC LIMIT ?3");
                 let mut stmt = self.conn.prepare_cached(&sql).map_err(db("reading logs"))?;
-                let rows = stmt.query_map(params![deployment, after as i64, limit], map).map_err(db("reading logs"))?;
-                rows.collect::<Result<Vec<_>, _>>().map_err(db("reading logs"))?
+                let rows = stmt
+                    .query_map(params![deployment, after as i64, limit], map)
+                    .map_err(db("reading logs"))?;
+                rows.collect::<Result<Vec<_>, _>>()
+                    .map_err(db("reading logs"))?
             }
             None => {
                 let sql = format!("{COLS} WHERE deployment = ?1 ORDER BY id DESC LIMIT ?2");
                 let mut stmt = self.conn.prepare_cached(&sql).map_err(db("reading logs"))?;
-                let rows = stmt.query_map(params![deployment, limit], map).map_err(db("reading logs"))?;
-                let mut v = rows.collect::<Result<Vec<_>, _>>().map_err(db("reading logs"))?;
+                let rows = stmt
+                    .query_map(params![deployment, limit], map)
+                    .map_err(db("reading logs"))?;
+                let mut v = rows
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(db("reading logs"))?;
                 v.reverse();
                 v
             }
@@ -221,7 +283,10 @@ impl Store for SqliteStore {
                 .flatten();
             if let Some(max) = max {
                 self.conn
-                    .execute(&format!("DELETE FROM {table} WHERE id <= ?1"), params![max - keep as i64])
+                    .execute(
+                        &format!("DELETE FROM {table} WHERE id <= ?1"),
+                        params![max - keep as i64],
+                    )
                     .map_err(db(format!("trimming {table}")))?;
             }
         }
@@ -235,7 +300,14 @@ mod tests {
     use crate::scheduler::tests::{deployment, node};
 
     fn event(object: &str, reason: &str) -> Event {
-        Event { id: 0, ts_ms: 5, kind: "Deployment".into(), object: object.into(), reason: reason.into(), message: "m".into() }
+        Event {
+            id: 0,
+            ts_ms: 5,
+            kind: "Deployment".into(),
+            object: object.into(),
+            reason: reason.into(),
+            message: "m".into(),
+        }
     }
 
     #[test]
@@ -256,7 +328,11 @@ mod tests {
                 ..Batch::default()
             })
             .unwrap();
-            s.commit(&Batch { delete_deployments: vec!["gone".into()], ..Batch::default() }).unwrap();
+            s.commit(&Batch {
+                delete_deployments: vec!["gone".into()],
+                ..Batch::default()
+            })
+            .unwrap();
         }
         let s = SqliteStore::open(&path).unwrap();
         let snap = s.load().unwrap();
@@ -264,8 +340,15 @@ mod tests {
         assert_eq!(snap.deployments["hello"], deployment("hello", 2));
         assert_eq!(snap.nodes["a"], node("a", true, 1 << 30, 4));
         assert_eq!(snap.desired["a"], desired);
-        assert_eq!(s.events(Some(("Deployment", "hello")), 10).unwrap()[0].reason, "Created");
-        assert!(s.events(Some(("Deployment", "other")), 10).unwrap().is_empty());
+        assert_eq!(
+            s.events(Some(("Deployment", "hello")), 10).unwrap()[0].reason,
+            "Created"
+        );
+        assert!(
+            s.events(Some(("Deployment", "other")), 10)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -280,10 +363,15 @@ mod tests {
             stream: "stdout".into(),
             line: format!("line {i}"),
         };
-        let batch: Vec<_> = (0..10).map(|i| line(i, if i % 2 == 0 { "x" } else { "y" })).collect();
+        let batch: Vec<_> = (0..10)
+            .map(|i| line(i, if i % 2 == 0 { "x" } else { "y" }))
+            .collect();
         s.append_logs(&batch).unwrap();
         let tail = s.logs("x", None, 2).unwrap();
-        assert_eq!(tail.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(), ["line 6", "line 8"]);
+        assert_eq!(
+            tail.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(),
+            ["line 6", "line 8"]
+        );
         let after = s.logs("x", Some(tail[0].id), 100).unwrap();
         assert_eq!(after.len(), 1);
         assert_eq!(after[0].line, "line 8");
@@ -292,7 +380,12 @@ mod tests {
     #[test]
     fn corrupt_rows_are_reported_with_their_name() {
         let s = SqliteStore::in_memory().unwrap();
-        s.conn.execute("INSERT INTO desired (node, frame) VALUES ('n1', x'0203')", []).unwrap();
+        s.conn
+            .execute(
+                "INSERT INTO desired (node, frame) VALUES ('n1', x'0203')",
+                [],
+            )
+            .unwrap();
         let err = s.load().unwrap_err().to_string();
         assert!(err.contains("desired state of node n1"), "{err}");
     }

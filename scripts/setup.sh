@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what building and testing Wasmfleet needs on a fresh machine: the pinned Rust
+# toolchain with its targets (rust-toolchain.toml), and mosquitto for the external-broker test.
+# Idempotent: re-running it is quick.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# RUSTUP_AUTO_INSTALL=0 machines install nothing implicitly: install exactly what
+# rust-toolchain.toml names (channel, components, targets).
+rustup toolchain install
+
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mosquitto >/dev/null
+    # The Debian package starts a broker on port 1883, which the demo's embedded broker uses.
+    $sudo systemctl stop mosquitto >/dev/null 2>&1 || $sudo service mosquitto stop >/dev/null 2>&1 || true
+fi
