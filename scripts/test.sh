@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 # End-to-end tests run the binaries of this same build.
 cargo build --workspace --bins
-cargo test --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace 2>&1 | tee "$log"
 # proto is no_std: it must build for a Cortex-M4F microcontroller.
 cargo build -p wasmfleet-proto --target thumbv7em-none-eabihf
+# One closing line for the whole suite (cargo's last line is a doc-test run of 0 tests).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

@@ -428,7 +428,9 @@ impl Agent {
         };
         if due || force {
             let topic = node_topic(&self.config.node, NodeTopic::Status);
-            if link.publish(topic, QoS::AtLeastOnce, false, encode(&status)) {
+            // Retained: a hub (re)starting against a broker that kept its connections to the
+            // fleet learns every node's latest report on subscribe, without waiting a refresh.
+            if link.publish(topic, QoS::AtLeastOnce, true, encode(&status)) {
                 self.last_sent = Some((status, now));
             }
         }

@@ -224,9 +224,12 @@ fn workload_status(
             st.exit_code = exit.code;
             if restarts_after(spec.restart, exit) {
                 // A stable message (no countdown), so status does not change every second.
+                // A failure stays Failed while backing off (kubectl's CrashLoopBackOff): the
+                // operator must see the trap, not a calm Pending.
                 let what = if exit.is_success() {
                     "exited with code 0".to_string()
                 } else {
+                    st.phase = Phase::Failed;
                     exit.message.clone()
                 };
                 st.message = format!(
@@ -382,6 +385,23 @@ mod tests {
         assert_eq!(
             reconcile(&desired(vec![]), &actual, &YES, S),
             vec![Action::Stop("a".into()), Action::Stop("b".into())]
+        );
+    }
+
+    #[test]
+    fn crash_loop_reports_failed_with_the_trap_while_backing_off() {
+        let a = spec("a", RestartPolicy::Always);
+        let d = desired(vec![a.clone()]);
+        let actual = with(vec![(a.clone(), exited(Some(1), 10 * S), 2)]);
+        let st = status(&d, &actual, &YES, &NONE);
+        assert_eq!(st.workloads[0].phase, Phase::Failed);
+        assert_eq!(st.workloads[0].restarts, 2);
+        assert!(
+            st.workloads[0]
+                .message
+                .contains("restarting after 4s back-off"),
+            "{:?}",
+            st.workloads[0]
         );
     }
 

@@ -61,13 +61,7 @@ fn apply_converges_streams_logs_updates_and_deletes() {
 
     // Delete: every node acts on an empty desired state, and no more lines are produced.
     hub.ok(&["delete", "deployment", "hello"]);
-    wait_until("nodes observed the deletion", || {
-        let nodes = hub.json("nodes");
-        nodes
-            .iter()
-            .all(|n| n["workloads"] == 0 && n["observedGeneration"] == n["desiredGeneration"])
-            .then_some(())
-    });
+    hub.wait_nodes_idle();
     assert_eq!(hub.ok(&["get", "workloads"]), "No resources found.\n");
     // Lines printed just before the stop may still be in the agent's 200 ms log batch: let
     // them land, then require silence for 7 intervals of the module.

@@ -48,13 +48,21 @@ fn runs_against_an_external_mosquitto() {
             .contains("hi from hello-")
             .then_some(())
     });
+
+    // A hub that (re)starts later learns the fleet from retained messages alone: presence and
+    // the latest status of every node, without waiting for any node to speak again.
+    let retained = retained_node_messages(port, &["wf/v1/n/+/status", "wf/v1/n/+/online"]);
+    for node in ["node-a", "node-b"] {
+        let status = &retained[&format!("wf/v1/n/{node}/status")];
+        let status: wasmfleet_proto::NodeStatus = wasmfleet_proto::decode(status).unwrap();
+        assert_eq!(status.workloads.len(), 1, "{node}: {status:?}");
+        assert_eq!(status.workloads[0].phase, wasmfleet_proto::Phase::Running);
+        let online = &retained[&format!("wf/v1/n/{node}/online")];
+        let online: wasmfleet_proto::Presence = wasmfleet_proto::decode(online).unwrap();
+        assert!(matches!(online, wasmfleet_proto::Presence::Online(_)));
+    }
     hub.ok(&["delete", "deployment", "hello"]);
-    wait_until("instances stopped", || {
-        hub.json("nodes")
-            .iter()
-            .all(|n| n["workloads"] == 0 && n["observedGeneration"] == n["desiredGeneration"])
-            .then_some(())
-    });
+    hub.wait_nodes_idle();
 }
 
 fn which(name: &str) -> Option<std::path::PathBuf> {
@@ -63,4 +71,29 @@ fn which(name: &str) -> Option<std::path::PathBuf> {
         .chain(["/usr/sbin".into(), "/sbin".into()])
         .map(|d| d.join(name))
         .find(|p| p.is_file())
+}
+
+/// Subscribes a fresh client to `filters` and collects the retained messages it is sent.
+fn retained_node_messages(
+    port: u16,
+    filters: &[&str],
+) -> std::collections::HashMap<String, Vec<u8>> {
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    use std::time::{Duration, Instant};
+    let (client, mut conn) = Client::new(MqttOptions::new("retained-probe", "127.0.0.1", port), 16);
+    for f in filters {
+        client.subscribe(*f, QoS::AtLeastOnce).unwrap();
+    }
+    let mut out = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        match conn.recv_timeout(Duration::from_millis(500)) {
+            Ok(Ok(Event::Incoming(Packet::Publish(p)))) if p.retain => {
+                out.insert(p.topic.clone(), p.payload.to_vec());
+            }
+            Ok(Ok(_)) | Err(_) => {}
+            Ok(Err(e)) => panic!("probe connection failed: {e}"),
+        }
+    }
+    out
 }

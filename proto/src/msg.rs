@@ -102,8 +102,8 @@ pub enum RestartPolicy {
     Never,
 }
 
-/// What a node reports: node → hub on `wf/v1/n/{node}/status`, QoS 1. Sent on every change
-/// and periodically, so a hub that missed one catches up.
+/// What a node reports: node → hub on `wf/v1/n/{node}/status`, QoS 1, retained. Sent on every
+/// change and periodically; retained so a restarted hub has every node's latest report at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct NodeStatus {
     /// Generation of the desired state the node has acted on.
@@ -132,13 +132,15 @@ pub struct WorkloadStatus {
 /// Lifecycle phase of a workload instance (the values `kubectl get pods` users know).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
-    /// Accepted, not running yet: fetching or compiling the module, or waiting to restart.
+    /// Accepted, not running yet: fetching or compiling the module, or waiting to restart
+    /// after a successful exit.
     Pending,
     /// The instance is executing.
     Running,
     /// The instance exited with code 0 and will not be restarted.
     Succeeded,
-    /// The instance trapped, exited non-zero, or could not be started.
+    /// The instance trapped, exited non-zero, or could not be started. Also reported while
+    /// waiting to restart after such a failure (the message says so), like CrashLoopBackOff.
     Failed,
 }
 

@@ -22,7 +22,7 @@ pub const ALL_LOGS: &str = "wf/v1/n/+/logs";
 pub enum NodeTopic {
     /// [`crate::DesiredState`], hub → node, retained.
     Desired,
-    /// [`crate::NodeStatus`], node → hub.
+    /// [`crate::NodeStatus`], node → hub, retained.
     Status,
     /// [`crate::Presence`], node → hub, retained, Last Will.
     Online,

@@ -277,6 +277,6 @@ async fn wait_running(client: &Client, replicas: u32) -> Result<Vec<WorkloadView
             bar.abandon();
             bail!("replicas not Running after 120s: {}", waiting.join("; "));
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -212,7 +212,8 @@ fn parse(topic_name: &str, payload: &[u8]) -> Option<Inbound> {
     }
     let node = node.to_owned();
     match kind {
-        NodeTopic::Online if payload.is_empty() => None, // a cleared retained message
+        // A cleared retained message (an operator removing a decommissioned node).
+        NodeTopic::Online | NodeTopic::Status if payload.is_empty() => None,
         NodeTopic::Online => decode(payload)
             .map_err(warn)
             .ok()
@@ -267,6 +268,7 @@ mod tests {
     fn garbage_payloads_are_dropped_not_fatal() {
         assert!(parse("wf/v1/n/a/status", b"\x01\xff\xff").is_none());
         assert!(parse("wf/v1/n/a/status", b"").is_none());
+        assert!(parse("wf/v1/n/a/online", b"").is_none());
         assert!(
             parse(
                 "wf/v1/n/Bad!/status",

@@ -212,6 +212,18 @@ impl Hub {
         )
     }
 
+    /// Waits until every node runs nothing and has acted on its latest desired state: the
+    /// agents really stopped their instances, not just the hub forgot them.
+    pub fn wait_nodes_idle(&self) {
+        wait_until("every node observed an empty desired state", || {
+            let nodes = self.json("nodes");
+            nodes
+                .iter()
+                .all(|n| n["workloads"] == 0 && n["observedGeneration"] == n["desiredGeneration"])
+                .then_some(())
+        });
+    }
+
     /// Log lines of a deployment (last `tail`).
     pub fn logs(&self, deployment: &str, tail: u32) -> String {
         self.ok(&["logs", deployment, "--tail", &tail.to_string()])
