@@ -97,7 +97,11 @@ async fn trap_fails_with_trap_message() {
     let (exit, lines) = run(&s, spec("w", s.module, &["--trap"])).await;
     assert_eq!(exit.code, None);
     assert!(
-        exit.message.contains("wasm trap") && exit.message.contains("unreachable"),
+        exit.message.starts_with("wasm trap: ")
+            && !exit.message.contains("wasm trap: wasm trap")
+            && exit.message.contains("unreachable")
+            && exit.message.contains("last stderr: ")
+            && exit.message.contains("--trap asked for a trap"),
         "{}",
         exit.message
     );

@@ -12,7 +12,7 @@ fn apply_converges_streams_logs_updates_and_deletes() {
     let dir = tempfile::tempdir().unwrap();
     let hub = start_hub(dir.path(), free_port(), free_port(), None);
     let _a = start_agent(dir.path(), &hub.mqtt, "node-a");
-    let _b = start_agent(dir.path(), &hub.mqtt, "node-b");
+    let mut b = start_agent(dir.path(), &hub.mqtt, "node-b");
     hub.wait_nodes_ready(2);
 
     let app = manifest(dir.path(), "hello", 2, &["--interval", "200ms"], "");
@@ -79,6 +79,14 @@ fn apply_converges_streams_logs_updates_and_deletes() {
         "[]",
         "instances still print after delete: {after}"
     );
+
+    // A clean agent stop announces itself: the node is NotReady at once, not after keepalive.
+    assert!(b.terminate().success(), "edge-agent exits 0 on SIGTERM");
+    wait_until("node-b NotReady after its agent stopped", || {
+        let nodes = hub.json("nodes");
+        let b = nodes.iter().find(|n| n["name"] == "node-b")?;
+        (b["status"] == "NotReady").then_some(())
+    });
 }
 
 /// A plain-TCP GET, for API paths the CLI does not expose.
@@ -158,9 +166,10 @@ fn bad_input_is_refused_with_a_reason_and_changes_nothing() {
     hub.ok(&["apply", "-f", trap.to_str().unwrap()]);
     let failed = hub.wait_phase("crasher", 1, "Failed");
     let message = failed[0]["message"].as_str().unwrap();
+    assert!(message.contains("wasm trap"), "{message}");
     assert!(
-        message.contains("unreachable") || message.contains("trap"),
-        "{message}"
+        message.contains("--trap asked for a trap"),
+        "the guest's own words: {message}"
     );
     hub.wait_phase("ok", 1, "Running");
 }

@@ -37,9 +37,15 @@ pub(super) async fn run(
 ) -> Exit {
     let stdout = LineSink::new(&spec.name, Stream::Stdout, logs.clone());
     let stderr = LineSink::new(&spec.name, Stream::Stderr, logs);
-    let exit = execute(&rt, &spec, &ctx, &stdout, &stderr).await;
+    let mut exit = execute(&rt, &spec, &ctx, &stdout, &stderr).await;
     stdout.flush_partial();
     stderr.flush_partial();
+    // A trap says where, not why; the guest usually said why on stderr just before.
+    if exit.message.starts_with("wasm trap")
+        && let Some(tail) = stderr.tail()
+    {
+        exit.message = format!("{}; last stderr: {tail}", exit.message);
+    }
     exit
 }
 
@@ -115,7 +121,14 @@ fn map_error(e: &wasmtime::Error, context: &str) -> Exit {
         };
     }
     if let Some(trap) = e.downcast_ref::<Trap>() {
-        return Exit::failure(None, format!("wasm trap: {trap}"));
+        let text = trap.to_string();
+        return Exit::failure(
+            None,
+            match text.starts_with("wasm trap") {
+                true => text,
+                false => format!("wasm trap: {text}"),
+            },
+        );
     }
     Exit::failure(None, format!("{context}: {e:#}"))
 }

@@ -18,6 +18,10 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 /// Bytes the guest may hand over per write call.
 const WRITE_BUDGET: usize = 64 * 1024;
 
+/// Recent lines kept per stream, to explain a trap (a Rust panic prints its message to
+/// stderr just before it traps).
+const TAIL_LINES: usize = 3;
+
 /// One output stream of one instance. Clones share the partial-line buffer.
 #[derive(Clone)]
 pub(super) struct LineSink {
@@ -25,6 +29,7 @@ pub(super) struct LineSink {
     stream: Stream,
     tx: mpsc::Sender<LogLine>,
     pending: Arc<Mutex<Vec<u8>>>,
+    tail: Arc<Mutex<std::collections::VecDeque<String>>>,
 }
 
 impl LineSink {
@@ -34,7 +39,14 @@ impl LineSink {
             stream,
             tx,
             pending: Arc::default(),
+            tail: Arc::default(),
         }
+    }
+
+    /// The last few non-empty lines written, joined with `" | "`, if any.
+    pub(super) fn tail(&self) -> Option<String> {
+        let tail = self.tail.lock().unwrap_or_else(PoisonError::into_inner);
+        (!tail.is_empty()).then(|| tail.iter().cloned().collect::<Vec<_>>().join(" | "))
     }
 
     /// Appends bytes, emitting every complete (or over-long) line.
@@ -69,6 +81,15 @@ impl LineSink {
         if line.len() > MAX_LOG_LINE {
             // Lossy decoding can grow invalid bytes into 3-byte replacement characters.
             line.truncate(line.floor_char_boundary(MAX_LOG_LINE));
+        }
+        if !line.trim().is_empty() {
+            let mut tail = self.tail.lock().unwrap_or_else(PoisonError::into_inner);
+            if tail.len() == TAIL_LINES {
+                tail.pop_front();
+            }
+            let mut short = line.clone();
+            short.truncate(short.floor_char_boundary(200));
+            tail.push_back(short);
         }
         let ts_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
