@@ -359,6 +359,8 @@ impl Agent {
         match self.fetcher.on_reply(reply, now) {
             ReplyOutcome::Ignored => {}
             ReplyOutcome::NotFound(digest) => {
+                // The fetcher starts over from zero: so must the partial file.
+                self.store.discard_part(&digest);
                 tracing::warn!(digest = %digest, "hub does not have the module; will retry")
             }
             ReplyOutcome::Append {

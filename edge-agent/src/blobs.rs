@@ -284,12 +284,14 @@ impl Fetcher {
                     out.push(request(offset, *len));
                 }
             }
-            let mut next = t.next_offset();
-            while t.outstanding.len() < WINDOW && next < t.size {
+            while t.outstanding.len() < WINDOW {
+                let next = t.next_offset();
+                if next >= t.size {
+                    break;
+                }
                 let len = (t.size - next).min(u64::from(MAX_BLOB_CHUNK)) as u32;
                 t.outstanding.insert(next, (len, now));
                 out.push(request(next, len));
-                next += u64::from(len);
             }
         }
         out
@@ -359,11 +361,25 @@ impl Fetcher {
 }
 
 impl Transfer {
-    /// First byte neither received, held early, nor requested.
+    /// First byte at or after `received` that is neither held early nor requested. The first
+    /// gap, not the furthest end: after a reconnect forgets the outstanding requests, a chunk
+    /// missing below early arrivals must be asked for again.
     fn next_offset(&self) -> u64 {
-        let ends = self.outstanding.iter().map(|(o, (l, _))| o + u64::from(*l));
-        let early = self.early.iter().map(|(o, d)| o + d.len() as u64);
-        ends.chain(early).fold(self.received, u64::max)
+        let requested = self
+            .outstanding
+            .iter()
+            .map(|(o, (l, _))| (*o, o + u64::from(*l)));
+        let early = self.early.iter().map(|(o, d)| (*o, o + d.len() as u64));
+        let mut covered: Vec<(u64, u64)> = requested.chain(early).collect();
+        covered.sort_unstable();
+        let mut next = self.received;
+        for (start, end) in covered {
+            if start > next {
+                break;
+            }
+            next = next.max(end);
+        }
+        next
     }
 }
 
@@ -446,6 +462,34 @@ mod tests {
         f.finished(&m.digest);
         assert!(!f.is_fetching(&m.digest));
         assert!(f.poll(T0).is_empty());
+    }
+
+    #[test]
+    fn a_gap_below_early_chunks_is_requested_again_after_reconnect() {
+        let m = module(4 * C);
+        let mut f = Fetcher::new("n");
+        f.want(m, 0);
+        assert_eq!(offsets(&f.poll(T0)), [0, C, 2 * C, 3 * C]);
+        // Replies arrive out of order, then the link drops before chunk 0 arrives.
+        assert_eq!(f.on_reply(chunk(m, C, C), T0), ReplyOutcome::Ignored);
+        assert_eq!(f.on_reply(chunk(m, 2 * C, C), T0), ReplyOutcome::Ignored);
+        f.reset_outstanding();
+        assert_eq!(
+            offsets(&f.poll(T0)),
+            [0, 3 * C],
+            "the gap and the rest, nothing twice"
+        );
+        match f.on_reply(chunk(m, 0, C), T0) {
+            ReplyOutcome::Append {
+                offset: 0,
+                data,
+                complete: false,
+                ..
+            } => {
+                assert_eq!(data.len() as u64, 3 * C)
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -231,3 +231,36 @@ async fn one_failing_instance_does_not_affect_another() {
         .collect();
     assert_eq!(lines.len(), 3);
 }
+
+/// A cache that cannot be written (a full disk, here a file where the directory was) must not
+/// stop the workload: it runs from memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unwritable_cache_still_runs_the_module() {
+    let s = setup();
+    let cache = s
+        .runtime
+        .cache_path(&s.module.digest)
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    std::fs::remove_dir_all(&cache).unwrap();
+    std::fs::write(&cache, b"not a directory").unwrap();
+    assert_eq!(
+        s.runtime
+            .prepare(&s.module.digest, &s.ctx.wasm_path)
+            .unwrap(),
+        CacheOutcome::Uncached
+    );
+    let (exit, lines) = run(
+        &s,
+        spec("w", s.module, &["--count", "1", "--interval", "1ms"]),
+    )
+    .await;
+    assert!(exit.is_success(), "{}", exit.message);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.line.contains("hi from w on node-a #1")),
+        "{lines:?}"
+    );
+}

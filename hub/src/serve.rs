@@ -159,8 +159,10 @@ pub async fn start(opts: Options) -> Result<RunningHub, ServeError> {
 impl RunningHub {
     /// Stops accepting work, disconnects from the broker and waits for the tasks.
     pub async fn shutdown(self) {
+        // DISCONNECT first, while the event loop still runs to send it.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.link.disconnect()).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let _ = self.shutdown.send(true);
-        self.link.disconnect().await;
         for task in self.tasks {
             task.abort();
             let _ = task.await;
@@ -187,17 +189,37 @@ async fn ingest(
     mut rx: mpsc::Receiver<Inbound>,
     publish: mpsc::UnboundedSender<Publish>,
 ) {
+    let pool = Arc::new(tokio::sync::Semaphore::new(BLOB_SERVERS));
     while let Some(msg) = rx.recv().await {
         let now = now_ms();
-        let result = match msg {
-            Inbound::Connected => Ok(lock(&controller).republish_all()),
-            Inbound::Presence(node, p) => lock(&controller).on_presence(&node, p, now),
-            Inbound::Status(node, s) => lock(&controller).on_status(&node, s, now).map(|()| vec![]),
-            Inbound::Logs(node, l) => lock(&controller).on_logs(&node, l).map(|()| vec![]),
+        let msg = match msg {
             Inbound::BlobRequest(req) => {
-                tokio::spawn(serve_blob(blobs.clone(), link.clone(), req));
-                Ok(vec![])
+                // Bounded: under a fleet-wide rollout, excess requests are dropped rather than
+                // queued without limit; the node asks again after its timeout.
+                match pool.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let (blobs, link) = (blobs.clone(), link.clone());
+                        tokio::spawn(async move {
+                            serve_blob(blobs, link, req).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        tracing::debug!(node = %req.node, "blob serving saturated; request dropped")
+                    }
+                }
+                continue;
             }
+            other => other,
+        };
+        // Enqueue while still holding the lock, so publications leave in commit order.
+        let mut c = lock(&controller);
+        let result = match msg {
+            Inbound::Connected => Ok(c.republish_all(now)),
+            Inbound::Presence(node, p) => c.on_presence(&node, p, now),
+            Inbound::Status(node, s) => c.on_status(&node, s, now).map(|()| vec![]),
+            Inbound::Logs(node, l) => c.on_logs(&node, l).map(|()| vec![]),
+            Inbound::BlobRequest(_) => Ok(vec![]),
         };
         match result {
             Ok(list) => list.into_iter().for_each(|p| {
@@ -207,6 +229,9 @@ async fn ingest(
         }
     }
 }
+
+/// Blob chunk requests served at once.
+const BLOB_SERVERS: usize = 64;
 
 /// Answers one chunk request.
 async fn serve_blob(blobs: BlobStore, link: Link, req: BlobRequest) {

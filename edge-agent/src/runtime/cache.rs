@@ -18,6 +18,9 @@ pub enum CacheOutcome {
     Hit,
     /// Compiled now and written to the cache.
     Compiled,
+    /// Compiled now, but the cache could not be written (disk full?): runs from memory and
+    /// compiles again next time.
+    Uncached,
 }
 
 /// Cache file of `digest` for `engine`.
@@ -57,8 +60,14 @@ pub(super) fn load(
     let compiled = engine
         .precompile_module(&wasm)
         .map_err(|e| err(format!("invalid WebAssembly module: {e:#}")))?;
-    crate::state::write_atomic(&cwasm, &compiled)
-        .map_err(|e| err(format!("cannot write {}: {e}", cwasm.display())))?;
+    if let Err(e) = crate::state::write_atomic(&cwasm, &compiled) {
+        // A full disk must not stop workloads: run from memory, recompile next time.
+        tracing::warn!(path = %cwasm.display(), error = %e, "cannot cache compiled module; running it uncached");
+        // SAFETY: the bytes come from `precompile_module` of this very engine, just now.
+        let module =
+            unsafe { Module::deserialize(engine, &compiled) }.map_err(|e| err(format!("{e:#}")))?;
+        return Ok((module, CacheOutcome::Uncached));
+    }
     // SAFETY: as above; we just wrote this file from `precompile_module` of this engine.
     let module =
         unsafe { Module::deserialize_file(engine, &cwasm) }.map_err(|e| err(format!("{e:#}")))?;

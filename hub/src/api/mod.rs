@@ -174,8 +174,13 @@ async fn apply(
         }
         Some(_) => {}
     }
-    let (outcome, generation, publish) = lock(&s).apply(&name, req.spec, now_ms())?;
-    send(&s, publish);
+    let (outcome, generation) = {
+        let mut c = lock(&s);
+        let (outcome, generation, publish) = c.apply(&name, req.spec, now_ms())?;
+        // Enqueued under the lock: publications leave in the order they were committed.
+        send(&s, publish);
+        (outcome, generation)
+    };
     Ok(Json(ApplyResponse {
         name,
         outcome,
@@ -184,8 +189,11 @@ async fn apply(
 }
 
 async fn delete(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
-    let publish = lock(&s).delete(&name, now_ms())?;
-    send(&s, publish);
+    {
+        let mut c = lock(&s);
+        let publish = c.delete(&name, now_ms())?;
+        send(&s, publish);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -65,7 +65,13 @@ pub struct Controller {
     desired: BTreeMap<String, DesiredState>,
     statuses: BTreeMap<String, NodeStatus>,
     placement: Placement,
+    /// When each node's desired state was last published, to pace re-sends.
+    sent_ms: BTreeMap<String, u64>,
 }
+
+/// How long a node may report an older generation than it was sent before the hub sends its
+/// desired state again. A backstop for anything that reorders or loses a publish.
+pub const LAGGING_RESEND_MS: u64 = 10_000;
 
 impl std::fmt::Debug for Controller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -119,6 +125,7 @@ impl Controller {
             desired: snap.desired,
             statuses: BTreeMap::new(),
             placement: Placement::default(),
+            sent_ms: BTreeMap::new(),
         };
         c.placement.assigned = current_placement(&c.desired);
         Ok(c)
@@ -126,7 +133,10 @@ impl Controller {
 
     /// Every node's desired state, to publish after (re)connecting to the broker: retained
     /// messages of an embedded broker live in memory only.
-    pub fn republish_all(&self) -> Vec<Publish> {
+    pub fn republish_all(&mut self, now_ms: u64) -> Vec<Publish> {
+        for node in self.desired.keys() {
+            self.sent_ms.insert(node.clone(), now_ms);
+        }
         self.desired
             .iter()
             .map(|(node, state)| desired_publish(node, state))
@@ -143,6 +153,13 @@ impl Controller {
         deployment::validate_name(name).map_err(|e| ControllerError::Invalid(e.to_string()))?;
         spec.validate()
             .map_err(|e| ControllerError::Invalid(e.to_string()))?;
+        // One spelling per module (`sha256:` prefix, case), so re-applying the same module
+        // written differently is not a template change that restarts every replica.
+        let mut spec = spec;
+        spec.module = spec
+            .digest()
+            .map_err(|e| ControllerError::Invalid(e.to_string()))?
+            .to_hex();
         let (outcome, record) = match self.deployments.get(name) {
             Some(old) if old.spec == spec => {
                 return Ok((ApplyOutcome::Unchanged, old.generation, vec![]));
@@ -225,7 +242,28 @@ impl Controller {
     /// replicas. Cheap and idempotent; called periodically.
     pub fn tick(&mut self, now_ms: u64) -> Result<Vec<Publish>, ControllerError> {
         let mut batch = Batch::default();
-        self.reconcile_into(self.deployments.clone(), &mut batch, now_ms)
+        let mut publish = self.reconcile_into(self.deployments.clone(), &mut batch, now_ms)?;
+        publish.extend(self.resend_lagging(now_ms));
+        Ok(publish)
+    }
+
+    /// Desired states of Ready nodes that report an older generation than they were sent,
+    /// at most once per [`LAGGING_RESEND_MS`] per node.
+    fn resend_lagging(&mut self, now_ms: u64) -> Vec<Publish> {
+        let mut out = Vec::new();
+        for (node, state) in &self.desired {
+            let ready = self.nodes.get(node).is_some_and(|n| n.ready);
+            let observed = self.statuses.get(node).map(|s| s.observed_generation);
+            let sent = self.sent_ms.get(node).copied().unwrap_or(0);
+            if ready
+                && observed.is_some_and(|g| g != state.generation)
+                && now_ms.saturating_sub(sent) >= LAGGING_RESEND_MS
+            {
+                out.push(desired_publish(node, state));
+                self.sent_ms.insert(node.clone(), now_ms);
+            }
+        }
+        out
     }
 
     /// A node announced itself or went away.
@@ -295,12 +333,16 @@ impl Controller {
         }
         // A (re)connected node gets its desired state again even if nothing changed: it may
         // have missed it, and a retained message lost with a broker restart is not re-sent.
+        // A node the hub holds nothing for gets an empty state, which stops whatever it still
+        // runs from an earlier hub or a wiped store.
         if self.nodes.get(node).is_some_and(|n| n.ready)
             && !publish
                 .iter()
                 .any(|p| p.topic.contains(&format!("/n/{node}/")))
         {
-            publish.extend(self.desired.get(node).map(|s| desired_publish(node, s)));
+            let state = self.desired.get(node).cloned().unwrap_or_default();
+            publish.push(desired_publish(node, &state));
+            self.sent_ms.insert(node.into(), now_ms);
         }
         Ok(publish)
     }
@@ -406,6 +448,9 @@ impl Controller {
         }
         self.deployments = deployments;
         self.placement = placement;
+        for node in changed.keys() {
+            self.sent_ms.insert(node.clone(), now_ms);
+        }
         let publish = changed
             .iter()
             .map(|(node, state)| desired_publish(node, state))

@@ -166,10 +166,10 @@ fn restart_from_the_store_restores_everything() {
         let mut c = open(0);
         online(&mut c, "a", 0);
         c.apply("hello", spec(2), 0).unwrap();
-        c.republish_all()
+        c.republish_all(0)
     };
-    let c = open(100);
-    assert_eq!(c.republish_all(), before);
+    let mut c = open(100);
+    assert_eq!(c.republish_all(100), before);
     assert_eq!(c.deployment_views()[0].scheduled_replicas, 2);
     assert_eq!(c.node_views()[0].status, "NotReady");
 }
@@ -217,4 +217,45 @@ fn store_failure_leaves_memory_unchanged() {
     let err = c.apply("hello", spec(1), 0).unwrap_err();
     assert!(err.to_string().contains("disk is full"), "{err}");
     assert!(c.deployment_views().is_empty());
+}
+
+#[test]
+fn a_node_the_hub_knows_nothing_of_is_told_to_run_nothing() {
+    let mut c = controller();
+    let publish = online(&mut c, "stranger", 1);
+    assert_eq!(publish.len(), 1);
+    assert_eq!(decode_desired(&publish[0]), DesiredState::default());
+}
+
+#[test]
+fn a_lagging_node_gets_its_desired_state_again() {
+    let mut c = controller();
+    online(&mut c, "a", 0);
+    c.apply("hello", spec(1), 0).unwrap();
+    let lagging = NodeStatus {
+        observed_generation: 0,
+        workloads: vec![],
+    };
+    c.on_status("a", lagging, 1).unwrap();
+    assert!(c.tick(LAGGING_RESEND_MS - 1).unwrap().is_empty(), "paced");
+    let again = c.tick(LAGGING_RESEND_MS).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(decode_desired(&again[0]).generation, 1);
+    assert!(c.tick(LAGGING_RESEND_MS + 1).unwrap().is_empty(), "paced");
+    let caught_up = NodeStatus {
+        observed_generation: 1,
+        workloads: vec![],
+    };
+    c.on_status("a", caught_up, 3 * LAGGING_RESEND_MS).unwrap();
+    assert!(c.tick(4 * LAGGING_RESEND_MS).unwrap().is_empty());
+}
+
+#[test]
+fn module_spellings_are_one_template() {
+    let mut c = controller();
+    c.apply("hello", spec(1), 0).unwrap();
+    let mut other = spec(1);
+    other.module = format!("sha256:{}", other.module.to_uppercase());
+    let (outcome, _, _) = c.apply("hello", other, 1).unwrap();
+    assert_eq!(outcome, ApplyOutcome::Unchanged);
 }

@@ -8,6 +8,10 @@ use wasmfleet_proto::{Digest, EnvVar, Limits, ModuleRef, RestartPolicy, Workload
 /// Most replicas one deployment may ask for.
 pub const MAX_REPLICAS: u32 = 10_000;
 
+/// Most bytes of arguments and environment one spec may carry. Every replica repeats them in
+/// its node's desired state, which must fit one frame ([`wasmfleet_proto::MAX_FRAME_LEN`]).
+pub const MAX_SPEC_BYTES: usize = 16 * 1024;
+
 /// Longest deployment name: leaves room for the `-{ordinal}` of workload names within the
 /// 63-character limit of [`wasmfleet_proto::name`].
 pub const MAX_DEPLOYMENT_NAME: usize = 52;
@@ -78,6 +82,9 @@ pub enum SpecError {
     /// A memory limit of zero.
     #[error("spec.resources.memory must be more than 0")]
     Memory,
+    /// Arguments and environment too large to ship in desired states.
+    #[error("spec.args and spec.env total {0} bytes; the limit is {MAX_SPEC_BYTES}")]
+    TooLarge(usize),
     /// An environment variable name that WASI cannot carry.
     #[error("spec.env: invalid variable name {0:?} (must be non-empty, without '=' or NUL)")]
     EnvName(String),
@@ -113,6 +120,15 @@ impl DeploymentSpec {
             .find(|k| k.is_empty() || k.contains(['=', '\0']))
         {
             return Err(SpecError::EnvName(bad.clone()));
+        }
+        let bytes = self.args.iter().map(String::len).sum::<usize>()
+            + self
+                .env
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        if bytes > MAX_SPEC_BYTES {
+            return Err(SpecError::TooLarge(bytes));
         }
         Ok(())
     }
@@ -157,6 +173,20 @@ impl DeploymentRecord {
     /// Name of replica `ordinal`.
     pub fn workload_name(&self, ordinal: u32) -> String {
         format!("{}-{ordinal}", self.name)
+    }
+
+    /// Upper bound of the bytes one replica adds to its node's desired-state frame.
+    pub fn wire_size(&self) -> usize {
+        // Measured inside a one-workload desired state: an upper bound (it includes the
+        // frame's own few bytes), which is what capacity planning wants.
+        self.workload_spec(u32::MAX)
+            .map_or(wasmfleet_proto::MAX_FRAME_LEN, |s| {
+                let state = wasmfleet_proto::DesiredState {
+                    generation: 0,
+                    workloads: vec![s],
+                };
+                wasmfleet_proto::encode(&state).len()
+            })
     }
 
     /// The spec of replica `ordinal` as sent to a node.
@@ -225,6 +255,9 @@ pub(crate) mod tests {
         s.env.insert("A=B".into(), "x".into());
         assert!(s.validate().unwrap_err().to_string().contains("\"A=B\""));
         assert!(validate_name(&"a".repeat(53)).is_err());
+        let mut s = spec(1);
+        s.env.insert("BIG".into(), "x".repeat(MAX_SPEC_BYTES));
+        assert!(matches!(s.validate(), Err(SpecError::TooLarge(_))));
         assert!(
             validate_name("Hello")
                 .unwrap_err()

@@ -35,10 +35,16 @@ pub struct Inputs<'a> {
     pub not_ready_grace_ms: u64,
 }
 
+/// Bytes of workload specs one node's desired state may hold: one frame, less headroom for
+/// the generation and framing. Placement treats it as a capacity like memory, so no node's
+/// desired state can outgrow what the wire carries.
+pub const DESIRED_STATE_BUDGET: usize = wasmfleet_proto::MAX_FRAME_LEN - 1024;
+
 #[derive(Default, Clone, Copy)]
 struct Usage {
     memory: u64,
     count: u32,
+    bytes: usize,
 }
 
 /// Places every replica of every deployment.
@@ -47,6 +53,19 @@ pub fn schedule(inputs: Inputs<'_>) -> Placement {
     let mut per_deployment: BTreeMap<(&str, &str), u32> = BTreeMap::new();
     let mut placement = Placement::default();
     let mut pending = Vec::new();
+    // Bytes one replica adds to a desired state, measured once per deployment and pass.
+    let spec_bytes: BTreeMap<&str, usize> = inputs
+        .deployments
+        .values()
+        .map(|d| (d.name.as_str(), d.wire_size()))
+        .collect();
+    let demand = |dep: &DeploymentRecord| Demand {
+        memory: dep.spec.memory_bytes,
+        bytes: spec_bytes
+            .get(dep.name.as_str())
+            .copied()
+            .unwrap_or(usize::MAX),
+    };
 
     // Pass 1: keep replicas whose node is still usable, so a change elsewhere never shuffles them.
     for dep in inputs.deployments.values() {
@@ -57,10 +76,10 @@ pub fn schedule(inputs: Inputs<'_>) -> Placement {
                 .get(&workload)
                 .and_then(|node| inputs.nodes.get_key_value(node.as_str()))
                 .filter(|(_, node)| keeps_replicas(node, inputs))
-                .filter(|(name, node)| fits(node, usage.get(name.as_str()), dep));
+                .filter(|(name, node)| fits(node, usage.get(name.as_str()), demand(dep)));
             match kept {
                 Some((name, _)) => {
-                    take(&mut usage, &mut per_deployment, name, dep);
+                    take(&mut usage, &mut per_deployment, name, dep, demand(dep));
                     placement.assigned.insert(workload, name.clone());
                 }
                 None => pending.push((dep, workload)),
@@ -75,7 +94,7 @@ pub fn schedule(inputs: Inputs<'_>) -> Placement {
             .nodes
             .iter()
             .filter(|(_, node)| node.ready && node.hello.device_class == DeviceClass::Linux)
-            .filter(|(name, node)| fits(node, usage.get(name.as_str()), dep))
+            .filter(|(name, node)| fits(node, usage.get(name.as_str()), demand(dep)))
             .min_by_key(|(name, _)| {
                 let same = per_deployment
                     .get(&(name.as_str(), dep.name.as_str()))
@@ -85,7 +104,7 @@ pub fn schedule(inputs: Inputs<'_>) -> Placement {
             });
         match best {
             Some((name, _)) => {
-                take(&mut usage, &mut per_deployment, name, dep);
+                take(&mut usage, &mut per_deployment, name, dep, demand(dep));
                 placement.assigned.insert(workload, name.clone());
             }
             None => {
@@ -103,11 +122,19 @@ fn keeps_replicas(node: &NodeRecord, inputs: Inputs<'_>) -> bool {
     node.ready || inputs.now_ms.saturating_sub(node.since_ms) < inputs.not_ready_grace_ms
 }
 
-fn fits(node: &NodeRecord, used: Option<&Usage>, dep: &DeploymentRecord) -> bool {
+/// What one replica of a deployment takes from a node.
+#[derive(Clone, Copy)]
+struct Demand {
+    memory: u64,
+    bytes: usize,
+}
+
+fn fits(node: &NodeRecord, used: Option<&Usage>, want: Demand) -> bool {
     let used = used.copied().unwrap_or_default();
     let cap = node.hello.capacity;
     used.count < cap.max_workloads
-        && used.memory.saturating_add(dep.spec.memory_bytes) <= cap.memory_bytes
+        && used.memory.saturating_add(want.memory) <= cap.memory_bytes
+        && used.bytes.saturating_add(want.bytes) <= DESIRED_STATE_BUDGET
 }
 
 fn take<'a>(
@@ -115,10 +142,12 @@ fn take<'a>(
     per_deployment: &mut BTreeMap<(&'a str, &'a str), u32>,
     node: &'a str,
     dep: &'a DeploymentRecord,
+    want: Demand,
 ) {
     let u = usage.entry(node).or_default();
-    u.memory += dep.spec.memory_bytes;
+    u.memory += want.memory;
     u.count += 1;
+    u.bytes += want.bytes;
     *per_deployment.entry((node, dep.name.as_str())).or_default() += 1;
 }
 
@@ -128,7 +157,7 @@ fn no_fit_reason(inputs: Inputs<'_>, dep: &DeploymentRecord) -> String {
         return "no Ready nodes".into();
     }
     format!(
-        "0/{ready} Ready nodes have room for {} of memory and one more instance",
+        "0/{ready} Ready nodes have room for {} of memory, one more instance and its spec",
         crate::model::quantity::format_bytes(dep.spec.memory_bytes)
     )
 }

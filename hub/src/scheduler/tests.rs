@@ -154,3 +154,21 @@ fn never_exceeds_capacity_for_any_mix() {
         }
     }
 }
+
+#[test]
+fn desired_states_never_outgrow_one_frame() {
+    // Replicas with 16 KiB of env each: a node takes only what fits one frame.
+    let n = nodes(vec![node("a", true, 1 << 40, 1000)]);
+    let mut big = deployment("big", 40);
+    big.spec.env.insert("BLOB".into(), "x".repeat(16_000));
+    let d = deps(vec![big.clone()]);
+    let p = run(&d, &n, &BTreeMap::new(), 0);
+    let placed = p.assigned.len();
+    assert!(placed > 0 && placed < 40, "{placed}");
+    assert!(placed * big.wire_size() <= DESIRED_STATE_BUDGET);
+    assert!(
+        p.unschedulable
+            .values()
+            .all(|r| r.contains("0/1 Ready nodes have room"))
+    );
+}
