@@ -2,14 +2,18 @@
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use wasmfleet_hub::cli::{Cli, run};
+use wasmfleet_hub::cli::{Cli, Command, run};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // The demo prints its own progress; the in-process hub's info lines would drown it.
+    let default_filter = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "info,rmqtt=warn,rmqtt_retainer=warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,rmqtt=warn,rmqtt_retainer=warn")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
