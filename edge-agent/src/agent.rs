@@ -138,6 +138,7 @@ impl Agent {
         );
         self.link = Some(MqttLink::start(opts, ev_tx));
         self.step();
+        self.prune_disk();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut log_tick = tokio::time::interval(LOG_FLUSH);
@@ -346,8 +347,30 @@ impl Agent {
                 tracing::error!(%error, "desired state not persisted; it will be lost on restart");
             }
             self.desired = state;
+            self.step();
+            self.prune_disk();
+            return;
         }
         self.step();
+    }
+
+    /// Removes modules and compiled artifacts no workload needs (keeping a few spares for
+    /// rollbacks), so rollouts do not fill the device's disk.
+    fn prune_disk(&self) {
+        let mut keep: HashSet<Digest> = self
+            .desired
+            .workloads
+            .iter()
+            .map(|w| w.module.digest)
+            .collect();
+        keep.extend(self.actual.workloads.values().map(|a| a.spec.module.digest));
+        let pruned = self
+            .store
+            .prune(&keep)
+            .and_then(|held| self.runtime.prune_cache(&held));
+        if let Err(error) = pruned {
+            tracing::warn!(%error, "could not remove unused modules");
+        }
     }
 
     fn handle_blob(&mut self, topic: &str, payload: &[u8]) {

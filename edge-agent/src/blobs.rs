@@ -56,7 +56,52 @@ pub struct BlobStore {
     dir: PathBuf,
 }
 
+/// Unreferenced modules kept after a rollout, most recently used first, so rolling back does
+/// not download them again.
+pub const SPARE_BLOBS: usize = 2;
+
 impl BlobStore {
+    /// Deletes what no workload needs: partial downloads of modules not in `keep`, and
+    /// complete modules not in `keep` beyond the [`SPARE_BLOBS`] most recently modified.
+    /// Every rollout would otherwise grow the gateway's disk use. Returns the digests of the
+    /// complete modules still held.
+    pub fn prune(&self, keep: &std::collections::HashSet<Digest>) -> io::Result<Vec<Digest>> {
+        let mut spares = Vec::new();
+        let mut held = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let (hex, partial) = match name.strip_suffix(".part") {
+                Some(hex) => (hex, true),
+                None => (name, false),
+            };
+            let Ok(digest) = hex.parse::<Digest>() else {
+                continue;
+            };
+            if keep.contains(&digest) {
+                if !partial {
+                    held.push(digest);
+                }
+            } else if partial {
+                fs::remove_file(entry.path())?;
+            } else {
+                let modified = entry.metadata()?.modified()?;
+                spares.push((modified, digest, entry.path()));
+            }
+        }
+        spares.sort_by_key(|s| std::cmp::Reverse(s.0));
+        for (i, (_, digest, path)) in spares.into_iter().enumerate() {
+            if i < SPARE_BLOBS {
+                held.push(digest);
+            } else {
+                fs::remove_file(&path)?;
+                tracing::info!(digest = %digest.short(), "removed unused module");
+            }
+        }
+        Ok(held)
+    }
+
     /// A store in `data_dir/blobs` (created if missing).
     pub fn open(data_dir: &Path) -> io::Result<BlobStore> {
         let dir = data_dir.join("blobs");
@@ -386,6 +431,45 @@ impl Transfer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prune_keeps_wanted_and_recent_spares_and_drops_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let d = |b: u8| Digest([b; 32]);
+        let base = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        for (b, age) in [(1u8, 0u64), (2, 10), (3, 20), (4, 30), (5, 40)] {
+            fs::write(store.path(&d(b)), b"x").unwrap();
+            let f = fs::File::options()
+                .write(true)
+                .open(store.path(&d(b)))
+                .unwrap();
+            f.set_modified(base - Duration::from_secs(age)).unwrap();
+        }
+        fs::write(store.part_path(&d(6)), b"partial").unwrap();
+        fs::write(store.part_path(&d(1)), b"partial").unwrap();
+        fs::write(dir.path().join("blobs/unrelated.txt"), b"?").unwrap();
+        let keep = std::collections::HashSet::from([d(1)]);
+        let mut held = store.prune(&keep).unwrap();
+        held.sort();
+        // 1 is wanted; 2 and 3 are the two most recent spares; 4 and 5 go.
+        assert_eq!(held, [d(1), d(2), d(3)]);
+        for b in [1, 2, 3] {
+            assert!(store.has(&d(b)));
+        }
+        for b in [4, 5] {
+            assert!(!store.has(&d(b)));
+        }
+        assert!(!store.part_path(&d(6)).exists(), "orphaned partial removed");
+        assert!(
+            store.part_path(&d(1)).exists(),
+            "partial of a wanted module kept"
+        );
+        assert!(
+            dir.path().join("blobs/unrelated.txt").exists(),
+            "foreign files left alone"
+        );
+    }
 
     const C: u64 = MAX_BLOB_CHUNK as u64;
     const T0: Duration = Duration::ZERO;

@@ -264,3 +264,19 @@ async fn unwritable_cache_still_runs_the_module() {
         "{lines:?}"
     );
 }
+
+/// Artifacts of modules no longer held, or of another engine build, are removed; the
+/// artifact of a held module stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_prune_keeps_only_held_modules_of_this_engine() {
+    let s = setup();
+    let digest = s.module.digest;
+    s.runtime.prepare(&digest, &s.ctx.wasm_path).unwrap();
+    let cwasm = s.runtime.cache_path(&digest);
+    let stale = cwasm.with_file_name(format!("{}-0000000000000000.cwasm", digest.to_hex()));
+    std::fs::write(&stale, b"from an older agent build").unwrap();
+    assert_eq!(s.runtime.prune_cache(&[digest]).unwrap(), 1);
+    assert!(cwasm.is_file() && !stale.exists());
+    assert_eq!(s.runtime.prune_cache(&[]).unwrap(), 1);
+    assert!(!cwasm.exists());
+}

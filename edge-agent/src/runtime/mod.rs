@@ -132,6 +132,22 @@ impl Runtime {
             .map(|(_, outcome)| outcome)
     }
 
+    /// Deletes compiled artifacts whose module is no longer held, and those compiled by
+    /// another engine build or configuration (they can never load again).
+    pub fn prune_cache(&self, held: &[Digest]) -> std::io::Result<usize> {
+        let keep: std::collections::HashSet<PathBuf> =
+            held.iter().map(|d| self.cache_path(d)).collect();
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.inner.cache_dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "cwasm") && !keep.contains(&path) {
+                std::fs::remove_file(&path)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Path of the cached compiled artifact of `digest` for this engine.
     pub fn cache_path(&self, digest: &Digest) -> PathBuf {
         cache::artifact_path(&self.inner.engine, &self.inner.cache_dir, digest)
