@@ -70,41 +70,62 @@ pub async fn get(
     output: Output,
 ) -> Result<String> {
     let now = now_ms();
+    let wide = output == Output::Wide;
     match kind {
         Kind::Node => {
-            let mut nodes: Vec<NodeView> = client.get("/v1/nodes").await?;
-            filter_one(&mut nodes, name, |n| &n.name, "node")?;
-            if let Some(text) = machine(&nodes, output)? {
-                return Ok(text);
-            }
-            if nodes.is_empty() {
-                return Ok(NONE_FOUND.into());
-            }
-            Ok(nodes_table(&nodes, output == Output::Wide, now))
+            let nodes: Vec<NodeView> = client.get("/v1/nodes").await?;
+            list(
+                nodes,
+                name,
+                |n| &n.name,
+                "node",
+                output,
+                |l| nodes_table(l, wide, now),
+            )
         }
         Kind::Deployment => {
-            let mut deps: Vec<DeploymentView> = client.get("/v1/deployments").await?;
-            filter_one(&mut deps, name, |d| &d.name, "deployment")?;
-            if let Some(text) = machine(&deps, output)? {
-                return Ok(text);
-            }
-            if deps.is_empty() {
-                return Ok(NONE_FOUND.into());
-            }
-            Ok(deployments_table(&deps, output == Output::Wide, now))
+            let deps: Vec<DeploymentView> = client.get("/v1/deployments").await?;
+            list(
+                deps,
+                name,
+                |d| &d.name,
+                "deployment",
+                output,
+                |l| deployments_table(l, wide, now),
+            )
         }
         Kind::Workload => {
-            let mut wls: Vec<WorkloadView> = client.get("/v1/workloads").await?;
-            filter_one(&mut wls, name, |w| &w.name, "workload")?;
-            if let Some(text) = machine(&wls, output)? {
-                return Ok(text);
-            }
-            if wls.is_empty() {
-                return Ok(NONE_FOUND.into());
-            }
-            Ok(workloads_table(&wls, output == Output::Wide))
+            let wls: Vec<WorkloadView> = client.get("/v1/workloads").await?;
+            list(
+                wls,
+                name,
+                |w| &w.name,
+                "workload",
+                output,
+                |l| workloads_table(l, wide),
+            )
         }
     }
+}
+
+/// One listing: narrowed to `name` if given, then JSON/YAML, kubectl's empty answer, or a
+/// table.
+fn list<T: Serialize>(
+    mut items: Vec<T>,
+    name: Option<&str>,
+    key: impl Fn(&T) -> &String,
+    what: &str,
+    output: Output,
+    table: impl Fn(&[T]) -> String,
+) -> Result<String> {
+    filter_one(&mut items, name, key, what)?;
+    if let Some(text) = machine(&items, output)? {
+        return Ok(text);
+    }
+    if items.is_empty() {
+        return Ok(NONE_FOUND.into());
+    }
+    Ok(table(&items))
 }
 
 fn filter_one<T>(
