@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -12,7 +12,7 @@ use wasmfleet_proto::topic::{self, NodeTopic};
 use wasmfleet_proto::{BlobReply, BlobRequest, MAX_BLOB_CHUNK};
 
 use crate::api::{self, AppState, now_ms};
-use crate::controller::{self, Controller, Publish};
+use crate::controller::{self, Controller, ControllerError, ControllerHandle, Publish};
 use crate::mqtt::{BrokerUrl, EmbeddedBroker, Inbound, Link};
 use crate::store::{BlobStore, SqliteStore};
 
@@ -83,11 +83,11 @@ pub async fn start(opts: Options) -> Result<RunningHub, ServeError> {
     })?;
     let store = SqliteStore::open(&opts.data.join("hub.db"))?;
     let blobs = BlobStore::open(&opts.data.join("blobs"))?;
-    let controller = Arc::new(Mutex::new(Controller::load(
+    let (controller, publish_rx) = ControllerHandle::new(Controller::load(
         Box::new(store),
         opts.controller,
         now_ms(),
-    )?));
+    )?);
 
     let embedded = match &opts.broker {
         Some(_) => None,
@@ -103,7 +103,6 @@ pub async fn start(opts: Options) -> Result<RunningHub, ServeError> {
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (inbound_tx, inbound_rx) = mpsc::channel(1024);
-    let (publish_tx, publish_rx) = mpsc::unbounded_channel();
     let (link, link_task) = Link::start(&broker, inbound_tx, shutdown_rx.clone());
 
     let listener = tokio::net::TcpListener::bind(opts.http)
@@ -119,7 +118,6 @@ pub async fn start(opts: Options) -> Result<RunningHub, ServeError> {
     let state = AppState {
         controller: controller.clone(),
         blobs: blobs.clone(),
-        publish: publish_tx.clone(),
     };
     let app = api::router(state);
     let mut http_shutdown = shutdown_rx.clone();
@@ -136,14 +134,8 @@ pub async fn start(opts: Options) -> Result<RunningHub, ServeError> {
         link_task,
         http_task,
         tokio::spawn(publisher(link.clone(), publish_rx)),
-        tokio::spawn(ingest(
-            controller.clone(),
-            blobs,
-            link.clone(),
-            inbound_rx,
-            publish_tx.clone(),
-        )),
-        tokio::spawn(ticker(controller, publish_tx, shutdown_rx)),
+        tokio::spawn(ingest(controller.clone(), blobs, link.clone(), inbound_rx)),
+        tokio::spawn(ticker(controller, shutdown_rx)),
     ];
     tracing::info!(http = %http_addr, mqtt = %broker, data = %opts.data.display(), "hub started");
     Ok(RunningHub {
@@ -170,10 +162,6 @@ impl RunningHub {
     }
 }
 
-fn lock(c: &Mutex<Controller>) -> std::sync::MutexGuard<'_, Controller> {
-    c.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Publishes in order whatever the controller decided.
 async fn publisher(link: Link, mut rx: mpsc::UnboundedReceiver<Publish>) {
     while let Some(p) = rx.recv().await {
@@ -183,11 +171,10 @@ async fn publisher(link: Link, mut rx: mpsc::UnboundedReceiver<Publish>) {
 
 /// Feeds fleet messages to the controller; answers blob requests from the blob store.
 async fn ingest(
-    controller: Arc<Mutex<Controller>>,
+    controller: ControllerHandle,
     blobs: BlobStore,
     link: Link,
     mut rx: mpsc::Receiver<Inbound>,
-    publish: mpsc::UnboundedSender<Publish>,
 ) {
     let pool = Arc::new(tokio::sync::Semaphore::new(BLOB_SERVERS));
     while let Some(msg) = rx.recv().await {
@@ -212,20 +199,18 @@ async fn ingest(
             }
             other => other,
         };
-        // Enqueue while still holding the lock, so publications leave in commit order.
-        let mut c = lock(&controller);
-        let result = match msg {
-            Inbound::Connected => Ok(c.republish_all(now)),
-            Inbound::Presence(node, p) => c.on_presence(&node, p, now),
-            Inbound::Status(node, s) => c.on_status(&node, s, now).map(|()| vec![]),
-            Inbound::Logs(node, l) => c.on_logs(&node, l).map(|()| vec![]),
-            Inbound::BlobRequest(_) => Ok(vec![]),
-        };
-        match result {
-            Ok(list) => list.into_iter().for_each(|p| {
-                let _ = publish.send(p);
-            }),
-            Err(e) => tracing::error!("controller: {e}"),
+        let result = controller.change(|c| {
+            let publish = match msg {
+                Inbound::Connected => c.republish_all(now),
+                Inbound::Presence(node, p) => c.on_presence(&node, p, now)?,
+                Inbound::Status(node, s) => c.on_status(&node, s, now).map(|()| vec![])?,
+                Inbound::Logs(node, l) => c.on_logs(&node, l).map(|()| vec![])?,
+                Inbound::BlobRequest(_) => vec![],
+            };
+            Ok::<_, ControllerError>(((), publish))
+        });
+        if let Err(e) = result {
+            tracing::error!("controller: {e}");
         }
     }
 }
@@ -263,11 +248,7 @@ async fn serve_blob(blobs: BlobStore, link: Link, req: BlobRequest) {
 }
 
 /// Periodic controller work: grace periods, retries, retention.
-async fn ticker(
-    controller: Arc<Mutex<Controller>>,
-    publish: mpsc::UnboundedSender<Publish>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn ticker(controller: ControllerHandle, mut shutdown: watch::Receiver<bool>) {
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     let mut ticks = 0u64;
     loop {
@@ -276,15 +257,11 @@ async fn ticker(
             _ = interval.tick() => {}
         }
         ticks += 1;
-        let mut c = lock(&controller);
-        match c.tick(now_ms()) {
-            Ok(list) => list.into_iter().for_each(|p| {
-                let _ = publish.send(p);
-            }),
-            Err(e) => tracing::error!("controller tick: {e}"),
+        if let Err(e) = controller.change(|c| c.tick(now_ms()).map(|publish| ((), publish))) {
+            tracing::error!("controller tick: {e}");
         }
         if ticks.is_multiple_of(60)
-            && let Err(e) = c.trim()
+            && let Err(e) = controller.change(|c| c.trim().map(|()| ((), vec![])))
         {
             tracing::warn!("trimming events and logs: {e}");
         }

@@ -3,8 +3,6 @@
 
 pub mod types;
 
-use std::sync::{Arc, Mutex};
-
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -13,10 +11,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use tokio::sync::mpsc;
 use wasmfleet_proto::Digest;
 
-use crate::controller::{Controller, ControllerError, Publish};
+use crate::controller::{ControllerError, ControllerHandle};
 use crate::store::{BlobError, BlobStore, StoreError};
 use types::{ApplyRequest, ApplyResponse, ErrorBody};
 
@@ -26,12 +23,10 @@ pub const MAX_MODULE_BYTES: usize = 64 << 20;
 /// Shared by every handler.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// The single writer.
-    pub controller: Arc<Mutex<Controller>>,
+    /// The single writer (its changes' publications leave in commit order).
+    pub controller: ControllerHandle,
     /// Module store.
     pub blobs: BlobStore,
-    /// Where desired states go to be published.
-    pub publish: mpsc::UnboundedSender<Publish>,
 }
 
 /// Milliseconds since the Unix epoch (the API is an I/O edge: it may read the clock).
@@ -102,32 +97,20 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn lock(state: &AppState) -> std::sync::MutexGuard<'_, Controller> {
-    // A panic while holding the lock would be a bug; the state itself stays consistent
-    // because every mutation commits before it is adopted.
-    state.controller.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn send(state: &AppState, publish: Vec<Publish>) {
-    for p in publish {
-        let _ = state.publish.send(p);
-    }
-}
-
 async fn list_nodes(State(s): State<AppState>) -> Json<Vec<types::NodeView>> {
-    Json(lock(&s).node_views())
+    Json(s.controller.read(|c| c.node_views()))
 }
 
 async fn list_deployments(State(s): State<AppState>) -> Json<Vec<types::DeploymentView>> {
-    Json(lock(&s).deployment_views())
+    Json(s.controller.read(|c| c.deployment_views()))
 }
 
 async fn get_deployment(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<types::DeploymentView>> {
-    lock(&s)
-        .deployment_views()
+    s.controller
+        .read(|c| c.deployment_views())
         .into_iter()
         .find(|d| d.name == name)
         .map(Json)
@@ -174,13 +157,10 @@ async fn apply(
         }
         Some(_) => {}
     }
-    let (outcome, generation) = {
-        let mut c = lock(&s);
+    let (outcome, generation) = s.controller.change(|c| {
         let (outcome, generation, publish) = c.apply(&name, req.spec, now_ms())?;
-        // Enqueued under the lock: publications leave in the order they were committed.
-        send(&s, publish);
-        (outcome, generation)
-    };
+        Ok::<_, ControllerError>(((outcome, generation), publish))
+    })?;
     Ok(Json(ApplyResponse {
         name,
         outcome,
@@ -189,11 +169,8 @@ async fn apply(
 }
 
 async fn delete(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
-    {
-        let mut c = lock(&s);
-        let publish = c.delete(&name, now_ms())?;
-        send(&s, publish);
-    }
+    s.controller
+        .change(|c| c.delete(&name, now_ms()).map(|publish| ((), publish)))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -206,7 +183,10 @@ async fn list_workloads(
     State(s): State<AppState>,
     Query(q): Query<WorkloadQuery>,
 ) -> Json<Vec<types::WorkloadView>> {
-    Json(lock(&s).workload_views(q.deployment.as_deref()))
+    Json(
+        s.controller
+            .read(|c| c.workload_views(q.deployment.as_deref())),
+    )
 }
 
 #[derive(Deserialize)]
@@ -221,9 +201,9 @@ async fn events(
     Query(q): Query<EventQuery>,
 ) -> ApiResult<Json<Vec<types::Event>>> {
     let object = q.kind.as_deref().zip(q.name.as_deref());
-    Ok(Json(
-        lock(&s).events(object, q.limit.unwrap_or(100).min(10_000))?,
-    ))
+    Ok(Json(s.controller.read(|c| {
+        c.events(object, q.limit.unwrap_or(100).min(10_000))
+    })?))
 }
 
 async fn deployment_events(
@@ -231,10 +211,10 @@ async fn deployment_events(
     Path(name): Path<String>,
     Query(q): Query<EventQuery>,
 ) -> ApiResult<Json<Vec<types::Event>>> {
-    Ok(Json(lock(&s).deployment_events(
-        &name,
-        q.limit.unwrap_or(50).min(10_000),
-    )?))
+    let limit = q.limit.unwrap_or(50).min(10_000);
+    Ok(Json(
+        s.controller.read(|c| c.deployment_events(&name, limit))?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -248,18 +228,16 @@ async fn logs(
     Path(name): Path<String>,
     Query(q): Query<LogQuery>,
 ) -> ApiResult<Json<Vec<types::LogRecord>>> {
-    let c = lock(&s);
-    if !c.has_deployment(&name) && q.after.is_none() {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("deployment {name:?} not found"),
-        ));
-    }
-    Ok(Json(c.logs(
-        &name,
-        q.after,
-        q.limit.unwrap_or(100).min(10_000),
-    )?))
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    s.controller.read(|c| {
+        if !c.has_deployment(&name) && q.after.is_none() {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("deployment {name:?} not found"),
+            ));
+        }
+        Ok(Json(c.logs(&name, q.after, limit)?))
+    })
 }
 
 fn parse_digest(text: &str) -> ApiResult<Digest> {

@@ -6,6 +6,8 @@
 //! durable, so a crash can never leave the broker ahead of the store). Every method takes the
 //! time as a parameter; callers serialise access (one `Mutex`), so there is one writer.
 
+mod handle;
+
 use std::collections::BTreeMap;
 
 use wasmfleet_proto::{DesiredState, LogBatch, NodeStatus, Presence, Stream, topic};
@@ -15,6 +17,7 @@ use crate::model::{DeploymentRecord, DeploymentSpec, NodeRecord, WorkloadView, d
 use crate::reconcile::{current_placement, node_desired_states, workload_views};
 use crate::scheduler::{self, Placement};
 use crate::store::{Batch, Event, LogRecord, Store, StoreError};
+pub use handle::ControllerHandle;
 
 /// A message to publish on MQTT.
 #[derive(Debug, Clone, PartialEq, Eq)]
