@@ -96,7 +96,15 @@ fn event(now_ms: u64, kind: &str, object: &str, reason: &str, message: impl Into
     }
 }
 
-fn desired_publish(node: &str, state: &DesiredState) -> Publish {
+/// The publication of `node`'s desired state, recording when it was sent (the pacing of
+/// [`Controller::tick`]'s re-sends to lagging nodes relies on every send being recorded).
+fn desired_publish(
+    sent_ms: &mut BTreeMap<String, u64>,
+    node: &str,
+    state: &DesiredState,
+    now_ms: u64,
+) -> Publish {
+    sent_ms.insert(node.to_owned(), now_ms);
     Publish {
         topic: topic::node_topic(node, topic::NodeTopic::Desired),
         payload: wasmfleet_proto::encode(state),
@@ -137,12 +145,10 @@ impl Controller {
     /// Every node's desired state, to publish after (re)connecting to the broker: retained
     /// messages of an embedded broker live in memory only.
     pub fn republish_all(&mut self, now_ms: u64) -> Vec<Publish> {
-        for node in self.desired.keys() {
-            self.sent_ms.insert(node.clone(), now_ms);
-        }
+        let sent_ms = &mut self.sent_ms;
         self.desired
             .iter()
-            .map(|(node, state)| desired_publish(node, state))
+            .map(|(node, state)| desired_publish(sent_ms, node, state, now_ms))
             .collect()
     }
 
@@ -262,8 +268,7 @@ impl Controller {
                 && observed.is_some_and(|g| g != state.generation)
                 && now_ms.saturating_sub(sent) >= LAGGING_RESEND_MS
             {
-                out.push(desired_publish(node, state));
-                self.sent_ms.insert(node.clone(), now_ms);
+                out.push(desired_publish(&mut self.sent_ms, node, state, now_ms));
             }
         }
         out
@@ -344,8 +349,7 @@ impl Controller {
                 .any(|p| p.topic.contains(&format!("/n/{node}/")))
         {
             let state = self.desired.get(node).cloned().unwrap_or_default();
-            publish.push(desired_publish(node, &state));
-            self.sent_ms.insert(node.into(), now_ms);
+            publish.push(desired_publish(&mut self.sent_ms, node, &state, now_ms));
         }
         Ok(publish)
     }
@@ -451,12 +455,10 @@ impl Controller {
         }
         self.deployments = deployments;
         self.placement = placement;
-        for node in changed.keys() {
-            self.sent_ms.insert(node.clone(), now_ms);
-        }
+        let sent_ms = &mut self.sent_ms;
         let publish = changed
             .iter()
-            .map(|(node, state)| desired_publish(node, state))
+            .map(|(node, state)| desired_publish(sent_ms, node, state, now_ms))
             .collect();
         self.desired.extend(changed);
         Ok(publish)
