@@ -92,7 +92,7 @@ impl Agent {
         }
         let (log_tx, log_rx) = mpsc::channel(4096);
         Ok(Agent {
-            fetcher: Fetcher::new(config.node.clone()),
+            fetcher: Fetcher::new(),
             config,
             store,
             runtime,
@@ -132,11 +132,11 @@ impl Agent {
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         let (ev_tx, mut ev_rx) = mpsc::channel(256);
         let opts = mqtt::options(
-            &self.config.mqtt_host,
-            self.config.mqtt_port,
+            &self.config.broker.host,
+            self.config.broker.port,
             &self.config.node,
         );
-        self.link = Some(MqttLink::start(opts, ev_tx));
+        self.link = Some(MqttLink::start(opts, &self.config.node, ev_tx));
         self.step();
         self.prune_disk();
         let mut tick = tokio::time::interval(TICK);
@@ -181,17 +181,20 @@ impl Agent {
     }
 
     fn execute(&mut self, action: Action) {
+        let now = self.now();
         match action {
             Action::FetchBlob(module) => self.fetch(module),
-            Action::Start(spec) => self.spawn(spec, 0),
+            Action::Start(spec) => {
+                let actual = WorkloadActual::started(spec.clone(), now);
+                self.spawn(spec, actual);
+            }
             Action::Restart(spec) => {
-                let restarts = self
-                    .actual
-                    .workloads
-                    .get(&spec.name)
-                    .map_or(0, |a| a.restarts.saturating_add(1));
-                tracing::info!(workload = %spec.name, restarts, "restarting");
-                self.spawn(spec, restarts);
+                let actual = match self.actual.workloads.get(&spec.name) {
+                    Some(a) => a.restarted(spec.clone(), now),
+                    None => WorkloadActual::started(spec.clone(), now),
+                };
+                tracing::info!(workload = %spec.name, restarts = actual.restarts, "restarting");
+                self.spawn(spec, actual);
             }
             Action::Stop(name) => {
                 if let Some(handle) = self.instances.remove(&name) {
@@ -212,7 +215,11 @@ impl Agent {
             // A download that completed but was not verified before a crash.
             match self.store.finish(&module.digest) {
                 Ok(()) => return,
-                Err(e) => tracing::warn!(error = %e, "discarding complete partial download"),
+                Err(e) => {
+                    // Start over: a part that cannot be finished must not stall the transfer.
+                    tracing::warn!(error = %e, "discarding complete partial download");
+                    self.store.discard_part(&module.digest);
+                }
             }
         }
         let have = self.store.part_len(&module.digest);
@@ -220,10 +227,11 @@ impl Agent {
         self.fetcher.want(module, have);
     }
 
-    fn spawn(&mut self, spec: WorkloadSpec, restarts: u32) {
+    fn spawn(&mut self, spec: WorkloadSpec, actual: WorkloadActual) {
         let ctx = InstanceContext {
             node: self.config.node.clone(),
             wasm_path: self.store.path(&spec.module.digest),
+            log_limits: self.config.log_limits,
         };
         let run = self.runtime.run(spec.clone(), ctx, self.log_tx.clone());
         let handle = self.tasks.spawn(run);
@@ -231,14 +239,7 @@ impl Agent {
         if let Some(old) = self.instances.insert(spec.name.clone(), handle) {
             old.abort();
         }
-        self.actual.workloads.insert(
-            spec.name.clone(),
-            WorkloadActual {
-                spec,
-                run: RunState::Running,
-                restarts,
-            },
-        );
+        self.actual.workloads.insert(spec.name.clone(), actual);
     }
 
     fn on_instance_end(&mut self, done: Result<(tokio::task::Id, Exit), JoinError>) {
@@ -292,12 +293,12 @@ impl Agent {
         }
     }
 
-    /// Every CONNACK starts a clean session: subscribe, announce presence, send status.
+    /// Every CONNACK starts a clean session: announce presence, send status (the session
+    /// subscribes on its own and keeps the subscriptions granted).
     fn on_connected(&mut self) {
-        tracing::info!(host = %self.config.mqtt_host, port = self.config.mqtt_port, "connected to the broker");
+        tracing::info!(broker = %self.config.broker, "connected to the broker");
         self.connected = true;
         let Some(link) = &self.link else { return };
-        link.subscribe_node(&self.config.node);
         let hello = Hello {
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             device_class: DeviceClass::Linux,
@@ -321,7 +322,9 @@ impl Agent {
     }
 
     /// Takes a desired-state payload. Undecodable input is logged and ignored: the last good
-    /// state stays in force (and on disk).
+    /// state stays in force (and on disk). So is a stale one (an older or equal generation of
+    /// the same fleet, e.g. a retained message overtaken by a newer one): the status keeps
+    /// reporting the generation acted on, from which the hub sees where the node is.
     pub fn handle_desired(&mut self, topic: &str, payload: &[u8]) {
         let state = match decode::<DesiredState>(payload) {
             Ok(s) => s,
@@ -330,11 +333,23 @@ impl Agent {
                 return;
             }
         };
-        if state.generation < self.desired.generation {
-            tracing::info!(
-                from = self.desired.generation,
-                to = state.generation,
-                "desired generation went backwards; accepting it"
+        if !state.supersedes(&self.desired) {
+            if state != self.desired {
+                tracing::info!(
+                    fleet = state.fleet,
+                    generation = state.generation,
+                    kept_generation = self.desired.generation,
+                    "ignoring a stale desired state"
+                );
+            }
+            self.step();
+            return;
+        }
+        if state.fleet != self.desired.fleet && self.desired.fleet != 0 {
+            tracing::warn!(
+                from = self.desired.fleet,
+                to = state.fleet,
+                "desired state from another fleet store (the hub was rebuilt); following it"
             );
         }
         if state != self.desired {
@@ -373,7 +388,9 @@ impl Agent {
         }
     }
 
-    fn handle_blob(&mut self, topic: &str, payload: &[u8]) {
+    /// Takes a blob-reply payload: chunks that answer an outstanding request are written to
+    /// the partial download; anything else is ignored.
+    pub fn handle_blob(&mut self, topic: &str, payload: &[u8]) {
         let reply = match decode::<BlobReply>(payload) {
             Ok(r) => r,
             Err(error) => return tracing::warn!(%topic, %error, "ignoring undecodable blob reply"),
@@ -421,13 +438,12 @@ impl Agent {
         let Some(link) = self.link.as_ref().filter(|_| self.connected) else {
             return;
         };
+        let topic = node_topic(&self.config.node, NodeTopic::BlobRequest);
         for req in self.fetcher.poll(now) {
-            link.publish(
-                wasmfleet_proto::topic::BLOB_REQUESTS.to_string(),
-                QoS::AtLeastOnce,
-                false,
-                encode(&req),
-            );
+            if !link.publish(topic.clone(), QoS::AtLeastOnce, false, encode(&req)) {
+                // Not sent: not outstanding either, so it is asked for again next time.
+                self.fetcher.unsent(&req);
+            }
         }
     }
 

@@ -6,7 +6,12 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use wasmfleet_common::BrokerUrl;
+use wasmfleet_common::broker_url::BrokerUrlError;
+use wasmfleet_common::quantity::parse_bytes;
 use wasmfleet_proto::{Label, NameError};
+
+use crate::logbudget;
 
 /// `edge-agent` command line.
 #[derive(Debug, Clone, Parser)]
@@ -28,21 +33,25 @@ pub struct Cli {
     /// Label announced to the scheduler, `key=value`; repeatable.
     #[arg(long = "label")]
     pub labels: Vec<String>,
-    /// Memory offered to workloads, e.g. `512Mi`, `1Gi` (default: half of MemTotal).
+    /// Memory offered to workloads, e.g. `512Mi`, `1Gi`, `2G` (default: half of MemTotal).
     #[arg(long)]
     pub memory: Option<String>,
     /// Most workload instances this node accepts.
     #[arg(long, default_value_t = 32)]
     pub max_workloads: u32,
+    /// Log lines per second one workload may ship; more are dropped and counted.
+    #[arg(long, default_value_t = logbudget::Limits::default().lines_per_sec)]
+    pub log_lines_per_sec: u32,
+    /// Log bytes per second one workload may ship, e.g. `64Ki`.
+    #[arg(long, default_value = "64Ki")]
+    pub log_bytes_per_sec: String,
 }
 
 /// Validated agent configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Broker host name or address.
-    pub mqtt_host: String,
-    /// Broker TCP port.
-    pub mqtt_port: u16,
+    /// The broker.
+    pub broker: BrokerUrl,
     /// Node name, valid per [`wasmfleet_proto::name::validate`].
     pub node: String,
     /// Data directory.
@@ -53,6 +62,8 @@ pub struct Config {
     pub memory_bytes: u64,
     /// Instance limit announced to the hub.
     pub max_workloads: u32,
+    /// Output budget of each workload instance.
+    pub log_limits: logbudget::Limits,
 }
 
 /// Why the command line is not usable.
@@ -69,14 +80,20 @@ pub enum ConfigError {
     /// A `--label` is not `key=value` with a non-empty key.
     #[error("invalid --label {0:?}: expected key=value with a non-empty key")]
     Label(String),
-    /// `--memory` is not a size.
-    #[error(
-        "invalid --memory {0:?}: expected a byte count with an optional Ki/Mi/Gi suffix, e.g. 512Mi"
-    )]
-    Memory(String),
+    /// A size flag is not a quantity, or is zero.
+    #[error("invalid --{flag}: {reason}")]
+    Size {
+        /// The flag without dashes.
+        flag: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// `--mqtt` is not an `mqtt://host[:port]` URL.
-    #[error("invalid --mqtt {0:?}: expected mqtt://host[:port]")]
-    MqttUrl(String),
+    #[error("invalid --mqtt: {0}")]
+    MqttUrl(#[from] BrokerUrlError),
+    /// A rate of zero.
+    #[error("invalid --log-lines-per-sec: must be at least 1")]
+    LogLines,
     /// No `--memory` and `/proc/meminfo` could not be read.
     #[error("cannot read MemTotal from /proc/meminfo ({0}); pass --memory")]
     MemInfo(String),
@@ -89,7 +106,7 @@ impl Cli {
             node: self.node.clone(),
             reason,
         })?;
-        let (mqtt_host, mqtt_port) = parse_mqtt_url(&self.mqtt)?;
+        let broker: BrokerUrl = self.mqtt.parse()?;
         let mut labels = self
             .labels
             .iter()
@@ -97,17 +114,25 @@ impl Cli {
             .collect::<Result<Vec<_>, _>>()?;
         labels.sort();
         let memory_bytes = match &self.memory {
-            Some(m) => parse_memory(m)?,
+            Some(m) => parse_size("memory", m)?,
             None => default_memory()?,
         };
+        if self.log_lines_per_sec == 0 {
+            return Err(ConfigError::LogLines);
+        }
+        let log_bytes = parse_size("log-bytes-per-sec", &self.log_bytes_per_sec)?;
         Ok(Config {
-            mqtt_host,
-            mqtt_port,
+            broker,
             node: self.node,
             data_dir: self.data,
             labels,
             memory_bytes,
             max_workloads: self.max_workloads,
+            log_limits: logbudget::Limits {
+                lines_per_sec: self.log_lines_per_sec,
+                bytes_per_sec: u32::try_from(log_bytes).unwrap_or(u32::MAX),
+                ..logbudget::Limits::default()
+            },
         })
     }
 }
@@ -123,33 +148,14 @@ pub fn parse_label(s: &str) -> Result<Label, ConfigError> {
     }
 }
 
-/// Parses a byte count with an optional binary suffix: `1048576`, `64Ki`, `512Mi`, `1Gi`.
-pub fn parse_memory(s: &str) -> Result<u64, ConfigError> {
-    let err = || ConfigError::Memory(s.to_string());
-    let (num, shift) = [("Ki", 10), ("Mi", 20), ("Gi", 30)]
-        .iter()
-        .find_map(|(suffix, shift)| s.strip_suffix(suffix).map(|n| (n, *shift)))
-        .unwrap_or((s, 0));
-    let n: u64 = num.parse().map_err(|_| err())?;
-    n.checked_mul(1 << shift).filter(|&b| b > 0).ok_or_else(err)
-}
-
-/// Splits `mqtt://host[:port]` (or a bare `host[:port]`).
-pub fn parse_mqtt_url(s: &str) -> Result<(String, u16), ConfigError> {
-    let err = || ConfigError::MqttUrl(s.to_string());
-    let rest = s
-        .strip_prefix("mqtt://")
-        .or_else(|| s.strip_prefix("tcp://"))
-        .unwrap_or(s);
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| err())?),
-        None => (rest, 1883),
-    };
-    if host.is_empty() || host.contains('/') {
-        return Err(err());
+/// Parses a positive byte quantity given to `--{flag}` (the manifests' grammar: `64Ki`, `1G`).
+pub fn parse_size(flag: &'static str, text: &str) -> Result<u64, ConfigError> {
+    let fail = |reason: String| ConfigError::Size { flag, reason };
+    match parse_bytes(text) {
+        Ok(0) => Err(fail(format!("{text:?} is zero"))),
+        Ok(n) => Ok(n),
+        Err(e) => Err(fail(e.to_string())),
     }
-    Ok((host.to_string(), port))
 }
 
 /// Half of the machine's memory: leaves room for the OS and the agent itself.
@@ -169,13 +175,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes() {
-        assert_eq!(parse_memory("1Gi").unwrap(), 1 << 30);
-        assert_eq!(parse_memory("64Ki").unwrap(), 64 << 10);
-        assert_eq!(parse_memory("512Mi").unwrap(), 512 << 20);
-        assert_eq!(parse_memory("1000").unwrap(), 1000);
-        for bad in ["", "1G", "Mi", "-1Mi", "0", "99999999999Gi"] {
-            assert!(parse_memory(bad).is_err(), "{bad}");
+    fn sizes_use_the_manifest_grammar() {
+        assert_eq!(parse_size("memory", "1Gi").unwrap(), 1 << 30);
+        assert_eq!(parse_size("memory", "1G").unwrap(), 1_000_000_000);
+        assert_eq!(parse_size("memory", "64Ki").unwrap(), 64 << 10);
+        assert_eq!(parse_size("memory", "1000").unwrap(), 1000);
+        for bad in ["", "1GB", "Mi", "-1Mi", "0", "99999999999Ti"] {
+            let err = parse_size("memory", bad).unwrap_err().to_string();
+            assert!(err.starts_with("invalid --memory: "), "{bad}: {err}");
         }
     }
 
@@ -195,20 +202,6 @@ mod tests {
     }
 
     #[test]
-    fn urls() {
-        assert_eq!(
-            parse_mqtt_url("mqtt://127.0.0.1:1883").unwrap(),
-            ("127.0.0.1".into(), 1883)
-        );
-        assert_eq!(
-            parse_mqtt_url("mqtt://broker").unwrap(),
-            ("broker".into(), 1883)
-        );
-        assert!(parse_mqtt_url("mqtt://:1").is_err());
-        assert!(parse_mqtt_url("mqtt://h:x").is_err());
-    }
-
-    #[test]
     fn cli_validates_node_and_sorts_labels() {
         let cli = |node: &str| Cli {
             mqtt: "mqtt://h".into(),
@@ -217,6 +210,8 @@ mod tests {
             labels: vec!["z=1".into(), "a=2".into()],
             memory: Some("1Gi".into()),
             max_workloads: 4,
+            log_lines_per_sec: 100,
+            log_bytes_per_sec: "64Ki".into(),
         };
         let cfg = cli("gw-1").into_config().unwrap();
         assert_eq!(cfg.labels[0].key, "a");
@@ -225,5 +220,7 @@ mod tests {
             Err(ConfigError::Node { .. })
         ));
         assert!(default_memory().unwrap() > 0);
+        assert_eq!(cfg.broker.host, "h");
+        assert_eq!(cfg.log_limits.bytes_per_sec, 64 << 10);
     }
 }

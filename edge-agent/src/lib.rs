@@ -6,6 +6,7 @@
 //!
 //! - [`reconcile`] is the pure core: desired + actual + time → actions and status.
 //! - [`blobs`] stores modules by digest and fetches them chunk by chunk (sans-IO requester).
+//! - [`logbudget`] bounds what each workload may print (sans-IO token buckets).
 //! - [`state`] persists the last desired state so the node restarts its work without the hub.
 //! - [`runtime`] is the only module that touches wasmtime.
 //! - [`link`] is the MQTT driver.
@@ -15,6 +16,7 @@ pub mod agent;
 pub mod blobs;
 pub mod config;
 pub mod link;
+pub mod logbudget;
 pub mod reconcile;
 pub mod runtime;
 pub mod state;

@@ -13,10 +13,13 @@ use wasmfleet_proto::{
     DesiredState, Digest, ModuleRef, NodeStatus, Phase, RestartPolicy, WorkloadSpec, WorkloadStatus,
 };
 
-/// First restart delay; doubles with each restart.
+/// First restart delay; doubles with each restart of a crash streak.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// Longest restart delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// An instance that ran this long before it exited ends its crash streak: its next restart
+/// waits [`BACKOFF_BASE`] again, as Kubernetes resets a pod's back-off after ten minutes.
+pub const BACKOFF_RESET: Duration = Duration::from_secs(600);
 
 /// What the agent knows about its instances, keyed by workload name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,8 +35,45 @@ pub struct WorkloadActual {
     pub spec: WorkloadSpec,
     /// Running or exited.
     pub run: RunState,
-    /// Restarts done so far for this spec.
+    /// Restarts done so far for this spec (reported; never reset, like `restartCount`).
     pub restarts: u32,
+    /// Restarts in the current crash streak: the back-off exponent.
+    pub streak: u32,
+    /// When the current (or last) run started, same time origin as `now`.
+    pub started_at: Duration,
+}
+
+impl WorkloadActual {
+    /// A run of `spec` started at `now`, the first of its spec.
+    pub fn started(spec: WorkloadSpec, now: Duration) -> WorkloadActual {
+        WorkloadActual {
+            spec,
+            run: RunState::Running,
+            restarts: 0,
+            streak: 0,
+            started_at: now,
+        }
+    }
+
+    /// The crash streak that decides the next restart delay: 0 again if the last run lasted
+    /// [`BACKOFF_RESET`].
+    pub fn effective_streak(&self) -> u32 {
+        match &self.run {
+            RunState::Exited { at, .. } if at.saturating_sub(self.started_at) >= BACKOFF_RESET => 0,
+            _ => self.streak,
+        }
+    }
+
+    /// The state after restarting this instance at `now`.
+    pub fn restarted(&self, spec: WorkloadSpec, now: Duration) -> WorkloadActual {
+        WorkloadActual {
+            spec,
+            run: RunState::Running,
+            restarts: self.restarts.saturating_add(1),
+            streak: self.effective_streak().saturating_add(1),
+            started_at: now,
+        }
+    }
 }
 
 /// Whether an instance runs.
@@ -95,10 +135,10 @@ pub enum Action {
     Stop(String),
 }
 
-/// Restart delay after `restarts` restarts: `min(1 s · 2^restarts, 60 s)`.
-pub fn backoff(restarts: u32) -> Duration {
+/// Restart delay after a crash streak of `streak` restarts: `min(1 s · 2^streak, 60 s)`.
+pub fn backoff(streak: u32) -> Duration {
     BACKOFF_BASE
-        .checked_mul(1u32.checked_shl(restarts).unwrap_or(u32::MAX))
+        .checked_mul(1u32.checked_shl(streak).unwrap_or(u32::MAX))
         .map_or(BACKOFF_MAX, |d| d.min(BACKOFF_MAX))
 }
 
@@ -137,12 +177,14 @@ pub fn reconcile(
                 run: RunState::Running,
                 ..
             }) => {}
-            Some(WorkloadActual {
-                run: RunState::Exited { exit, at },
-                restarts,
-                ..
-            }) => {
-                if restarts_after(spec.restart, exit) && now >= *at + backoff(*restarts) {
+            Some(
+                a @ WorkloadActual {
+                    run: RunState::Exited { exit, at },
+                    ..
+                },
+            ) => {
+                if restarts_after(spec.restart, exit) && now >= *at + backoff(a.effective_streak())
+                {
                     starts.push(match start_or_fetch(spec, blobs_present) {
                         Action::Start(s) => Action::Restart(s),
                         fetch => fetch,
@@ -185,6 +227,7 @@ pub fn status(
         .collect();
     workloads.sort_by(|a, b| a.name.cmp(&b.name));
     NodeStatus {
+        observed_fleet: desired.fleet,
         observed_generation: desired.generation,
         workloads,
     }
@@ -234,7 +277,7 @@ fn workload_status(
                 };
                 st.message = format!(
                     "{what}; restarting after {}s back-off",
-                    backoff(a.restarts).as_secs()
+                    backoff(a.effective_streak()).as_secs()
                 );
             } else if exit.is_success() {
                 st.phase = Phase::Succeeded;
@@ -274,11 +317,13 @@ mod tests {
 
     fn desired(specs: Vec<WorkloadSpec>) -> DesiredState {
         DesiredState {
+            fleet: 1,
             generation: 3,
             workloads: specs,
         }
     }
 
+    /// Instances with `restarts` restarts, all in one crash streak, started at time zero.
     fn with(entries: Vec<(WorkloadSpec, RunState, u32)>) -> Actual {
         let workloads = entries
             .into_iter()
@@ -289,6 +334,8 @@ mod tests {
                         spec,
                         run,
                         restarts,
+                        streak: restarts,
+                        started_at: Duration::ZERO,
                     },
                 )
             })
@@ -502,13 +549,131 @@ mod tests {
     }
 
     #[test]
-    fn reconcile_is_idempotent() {
+    fn back_off_resets_after_ten_minutes_of_healthy_running() {
         let a = spec("a", RestartPolicy::Always);
-        let d = desired(vec![a]);
-        let actual = Actual::default();
+        let d = desired(vec![a.clone()]);
+        // A crash streak of 5: the next restart waits 32 s...
+        let mut actual = with(vec![(a.clone(), exited(Some(1), 100 * S), 5)]);
+        assert_eq!(reconcile(&d, &actual, &YES, 131 * S), vec![]);
         assert_eq!(
-            reconcile(&d, &actual, &YES, S),
-            reconcile(&d, &actual, &YES, S)
+            reconcile(&d, &actual, &YES, 132 * S),
+            vec![Action::Restart(a.clone())]
         );
+        // ...but after a run of ten minutes, a crash is the first of a new streak.
+        let entry = actual.workloads.get_mut("a").unwrap();
+        *entry = entry.restarted(a.clone(), 200 * S);
+        assert_eq!((entry.restarts, entry.streak), (6, 6));
+        entry.run = RunState::Exited {
+            exit: Exit::failure(Some(1), "boom"),
+            at: 200 * S + BACKOFF_RESET,
+        };
+        let crashed_at = 200 * S + BACKOFF_RESET;
+        assert_eq!(
+            reconcile(&d, &actual, &YES, crashed_at + S),
+            vec![Action::Restart(a.clone())],
+            "1 s back-off, not 60 s"
+        );
+        let st = status(&d, &actual, &YES, &NONE);
+        assert!(
+            st.workloads[0].message.contains("after 1s back-off"),
+            "{:?}",
+            st.workloads[0]
+        );
+        assert_eq!(
+            st.workloads[0].restarts, 6,
+            "the count itself is never reset"
+        );
+        let next = actual.workloads["a"].restarted(a, crashed_at + S);
+        assert_eq!((next.restarts, next.streak), (7, 1));
+    }
+
+    /// Carries out actions the way the agent loop does (starts run, stops forget, fetches
+    /// bring the blob), with nothing exiting meanwhile.
+    fn execute(actions: &[Action], actual: &mut Actual, blobs: &mut Vec<Digest>, now: Duration) {
+        for action in actions {
+            match action {
+                Action::FetchBlob(m) => blobs.push(m.digest),
+                Action::Start(s) => {
+                    actual
+                        .workloads
+                        .insert(s.name.clone(), WorkloadActual::started(s.clone(), now));
+                }
+                Action::Restart(s) => {
+                    let next = actual.workloads[&s.name].restarted(s.clone(), now);
+                    actual.workloads.insert(s.name.clone(), next);
+                }
+                Action::Stop(n) => {
+                    actual.workloads.remove(n);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn carrying_out_the_actions_converges_from_every_starting_point() {
+        let variant = |name: &str, v: u8| {
+            let mut s = spec(name, RestartPolicy::Always);
+            s.module.digest = Digest([v; 32]);
+            s.revision = u64::from(v);
+            s
+        };
+        let run_states = [
+            None,
+            Some((RunState::Running, 0)),
+            Some((exited(Some(1), S), 3)),
+            Some((exited(Some(0), S), 0)),
+        ];
+        let mut cases = 0;
+        for desired_mask in 0..8u8 {
+            for actual_variant in [1u8, 2] {
+                for (ai, a_state) in run_states.iter().enumerate() {
+                    for (bi, b_state) in run_states.iter().enumerate() {
+                        let names = ["a", "b", "c"];
+                        let d = desired(
+                            (0..3)
+                                .filter(|i| desired_mask & (1 << i) != 0)
+                                .map(|i| variant(names[i], 1))
+                                .collect(),
+                        );
+                        let mut entries = vec![];
+                        if let Some((run, r)) = a_state {
+                            entries.push((variant("a", actual_variant), run.clone(), *r));
+                        }
+                        if let Some((run, r)) = b_state {
+                            entries.push((variant("b", 1), run.clone(), *r));
+                        }
+                        let mut actual = with(entries);
+                        let mut blobs = vec![Digest([2; 32])];
+                        // Late enough that every back-off has passed.
+                        let now = 1000 * S;
+                        for _ in 0..3 {
+                            let present = |d: &Digest| blobs.contains(d);
+                            let actions = reconcile(&d, &actual, &present, now);
+                            execute(&actions, &mut actual, &mut blobs, now);
+                        }
+                        let present = |d: &Digest| blobs.contains(d);
+                        let left = reconcile(&d, &actual, &present, now);
+                        assert_eq!(
+                            left,
+                            vec![],
+                            "case {desired_mask}/{actual_variant}/{ai}/{bi}"
+                        );
+                        let st = status(&d, &actual, &present, &NONE);
+                        assert!(
+                            st.workloads.iter().all(|w| w.phase == Phase::Running),
+                            "case {desired_mask}/{actual_variant}/{ai}/{bi}: {st:?}"
+                        );
+                        assert_eq!(st.workloads.len(), d.workloads.len());
+                        assert_eq!(
+                            actual.workloads.len(),
+                            d.workloads.len(),
+                            "nothing extra runs"
+                        );
+                        cases += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(cases, 8 * 2 * 4 * 4);
     }
 }

@@ -2,11 +2,11 @@
 //! in the wire encoding. It is what lets a node restore its workloads after a reboot without
 //! the hub (autonomy at the edge).
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
+use wasmfleet_common::fsutil;
 use wasmfleet_proto::DesiredState;
 
 /// File name of the persisted desired state inside the data directory.
@@ -53,35 +53,8 @@ pub fn load_desired(dir: &Path) -> Option<DesiredState> {
 /// crash at any point leaves either the old or the new state, never a torn file.
 pub fn save_desired(dir: &Path, state: &DesiredState) -> Result<(), StateError> {
     let path = desired_path(dir);
-    write_atomic(&path, &wasmfleet_proto::encode(state))
+    fsutil::write_atomic(&path, &wasmfleet_proto::encode(state))
         .map_err(|source| StateError { path, source })
-}
-
-/// Atomically replaces `path` with `bytes`. The temporary name is unique per call, so
-/// concurrent writers of the same file (two instances compiling one module) do not collide.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let tmp = dir.join(tmp_name);
-    let mut file = File::create(&tmp)?;
-    let written = file.write_all(bytes).and_then(|()| file.sync_all());
-    drop(file);
-    if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    // Make the rename itself durable; not every filesystem supports syncing a directory.
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -91,6 +64,7 @@ mod tests {
 
     fn sample() -> DesiredState {
         DesiredState {
+            fleet: 9,
             generation: 7,
             workloads: vec![WorkloadSpec {
                 name: "hello-0".into(),

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use edge_agent::blobs::BlobStore;
 use edge_agent::{Agent, Config, state};
-use wasmfleet_proto::{DesiredState, Phase, RestartPolicy};
+use wasmfleet_common::BrokerUrl;
+use wasmfleet_proto::{BlobReply, DesiredState, Phase, RestartPolicy};
 
 use common::*;
 
@@ -18,13 +19,16 @@ fn closed_port() -> u16 {
 
 fn config(dir: &std::path::Path) -> Config {
     Config {
-        mqtt_host: "127.0.0.1".into(),
-        mqtt_port: closed_port(),
+        broker: BrokerUrl {
+            host: "127.0.0.1".into(),
+            port: closed_port(),
+        },
         node: "edge-1".into(),
         data_dir: dir.to_path_buf(),
         labels: vec![],
         memory_bytes: 1 << 30,
         max_workloads: 8,
+        log_limits: Default::default(),
     }
 }
 
@@ -39,6 +43,7 @@ async fn starts_persisted_workloads_without_a_broker() {
     state::save_desired(
         dir.path(),
         &DesiredState {
+            fleet: 1,
             generation: 4,
             workloads: vec![spec],
         },
@@ -103,6 +108,7 @@ async fn garbage_desired_state_keeps_the_last_good_one() {
     let mut agent = Agent::new(config(dir.path())).unwrap();
     let topic = "wf/v1/n/edge-1/desired";
     let good = DesiredState {
+        fleet: 1,
         generation: 5,
         workloads: vec![],
     };
@@ -129,12 +135,55 @@ async fn garbage_desired_state_keeps_the_last_good_one() {
             "disk kept too"
         );
     }
-    // And a valid one afterwards is accepted (even going backwards in generation).
+    // A stale retained state (an older generation of the same fleet) is ignored too.
     let older = DesiredState {
+        fleet: 1,
         generation: 2,
-        workloads: vec![],
+        workloads: vec![spec("stale-0", module_ref(b"old"), &[])],
     };
     agent.handle_desired(topic, &wasmfleet_proto::encode(&older));
-    assert_eq!(agent.desired(), &older);
-    assert_eq!(state::load_desired(dir.path()), Some(older));
+    assert_eq!(agent.desired(), &good, "a stale state is not acted on");
+    assert_eq!(state::load_desired(dir.path()), Some(good.clone()));
+    // A newer one is accepted, and so is any state of another fleet (the hub was rebuilt
+    // from an empty store and counts generations from 1 again).
+    let newer = DesiredState {
+        fleet: 1,
+        generation: 6,
+        workloads: vec![],
+    };
+    agent.handle_desired(topic, &wasmfleet_proto::encode(&newer));
+    assert_eq!(agent.desired(), &newer);
+    let rebuilt = DesiredState {
+        fleet: 2,
+        generation: 1,
+        workloads: vec![],
+    };
+    agent.handle_desired(topic, &wasmfleet_proto::encode(&rebuilt));
+    assert_eq!(agent.desired(), &rebuilt);
+    assert_eq!(state::load_desired(dir.path()), Some(rebuilt));
+}
+
+/// A chunk nobody asked for, published on the node's blob topic by anyone who can, must not
+/// reach the partial download.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spoofed_blob_reply_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = Agent::new(config(dir.path())).unwrap();
+    let module = module_ref(&[7u8; 100]);
+    let desired = DesiredState {
+        fleet: 1,
+        generation: 1,
+        workloads: vec![spec("w-0", module, &[])],
+    };
+    agent.handle_desired("wf/v1/n/edge-1/desired", &wasmfleet_proto::encode(&desired));
+    let forged = BlobReply::Chunk {
+        digest: module.digest,
+        offset: 0,
+        total: module.size,
+        data: vec![0xee; 100],
+    };
+    agent.handle_blob("wf/v1/n/edge-1/blob", &wasmfleet_proto::encode(&forged));
+    let store = BlobStore::open(dir.path()).unwrap();
+    assert_eq!(store.part_len(&module.digest), 0, "nothing written");
+    assert!(!store.has(&module.digest));
 }

@@ -28,6 +28,7 @@ fn setup() -> Setup {
     let ctx = InstanceContext {
         node: "node-a".into(),
         wasm_path,
+        log_limits: Default::default(),
     };
     Setup {
         _dir: dir,

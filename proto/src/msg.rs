@@ -37,10 +37,24 @@ messages!(
 /// retained. Level-triggered: a node converges to the latest one it holds, whatever it missed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct DesiredState {
+    /// Identity of the hub's fleet store, chosen at random when the store was created.
+    /// Generations count within one fleet: a hub restored from an empty store starts a new
+    /// fleet, whose generation 1 must not be mistaken for a stale message.
+    pub fleet: u64,
     /// Increases every time the hub changes this node's workloads.
     pub generation: u64,
     /// Every workload the node should run, sorted by name. Absent means stopped.
     pub workloads: Vec<WorkloadSpec>,
+}
+
+impl DesiredState {
+    /// Whether a node holding `current` should act on `self`: a newer generation of the same
+    /// fleet, or any state of another fleet (the hub was rebuilt). An older or equal
+    /// generation of the same fleet is stale (a retained message overtaken by a newer one, a
+    /// duplicate) and is ignored; the hub notices from the node's status and moves on.
+    pub fn supersedes(&self, current: &DesiredState) -> bool {
+        self.fleet != current.fleet || self.generation > current.generation
+    }
 }
 
 /// One workload instance on one node.
@@ -106,6 +120,8 @@ pub enum RestartPolicy {
 /// change and periodically; retained so a restarted hub has every node's latest report at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct NodeStatus {
+    /// Fleet of the desired state the node has acted on ([`DesiredState::fleet`]).
+    pub observed_fleet: u64,
     /// Generation of the desired state the node has acted on.
     pub observed_generation: u64,
     /// One entry per workload in that desired state, sorted by name.
@@ -210,11 +226,11 @@ pub struct Label {
 /// for a weak link to retry cheaply.
 pub const MAX_BLOB_CHUNK: u32 = 32 * 1024;
 
-/// A node asks for part of a module: node → hub on `wf/v1/blob/req`, QoS 1.
+/// A node asks for part of a module: node → hub on `wf/v1/n/{node}/blob-req`, QoS 1. The
+/// topic names the asking node (brokers can bind it to the client's identity with ACLs); the
+/// reply goes to that node's `blob` topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobRequest {
-    /// The asking node; the reply goes to its `blob` topic.
-    pub node: String,
     /// Which blob.
     pub digest: Digest,
     /// First byte wanted.
@@ -272,6 +288,20 @@ pub enum Stream {
     Stdout,
     /// Standard error.
     Stderr,
+    /// Written by the agent about the workload, not by the workload (e.g. how many lines its
+    /// log budget dropped), so a guest cannot forge it.
+    Agent,
+}
+
+impl Stream {
+    /// The name shown by `wasmfleet logs` and stored by the hub.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+            Stream::Agent => "agent",
+        }
+    }
 }
 
 /// Longest log line the agent ships; longer lines are cut.

@@ -7,15 +7,14 @@ use alloc::string::String;
 /// Root of every Wasmfleet topic; the `v1` moves with incompatible topic-layout changes.
 pub const PREFIX: &str = "wf/v1";
 
-/// Where nodes ask the hub for blob chunks ([`crate::BlobRequest`]).
-pub const BLOB_REQUESTS: &str = "wf/v1/blob/req";
-
 /// The hub's subscription to every node's presence.
 pub const ALL_ONLINE: &str = "wf/v1/n/+/online";
 /// The hub's subscription to every node's status.
 pub const ALL_STATUS: &str = "wf/v1/n/+/status";
 /// The hub's subscription to every node's logs.
 pub const ALL_LOGS: &str = "wf/v1/n/+/logs";
+/// The hub's subscription to every node's blob chunk requests.
+pub const ALL_BLOB_REQUESTS: &str = "wf/v1/n/+/blob-req";
 
 /// The per-node topics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +29,8 @@ pub enum NodeTopic {
     Logs,
     /// [`crate::BlobReply`], hub → node.
     Blob,
+    /// [`crate::BlobRequest`], node → hub.
+    BlobRequest,
 }
 
 impl NodeTopic {
@@ -41,6 +42,7 @@ impl NodeTopic {
             NodeTopic::Online => "online",
             NodeTopic::Logs => "logs",
             NodeTopic::Blob => "blob",
+            NodeTopic::BlobRequest => "blob-req",
         }
     }
 
@@ -51,6 +53,7 @@ impl NodeTopic {
             "online" => NodeTopic::Online,
             "logs" => NodeTopic::Logs,
             "blob" => NodeTopic::Blob,
+            "blob-req" => NodeTopic::BlobRequest,
             _ => return None,
         })
     }
@@ -83,6 +86,7 @@ mod tests {
             NodeTopic::Online,
             NodeTopic::Logs,
             NodeTopic::Blob,
+            NodeTopic::BlobRequest,
         ] {
             let t = node_topic("gw-1", kind);
             assert_eq!(parse_node_topic(&t), Some(("gw-1", kind)));
@@ -97,6 +101,7 @@ mod tests {
     fn rejects_foreign_topics() {
         for t in [
             "wf/v1/blob/req",
+            "wf/v1/n/+/blob-req/x",
             "wf/v2/n/a/status",
             "wf/v1/n//status",
             "wf/v1/n/a/b/status",

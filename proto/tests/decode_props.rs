@@ -44,12 +44,16 @@ fn workload() -> impl Strategy<Value = WorkloadSpec> {
 }
 
 fn desired() -> impl Strategy<Value = DesiredState> {
-    (any::<u64>(), prop::collection::vec(workload(), 0..5)).prop_map(|(generation, workloads)| {
-        DesiredState {
+    (
+        any::<u64>(),
+        any::<u64>(),
+        prop::collection::vec(workload(), 0..5),
+    )
+        .prop_map(|(fleet, generation, workloads)| DesiredState {
+            fleet,
             generation,
             workloads,
-        }
-    })
+        })
 }
 
 fn status() -> impl Strategy<Value = NodeStatus> {
@@ -77,12 +81,13 @@ fn status() -> impl Strategy<Value = NodeStatus> {
                 message,
             },
         );
-    (any::<u64>(), prop::collection::vec(w, 0..5)).prop_map(|(observed_generation, workloads)| {
-        NodeStatus {
+    (any::<u64>(), any::<u64>(), prop::collection::vec(w, 0..5)).prop_map(
+        |(observed_fleet, observed_generation, workloads)| NodeStatus {
+            observed_fleet,
             observed_generation,
             workloads,
-        }
-    })
+        },
+    )
 }
 
 proptest! {

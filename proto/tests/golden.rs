@@ -5,6 +5,7 @@ use wasmfleet_proto::*;
 
 fn sample_desired() -> DesiredState {
     DesiredState {
+        fleet: 0x1234,
         generation: 3,
         workloads: vec![WorkloadSpec {
             name: "hello-0".into(),
@@ -37,9 +38,10 @@ fn desired_state_bytes() {
     assert_eq!(
         hex(&bytes),
         concat!(
-            "01",
+            "02",
+            "b424", // version, fleet 0x1234 (varint)
             "03",
-            "01",               // version, generation, 1 workload
+            "01",               // generation, 1 workload
             "0768656c6c6f2d30", // name "hello-0"
             "0568656c6c6f",     // deployment "hello"
             "02",               // revision
@@ -57,6 +59,7 @@ fn desired_state_bytes() {
 #[test]
 fn status_presence_blob_and_log_bytes() {
     let status = NodeStatus {
+        observed_fleet: 7,
         observed_generation: 3,
         workloads: vec![WorkloadStatus {
             name: "w".into(),
@@ -67,9 +70,9 @@ fn status_presence_blob_and_log_bytes() {
             message: "trap".into(),
         }],
     };
-    assert_eq!(hex(&encode(&status)), "010301017701030201010474726170");
+    assert_eq!(hex(&encode(&status)), "02070301017701030201010474726170");
 
-    assert_eq!(hex(&encode(&Presence::Offline)), "0101");
+    assert_eq!(hex(&encode(&Presence::Offline)), "0201");
     let hello = Presence::Online(Hello {
         agent_version: "0.1.0".into(),
         device_class: DeviceClass::Linux,
@@ -82,19 +85,18 @@ fn status_presence_blob_and_log_bytes() {
             value: "v".into(),
         }],
     });
-    assert_eq!(hex(&encode(&hello)), "010005302e312e300080080801016b0176");
+    assert_eq!(hex(&encode(&hello)), "020005302e312e300080080801016b0176");
 
     let req = BlobRequest {
-        node: "n".into(),
         digest: Digest([1; 32]),
         offset: 5,
         len: 7,
     };
-    assert_eq!(hex(&encode(&req)), format!("01016e{}0507", "01".repeat(32)));
+    assert_eq!(hex(&encode(&req)), format!("02{}0507", "01".repeat(32)));
     let reply = BlobReply::NotFound {
         digest: Digest([2; 32]),
     };
-    assert_eq!(hex(&encode(&reply)), format!("0101{}", "02".repeat(32)));
+    assert_eq!(hex(&encode(&reply)), format!("0201{}", "02".repeat(32)));
 
     let logs = LogBatch {
         lines: vec![LogLine {
@@ -104,7 +106,40 @@ fn status_presence_blob_and_log_bytes() {
             line: "hi".into(),
         }],
     };
-    assert_eq!(hex(&encode(&logs)), "010101770101026869");
+    assert_eq!(hex(&encode(&logs)), "020101770101026869");
+    let marker = LogBatch {
+        lines: vec![LogLine {
+            workload: "w".into(),
+            stream: Stream::Agent,
+            ts_ms: 1,
+            line: "".into(),
+        }],
+    };
+    assert_eq!(hex(&encode(&marker)), "02010177020100");
+}
+
+#[test]
+fn a_node_acts_only_on_newer_generations_of_its_fleet() {
+    let state = |fleet, generation| DesiredState {
+        fleet,
+        generation,
+        workloads: vec![],
+    };
+    let current = state(1, 5);
+    assert!(state(1, 6).supersedes(&current));
+    assert!(!state(1, 5).supersedes(&current), "a duplicate");
+    assert!(
+        !state(1, 4).supersedes(&current),
+        "a stale retained message"
+    );
+    assert!(
+        state(2, 1).supersedes(&current),
+        "a rebuilt hub's new fleet"
+    );
+    assert!(
+        state(1, 1).supersedes(&DesiredState::default()),
+        "a fresh node"
+    );
 }
 
 #[test]

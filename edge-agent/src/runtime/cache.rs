@@ -60,7 +60,7 @@ pub(super) fn load(
     let compiled = engine
         .precompile_module(&wasm)
         .map_err(|e| err(format!("invalid WebAssembly module: {e:#}")))?;
-    if let Err(e) = crate::state::write_atomic(&cwasm, &compiled) {
+    if let Err(e) = wasmfleet_common::fsutil::write_atomic(&cwasm, &compiled) {
         // A full disk must not stop workloads: run from memory, recompile next time.
         tracing::warn!(path = %cwasm.display(), error = %e, "cannot cache compiled module; running it uncached");
         // SAFETY: the bytes come from `precompile_module` of this very engine, just now.

@@ -10,7 +10,8 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use super::Runtime;
-use super::output::LineSink;
+use super::output::{LineSink, SharedBudget};
+use crate::logbudget::Limits;
 use crate::reconcile::Exit;
 
 /// Where an instance runs and where its module is.
@@ -20,6 +21,8 @@ pub struct InstanceContext {
     pub node: String,
     /// The verified module file in the blob store.
     pub wasm_path: PathBuf,
+    /// How much output the instance may ship.
+    pub log_limits: Limits,
 }
 
 /// Store data of one instance.
@@ -35,8 +38,9 @@ pub(super) async fn run(
     ctx: InstanceContext,
     logs: mpsc::Sender<LogLine>,
 ) -> Exit {
-    let stdout = LineSink::new(&spec.name, Stream::Stdout, logs.clone());
-    let stderr = LineSink::new(&spec.name, Stream::Stderr, logs);
+    let budget = SharedBudget::new(ctx.log_limits);
+    let stdout = LineSink::new(&spec.name, Stream::Stdout, logs.clone(), budget.clone());
+    let stderr = LineSink::new(&spec.name, Stream::Stderr, logs, budget);
     let mut exit = execute(&rt, &spec, &ctx, &stdout, &stderr).await;
     stdout.flush_partial();
     stderr.flush_partial();
@@ -67,13 +71,19 @@ async fn execute(
         Ok(Err(e)) => return Exit::failure(None, e.to_string()),
         Err(e) => return Exit::failure(None, format!("compiling module {}: {e}", digest.short())),
     };
+    // The hub ran the same check at upload; this covers modules that reached the node
+    // another way (side-loaded, or stored by an older hub).
+    if let Err(e) = wasmfleet_common::engine::check_module(rt.linker(), &module) {
+        return Exit::failure(None, format!("module {}: {e}", digest.short()));
+    }
     let mut store = Store::new(rt.engine(), host(spec, ctx, stdout, stderr));
     store.limiter(|h| &mut h.limits);
-    // Yield to the executor at every epoch tick: a busy guest cannot starve other tasks, and
-    // dropping the future (stop) takes effect within one tick.
+    // Yield to the executor at every epoch tick: a busy guest cannot block the agent's loop,
+    // and dropping the future (stop) takes effect within one tick. This is not a CPU limit:
+    // the guest is resumed right after yielding.
     store.set_epoch_deadline(1);
     store.epoch_deadline_async_yield_and_update(1);
-    let instance = match rt.inner.linker.instantiate_async(&mut store, &module).await {
+    let instance = match rt.linker().instantiate_async(&mut store, &module).await {
         Ok(i) => i,
         Err(e) => return map_error(&e, "cannot instantiate module"),
     };

@@ -1,9 +1,15 @@
 //! The WebAssembly runtime: the only module that imports wasmtime.
 //!
 //! One [`Runtime`] per process owns the shared `Engine` (Cranelift, epoch interruption with a
-//! ticker thread), the WASI preview1 linker and the compiled-code cache. Instances run as
-//! futures ([`Runtime::run`]) that the agent spawns as tokio tasks; stopping an instance is
-//! dropping its future.
+//! ticker thread), the WASI preview1 linker and the compiled-code cache. Engine configuration
+//! and linker come from `wasmfleet_common::engine`, which the hub checks uploads with, so a
+//! module the hub accepted is one this runtime can instantiate. Instances run as futures
+//! ([`Runtime::run`]) that the agent spawns as tokio tasks; stopping an instance is dropping
+//! its future.
+//!
+//! CPU: every [`EPOCH_TICK`] a running guest yields to the executor, so a busy loop cannot
+//! block the agent's loop or keep an instance from being stopped. It is not a CPU limit: a
+//! guest that never sleeps still takes its share of a core (limits per workload are planned).
 
 mod cache;
 mod instance;
@@ -16,8 +22,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use wasmfleet_common::engine;
 use wasmfleet_proto::{Digest, LogLine, WorkloadSpec};
-use wasmtime::{Config, Engine, Linker};
+use wasmtime::{Engine, Linker};
 
 pub use cache::CacheOutcome;
 pub use instance::InstanceContext;
@@ -25,7 +32,7 @@ pub use instance::InstanceContext;
 use crate::reconcile::Exit;
 
 /// How often the epoch advances. With a deadline of one tick, a CPU-bound guest yields to the
-/// executor at least this often.
+/// executor at least this often (it is then resumed: yielding is not throttling).
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Why the runtime could not be set up or a module not be loaded.
@@ -90,13 +97,10 @@ impl Runtime {
             path: cache_dir.to_path_buf(),
             source,
         })?;
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-        let engine = Engine::new(&config).map_err(|e| RuntimeError::Setup(format!("{e:#}")))?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |h: &mut instance::Host| &mut h.wasi)
-            .map_err(|e| RuntimeError::Setup(format!("{e:#}")))?;
+        let setup = |e: engine::AdmitError| RuntimeError::Setup(e.to_string());
+        let engine = engine::engine().map_err(setup)?;
+        let linker =
+            engine::wasi_linker(&engine, |h: &mut instance::Host| &mut h.wasi).map_err(setup)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let ticker = {
             let (engine, stop) = (engine.weak(), stop_ticker.clone());
@@ -166,5 +170,9 @@ impl Runtime {
 
     fn engine(&self) -> &Engine {
         &self.inner.engine
+    }
+
+    fn linker(&self) -> &Linker<instance::Host> {
+        &self.inner.linker
     }
 }

@@ -1,19 +1,22 @@
 //! Guest stdout/stderr as log lines: a WASI output stream that splits on `'\n'`, cuts lines at
 //! [`MAX_LOG_LINE`] bytes and hands each line to the agent as a [`LogLine`].
 //!
-//! Writes never block the guest: if the agent's log channel is full, lines are dropped (logs
-//! are best effort and must not stall a workload).
+//! Writes never block the guest, and output is bounded at the source: every line passes the
+//! instance's [`LogBudget`] (shared by its stdout and stderr), and a line over budget, or one
+//! the agent's full queue cannot take, is dropped and counted in the next `Agent` marker line.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use wasmfleet_proto::{LogLine, MAX_LOG_LINE, Stream};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+use crate::logbudget::{Admit, Dropped, Limits, LogBudget};
 
 /// Bytes the guest may hand over per write call.
 const WRITE_BUDGET: usize = 64 * 1024;
@@ -22,22 +25,49 @@ const WRITE_BUDGET: usize = 64 * 1024;
 /// stderr just before it traps).
 const TAIL_LINES: usize = 3;
 
+/// The log budget of one instance, shared by its output streams, with its time origin.
+#[derive(Clone)]
+pub(super) struct SharedBudget(Arc<Mutex<(LogBudget, Instant)>>);
+
+impl SharedBudget {
+    pub(super) fn new(limits: Limits) -> SharedBudget {
+        SharedBudget(Arc::new(Mutex::new((
+            LogBudget::new(limits, std::time::Duration::ZERO),
+            Instant::now(),
+        ))))
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut LogBudget, std::time::Duration) -> T) -> T {
+        let mut guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let (budget, origin) = &mut *guard;
+        let now = origin.elapsed();
+        f(budget, now)
+    }
+}
+
 /// One output stream of one instance. Clones share the partial-line buffer.
 #[derive(Clone)]
 pub(super) struct LineSink {
     workload: Arc<str>,
     stream: Stream,
     tx: mpsc::Sender<LogLine>,
+    budget: SharedBudget,
     pending: Arc<Mutex<Vec<u8>>>,
     tail: Arc<Mutex<std::collections::VecDeque<String>>>,
 }
 
 impl LineSink {
-    pub(super) fn new(workload: &str, stream: Stream, tx: mpsc::Sender<LogLine>) -> LineSink {
+    pub(super) fn new(
+        workload: &str,
+        stream: Stream,
+        tx: mpsc::Sender<LogLine>,
+        budget: SharedBudget,
+    ) -> LineSink {
         LineSink {
             workload: workload.into(),
             stream,
             tx,
+            budget,
             pending: Arc::default(),
             tail: Arc::default(),
         }
@@ -66,12 +96,41 @@ impl LineSink {
         }
     }
 
-    /// Emits a last line without newline, if any (called when the instance ends).
+    /// Emits a last line without newline, if any, and a last marker for lines dropped since
+    /// the previous one (called when the instance ends).
     pub(super) fn flush_partial(&self) {
         let rest =
             std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
         if !rest.is_empty() {
             self.emit(&rest);
+        }
+        if let Some((dropped, limits)) = self
+            .budget
+            .with(|b, _| b.take_dropped().map(|d| (d, *b.limits())))
+        {
+            self.send_marker(dropped, &limits);
+        }
+    }
+
+    /// Queues a line for the agent; false if the queue is full.
+    fn send(&self, stream: Stream, line: String) -> bool {
+        let ts_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.tx
+            .try_send(LogLine {
+                workload: self.workload.to_string(),
+                stream,
+                ts_ms,
+                line,
+            })
+            .is_ok()
+    }
+
+    /// Queues a drop marker; if the queue is full, the drops wait for the next marker.
+    fn send_marker(&self, dropped: Dropped, limits: &Limits) {
+        if !self.send(Stream::Agent, dropped.marker(limits)) {
+            self.budget.with(|b, _| b.restore(dropped));
         }
     }
 
@@ -91,15 +150,25 @@ impl LineSink {
             short.truncate(short.floor_char_boundary(200));
             tail.push_back(short);
         }
-        let ts_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let _ = self.tx.try_send(LogLine {
-            workload: self.workload.to_string(),
-            stream: self.stream,
-            ts_ms,
-            line,
-        });
+        let admit = self
+            .budget
+            .with(|b, now| (b.admit(line.len(), now), *b.limits()));
+        match admit {
+            (Admit::Drop, _) => {}
+            (Admit::Ship, _) => self.ship(line),
+            (Admit::ShipAfterDrops(d), limits) => {
+                self.send_marker(d, &limits);
+                self.ship(line);
+            }
+        }
+    }
+
+    /// Queues an admitted line; a full queue counts it into the next marker.
+    fn ship(&self, line: String) {
+        let len = line.len();
+        if !self.send(self.stream, line) {
+            self.budget.with(|b, _| b.count_dropped(len));
+        }
     }
 }
 
@@ -162,6 +231,10 @@ impl tokio::io::AsyncWrite for LineSink {
 mod tests {
     use super::*;
 
+    fn sink(stream: Stream, tx: mpsc::Sender<LogLine>) -> LineSink {
+        LineSink::new("w", stream, tx, SharedBudget::new(Limits::default()))
+    }
+
     fn lines(rx: &mut mpsc::Receiver<LogLine>) -> Vec<String> {
         std::iter::from_fn(|| rx.try_recv().ok())
             .map(|l| l.line)
@@ -171,7 +244,7 @@ mod tests {
     #[test]
     fn splits_lines_across_writes() {
         let (tx, mut rx) = mpsc::channel(16);
-        let sink = LineSink::new("w", Stream::Stdout, tx);
+        let sink = sink(Stream::Stdout, tx);
         sink.push(b"one\ntw");
         sink.push(b"o\r\nthree");
         assert_eq!(lines(&mut rx), ["one", "two"]);
@@ -182,13 +255,60 @@ mod tests {
     #[test]
     fn cuts_long_lines() {
         let (tx, mut rx) = mpsc::channel(16);
-        let sink = LineSink::new("w", Stream::Stderr, tx);
+        let sink = sink(Stream::Stderr, tx);
         sink.push(&vec![b'x'; MAX_LOG_LINE + 10]);
         sink.push(b"\n");
         let got = lines(&mut rx);
         assert_eq!(
             got.iter().map(String::len).collect::<Vec<_>>(),
             [MAX_LOG_LINE, 10]
+        );
+    }
+
+    #[test]
+    fn a_flood_is_bounded_and_its_gap_reported_when_the_instance_ends() {
+        let (tx, mut rx) = mpsc::channel(100_000);
+        let limits = Limits {
+            lines_per_sec: 10,
+            bytes_per_sec: 1 << 20,
+            burst_secs: 1,
+        };
+        let budget = SharedBudget::new(limits);
+        let out = LineSink::new("w", Stream::Stdout, tx.clone(), budget.clone());
+        let err = LineSink::new("w", Stream::Stderr, tx, budget);
+        for _ in 0..5_000 {
+            out.push(b"flood\n");
+            err.push(b"flood\n");
+        }
+        out.flush_partial();
+        let got: Vec<LogLine> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        let shipped = got.iter().filter(|l| l.stream != Stream::Agent).count();
+        // Both streams share one budget: about one second's worth, not 10,000 lines.
+        assert!((10..=12).contains(&shipped), "{shipped}");
+        let marker = got.last().unwrap();
+        assert_eq!(marker.stream, Stream::Agent);
+        assert!(
+            marker
+                .line
+                .starts_with(&format!("{} lines (", 10_000 - shipped)),
+            "{}",
+            marker.line
+        );
+    }
+
+    #[test]
+    fn lines_the_full_queue_refused_are_counted_too() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let out = sink(Stream::Stdout, tx);
+        out.push(b"a\nb\nc\nd\n");
+        assert_eq!(lines(&mut rx), ["a", "b"]);
+        out.flush_partial();
+        let last = rx.try_recv().unwrap();
+        assert_eq!(last.stream, Stream::Agent);
+        assert!(
+            last.line.starts_with("2 lines (2 bytes) dropped"),
+            "{}",
+            last.line
         );
     }
 }

@@ -60,7 +60,7 @@ pub fn spec(name: &str, module: ModuleRef, args: &[&str]) -> WorkloadSpec {
 /// A module reference for `bytes`.
 pub fn module_ref(bytes: &[u8]) -> ModuleRef {
     ModuleRef {
-        digest: edge_agent::blobs::digest_of(bytes),
+        digest: wasmfleet_common::digest::sha256(bytes),
         size: bytes.len() as u64,
     }
 }

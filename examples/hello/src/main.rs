@@ -1,5 +1,6 @@
-//! Example Wasmfleet guest: greets on stdout every interval. Its flags exist so the agent's
-//! tests can exercise exits, traps and memory limits with one module.
+//! Example Wasmfleet guest: greets on stdout every interval. Its flags exist so the tests can
+//! exercise exits, traps, memory limits and hostile behaviour (output floods, terminal escape
+//! sequences, busy loops) with one module.
 
 use std::time::Duration;
 
@@ -9,6 +10,9 @@ struct Opts {
     exit_code: i32,
     trap: bool,
     alloc: usize,
+    flood: usize,
+    escapes: bool,
+    spin: bool,
 }
 
 fn parse_duration(s: &str) -> Option<Duration> {
@@ -34,6 +38,9 @@ fn parse_args() -> Result<Opts, String> {
         exit_code: 0,
         trap: false,
         alloc: 0,
+        flood: 0,
+        escapes: false,
+        spin: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -44,6 +51,9 @@ fn parse_args() -> Result<Opts, String> {
             "--exit-code" => opts.exit_code = value()?.parse().map_err(|_| "bad --exit-code")?,
             "--alloc" => opts.alloc = parse_bytes(&value()?).ok_or("bad --alloc")?,
             "--trap" => opts.trap = true,
+            "--flood" => opts.flood = parse_bytes(&value()?).ok_or("bad --flood")?,
+            "--escapes" => opts.escapes = true,
+            "--spin" => opts.spin = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -77,6 +87,24 @@ fn main() {
             "hello: allocated {} bytes",
             std::hint::black_box(&block).len()
         );
+    }
+    if opts.flood > 0 {
+        // Lines of `flood` bytes, as fast as the host takes them, forever.
+        let line = "x".repeat(opts.flood.saturating_sub(12));
+        for n in 0u64.. {
+            println!("{n:>10} {line}");
+        }
+    }
+    if opts.escapes {
+        // Retitle the terminal, clear it, move the cursor home, and a C1 control.
+        println!("\x1b]0;pwned\x07\x1b[2J\x1b[Hescaped \u{9b}31m");
+    }
+    if opts.spin {
+        println!("{greeting} from {workload} on {node}: spinning");
+        let mut x = 0u64;
+        loop {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
     }
     let mut i = 0u64;
     while opts.count.is_none_or(|n| i < n) {

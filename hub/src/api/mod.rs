@@ -1,24 +1,41 @@
 //! The HTTP API the CLI (and anything else) uses. JSON in and out; errors are
 //! `{"error": "..."}` with a status code that says whose fault it was.
+//!
+//! Handlers never hold the controller's lock while they read: lists come from the latest
+//! [`crate::controller::FleetSnapshot`], events and logs from their own database connections
+//! (on the blocking pool). Changes go through [`ControllerHandle::change`], which runs on the
+//! blocking pool too, so no async worker ever waits for SQLite or the scheduler.
 
 pub mod types;
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use http_body_util::BodyExt;
 use serde::Deserialize;
+use tokio::sync::Semaphore;
+use wasmfleet_common::engine::Checker;
 use wasmfleet_proto::Digest;
 
+use crate::clock::now_ms;
+use crate::controller::handle::Visibility;
 use crate::controller::{ControllerError, ControllerHandle};
-use crate::store::{BlobError, BlobStore, StoreError};
+use crate::store::blobs::Stored;
+use crate::store::{BlobError, BlobStore, EventReader, LogReader, StoreError};
 use types::{ApplyRequest, ApplyResponse, ErrorBody};
 
 /// Largest module upload.
 pub const MAX_MODULE_BYTES: usize = 64 << 20;
+
+/// Uploads checked at once (checking compiles the module, a CPU- and memory-heavy step);
+/// further uploads wait their turn.
+pub const CONCURRENT_UPLOADS: usize = 2;
 
 /// Shared by every handler.
 #[derive(Debug, Clone)]
@@ -27,13 +44,24 @@ pub struct AppState {
     pub controller: ControllerHandle,
     /// Module store.
     pub blobs: BlobStore,
+    /// The agents' admission check for modules.
+    pub checker: Arc<Checker>,
+    /// Event queries.
+    pub events: Arc<EventReader>,
+    /// Log queries.
+    pub logs: Arc<LogReader>,
+    /// Bounds concurrent uploads.
+    pub uploads: Arc<Semaphore>,
 }
 
-/// Milliseconds since the Unix epoch (the API is an I/O edge: it may read the clock).
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// Runs a blocking read off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(ApiError::from)
 }
 
 /// An error response.
@@ -67,6 +95,7 @@ impl From<BlobError> for ApiError {
     fn from(e: BlobError) -> Self {
         let status = match &e {
             BlobError::Io { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            BlobError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         ApiError(status, e.to_string())
@@ -93,16 +122,17 @@ pub fn router(state: AppState) -> Router {
             "/v1/blobs/{digest}",
             get(get_blob).head(head_blob).put(put_blob),
         )
-        .layer(DefaultBodyLimit::max(MAX_MODULE_BYTES))
+        // Uploads stream to disk and enforce MAX_MODULE_BYTES themselves.
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
 async fn list_nodes(State(s): State<AppState>) -> Json<Vec<types::NodeView>> {
-    Json(s.controller.read(|c| c.node_views()))
+    Json(s.controller.snapshot().node_views())
 }
 
 async fn list_deployments(State(s): State<AppState>) -> Json<Vec<types::DeploymentView>> {
-    Json(s.controller.read(|c| c.deployment_views()))
+    Json(s.controller.snapshot().deployment_views())
 }
 
 async fn get_deployment(
@@ -110,7 +140,8 @@ async fn get_deployment(
     Path(name): Path<String>,
 ) -> ApiResult<Json<types::DeploymentView>> {
     s.controller
-        .read(|c| c.deployment_views())
+        .snapshot()
+        .deployment_views()
         .into_iter()
         .find(|d| d.name == name)
         .map(Json)
@@ -125,7 +156,7 @@ async fn get_deployment(
 async fn apply(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    body: Bytes,
+    body: axum::body::Bytes,
 ) -> ApiResult<Json<ApplyResponse>> {
     let req: ApplyRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError(
@@ -157,10 +188,14 @@ async fn apply(
         }
         Some(_) => {}
     }
-    let (outcome, generation) = s.controller.change(|c| {
-        let (outcome, generation, publish) = c.apply(&name, req.spec, now_ms())?;
-        Ok::<_, ControllerError>(((outcome, generation), publish))
-    })?;
+    let deployment = name.clone();
+    let (outcome, generation) = s
+        .controller
+        .change(Visibility::Now, move |c| {
+            let (outcome, generation, publish) = c.apply(&deployment, req.spec, now_ms())?;
+            Ok::<_, ControllerError>(((outcome, generation), publish))
+        })
+        .await?;
     Ok(Json(ApplyResponse {
         name,
         outcome,
@@ -170,7 +205,10 @@ async fn apply(
 
 async fn delete(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
     s.controller
-        .change(|c| c.delete(&name, now_ms()).map(|publish| ((), publish)))?;
+        .change(Visibility::Now, move |c| {
+            c.delete(&name, now_ms()).map(|publish| ((), publish))
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -185,7 +223,8 @@ async fn list_workloads(
 ) -> Json<Vec<types::WorkloadView>> {
     Json(
         s.controller
-            .read(|c| c.workload_views(q.deployment.as_deref())),
+            .snapshot()
+            .workload_views(q.deployment.as_deref()),
     )
 }
 
@@ -200,10 +239,13 @@ async fn events(
     State(s): State<AppState>,
     Query(q): Query<EventQuery>,
 ) -> ApiResult<Json<Vec<types::Event>>> {
-    let object = q.kind.as_deref().zip(q.name.as_deref());
-    Ok(Json(s.controller.read(|c| {
-        c.events(object, q.limit.unwrap_or(100).min(10_000))
-    })?))
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    let events = blocking(move || {
+        let object = q.kind.as_deref().zip(q.name.as_deref());
+        s.events.events(object, limit)
+    })
+    .await?;
+    Ok(Json(events.into_iter().map(Into::into).collect()))
 }
 
 async fn deployment_events(
@@ -212,9 +254,8 @@ async fn deployment_events(
     Query(q): Query<EventQuery>,
 ) -> ApiResult<Json<Vec<types::Event>>> {
     let limit = q.limit.unwrap_or(50).min(10_000);
-    Ok(Json(
-        s.controller.read(|c| c.deployment_events(&name, limit))?,
-    ))
+    let events = blocking(move || s.events.deployment_events(&name, limit)).await?;
+    Ok(Json(events.into_iter().map(Into::into).collect()))
 }
 
 #[derive(Deserialize)]
@@ -229,15 +270,14 @@ async fn logs(
     Query(q): Query<LogQuery>,
 ) -> ApiResult<Json<Vec<types::LogRecord>>> {
     let limit = q.limit.unwrap_or(100).min(10_000);
-    s.controller.read(|c| {
-        if !c.has_deployment(&name) && q.after.is_none() {
-            return Err(ApiError(
-                StatusCode::NOT_FOUND,
-                format!("deployment {name:?} not found"),
-            ));
-        }
-        Ok(Json(c.logs(&name, q.after, limit)?))
-    })
+    if q.after.is_none() && !s.controller.snapshot().deployments.contains_key(&name) {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("deployment {name:?} not found"),
+        ));
+    }
+    let lines = blocking(move || s.logs.logs(&name, q.after, limit)).await?;
+    Ok(Json(lines.into_iter().map(Into::into).collect()))
 }
 
 fn parse_digest(text: &str) -> ApiResult<Digest> {
@@ -258,25 +298,55 @@ async fn head_blob(State(s): State<AppState>, Path(digest): Path<String>) -> Api
     })
 }
 
-async fn get_blob(State(s): State<AppState>, Path(digest): Path<String>) -> ApiResult<Vec<u8>> {
+async fn get_blob(State(s): State<AppState>, Path(digest): Path<String>) -> ApiResult<Response> {
     let digest = parse_digest(&digest)?;
-    s.blobs.read(&digest)?.ok_or_else(|| {
+    let file = s.blobs.open_blob(&digest)?.ok_or_else(|| {
         ApiError(
             StatusCode::NOT_FOUND,
             format!("module sha256:{digest} not found"),
         )
-    })
+    })?;
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    Ok(Body::from_stream(stream).into_response())
 }
 
+/// `PUT /v1/blobs/{digest}`: streams the body to a temporary file while hashing it, then (at
+/// most [`CONCURRENT_UPLOADS`] at a time) checks it the way agents will run it and stores it.
+/// Idempotent: a module already stored answers 200, a new one 201.
 async fn put_blob(
     State(s): State<AppState>,
     Path(digest): Path<String>,
-    body: Bytes,
+    body: Body,
 ) -> ApiResult<StatusCode> {
     let digest = parse_digest(&digest)?;
-    let blobs = s.blobs.clone();
-    tokio::task::spawn_blocking(move || blobs.put(&digest, &body))
+    if s.blobs.size(&digest).is_some() {
+        return Ok(StatusCode::OK);
+    }
+    let mut upload = s.blobs.begin(MAX_MODULE_BYTES as u64)?;
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("reading the upload: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            upload.write(&data)?;
+        }
+    }
+    let _permit = s
+        .uploads
+        .clone()
+        .acquire_owned()
         .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-    Ok(StatusCode::CREATED)
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let (blobs, checker) = (s.blobs.clone(), s.checker.clone());
+    let stored = tokio::task::spawn_blocking(move || {
+        blobs.finish(upload, &digest, |bytes| {
+            checker.check(bytes).map(|_| ()).map_err(|e| e.to_string())
+        })
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(match stored {
+        Stored::Created => StatusCode::CREATED,
+        Stored::Existed => StatusCode::OK,
+    })
 }

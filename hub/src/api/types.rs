@@ -1,12 +1,9 @@
 //! JSON types of the HTTP API, shared by the server and the CLI (the CLI reaches the hub only
 //! through these, never through the store).
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
-pub use crate::model::{DeploymentSpec, WorkloadView};
-pub use crate::store::{Event, LogRecord};
+pub use crate::model::{ApplyOutcome, DeploymentSpec, DeploymentView, NodeView, WorkloadView};
 
 /// Body of `PUT /v1/deployments/{name}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -14,18 +11,6 @@ pub use crate::store::{Event, LogRecord};
 pub struct ApplyRequest {
     /// The declared spec.
     pub spec: DeploymentSpec,
-}
-
-/// What an apply did, as kubectl prints it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ApplyOutcome {
-    /// A new deployment.
-    Created,
-    /// An existing deployment changed.
-    Configured,
-    /// Same spec as stored: nothing happened.
-    Unchanged,
 }
 
 /// Answer of an apply.
@@ -40,52 +25,70 @@ pub struct ApplyResponse {
     pub generation: u64,
 }
 
-/// A node in `get nodes`.
+/// Something that happened, for `wasmfleet describe` (like Kubernetes events).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct NodeView {
-    /// Node name.
-    pub name: String,
-    /// `Ready` or `NotReady`.
-    pub status: String,
-    /// When the status last changed, ms since the Unix epoch.
-    pub since_ms: u64,
-    /// Agent version it announced.
-    pub agent_version: String,
-    /// `Linux` or `Mcu`.
-    pub device_class: String,
-    /// Memory offered to workloads, bytes.
-    pub memory_bytes: u64,
-    /// Most instances it accepts.
-    pub max_workloads: u32,
-    /// Labels it announced.
-    pub labels: BTreeMap<String, String>,
-    /// Workloads placed on it.
-    pub workloads: usize,
-    /// Generation of the desired state the hub sent it.
-    pub desired_generation: u64,
-    /// Generation it last reported acting on.
-    pub observed_generation: u64,
+pub struct Event {
+    /// Ascending id.
+    pub id: u64,
+    /// When, ms since the Unix epoch.
+    pub ts_ms: u64,
+    /// `Deployment`, `Node` or `Workload`.
+    pub kind: String,
+    /// Name of the object.
+    pub object: String,
+    /// CamelCase reason, e.g. `Scheduled`, `NodeNotReady`.
+    pub reason: String,
+    /// Detail.
+    pub message: String,
 }
 
-/// A deployment in `get deployments`.
+impl From<crate::store::Event> for Event {
+    fn from(e: crate::store::Event) -> Self {
+        Event {
+            id: e.id,
+            ts_ms: e.ts_ms,
+            kind: e.kind,
+            object: e.object,
+            reason: e.reason,
+            message: e.message,
+        }
+    }
+}
+
+/// One output line of a workload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct DeploymentView {
-    /// Deployment name.
-    pub name: String,
-    /// Declared spec.
-    pub spec: DeploymentSpec,
-    /// Spec generation.
-    pub generation: u64,
-    /// Template revision.
-    pub revision: u64,
-    /// Replicas Running at the current revision.
-    pub ready_replicas: u32,
-    /// Replicas placed on a node.
-    pub scheduled_replicas: u32,
-    /// Created, ms since the Unix epoch.
-    pub created_ms: u64,
+pub struct LogRecord {
+    /// Ascending id: the cursor for `logs -f`.
+    pub id: u64,
+    /// Node time of the line, ms since the Unix epoch.
+    pub ts_ms: u64,
+    /// Deployment the workload belongs to.
+    pub deployment: String,
+    /// Workload name.
+    pub workload: String,
+    /// Node that ran it.
+    pub node: String,
+    /// `stdout`, `stderr`, or `agent` (written by the agent about the workload).
+    pub stream: String,
+    /// The text, exactly as the workload wrote it (the CLI escapes control characters when
+    /// it prints to a terminal; JSON keeps the bytes).
+    pub line: String,
+}
+
+impl From<crate::store::LogRecord> for LogRecord {
+    fn from(l: crate::store::LogRecord) -> Self {
+        LogRecord {
+            id: l.id,
+            ts_ms: l.ts_ms,
+            deployment: l.deployment,
+            workload: l.workload,
+            node: l.node,
+            stream: l.stream,
+            line: l.line,
+        }
+    }
 }
 
 /// An error body: `{"error": "..."}`.

@@ -6,11 +6,13 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use super::client::Client;
+use wasmfleet_common::digest::sha256;
+use wasmfleet_common::engine::check_header;
+
+use super::client::{Client, path};
 use crate::api::types::{ApplyRequest, ApplyResponse, DeploymentSpec};
 use crate::model::deployment::RestartPolicyName;
 use crate::model::manifest::{self, DeploymentManifest};
-use crate::store::blobs::{sha256, validate_module};
 
 /// Applies every document of a manifest file. All documents are parsed and their modules
 /// checked before anything is sent, so a bad file changes nothing.
@@ -27,12 +29,13 @@ pub async fn apply_file(client: &Client, path: &Path) -> Result<Vec<ApplyRespons
     Ok(out)
 }
 
-/// Reads and checks a deployment's module, and builds its spec.
+/// Reads a deployment's module, checks that it is a core WebAssembly module at all (the hub
+/// checks the rest at upload, with the agents' own engine), and builds its spec.
 pub fn prepare(doc: &DeploymentManifest) -> Result<(Vec<u8>, DeploymentSpec)> {
     let path = &doc.module_path;
     let bytes = std::fs::read(path)
         .with_context(|| format!("{}: spec.module: cannot read {}", doc.name, path.display()))?;
-    validate_module(&bytes)
+    check_header(&bytes)
         .with_context(|| format!("{}: spec.module {}", doc.name, path.display()))?;
     let spec = DeploymentSpec {
         module: sha256(&bytes).to_hex(),
@@ -54,7 +57,7 @@ pub async fn submit(
     bytes: Vec<u8>,
     spec: DeploymentSpec,
 ) -> Result<ApplyResponse> {
-    let blob_path = format!("/v1/blobs/{}", spec.module);
+    let blob_path = path(&["v1", "blobs", &spec.module]);
     if !client.exists(&blob_path).await? {
         client
             .put_bytes(&blob_path, bytes)
@@ -62,7 +65,7 @@ pub async fn submit(
             .with_context(|| format!("uploading the module of {name}"))?;
     }
     let resp = client
-        .put_json(&format!("/v1/deployments/{name}"), &ApplyRequest { spec })
+        .put_json(&path(&["v1", "deployments", name]), &ApplyRequest { spec })
         .await
         .with_context(|| format!("applying deployment {name}"))?;
     Ok(resp)

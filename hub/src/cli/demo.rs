@@ -1,7 +1,7 @@
 //! `wasmfleet demo`: the whole system on one machine in one command. Starts a hub (embedded
-//! broker and SQLite), three `edge-agent` processes, builds the example module in
-//! `examples/hello`, deploys it, shows progress until every replica is Running, then streams
-//! its log lines until Ctrl-C and stops everything.
+//! broker and SQLite), three `edge-agent` processes, deploys the example module (built from
+//! `examples/hello` when `wasmfleet` was built, and embedded in it), shows progress until
+//! every replica is Running, then streams its log lines until Ctrl-C and stops everything.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,10 +11,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::client::Client;
+use super::client::{Client, with_query};
 use super::{apply, get, interrupted, logs};
 use crate::api::types::WorkloadView;
 use crate::model::deployment::RestartPolicyName;
+
+/// `examples/hello` for `wasm32-wasip1`, embedded by the build script (empty if the target was
+/// missing when `wasmfleet` was built).
+pub const EXAMPLE_MODULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hello.wasm"));
 
 /// Options of `wasmfleet demo`.
 #[derive(Debug, clap::Args)]
@@ -42,45 +46,37 @@ pub struct DemoArgs {
     pub run_for: Option<u64>,
 }
 
-/// Root of the source tree this binary was built from.
-fn source_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Builds examples/hello for wasm32-wasip1 with cargo and returns the module path.
-pub fn build_example_module() -> Result<PathBuf> {
-    let root = source_root();
-    let manifest = root.join("examples/hello/Cargo.toml");
-    if !manifest.exists() {
-        bail!("{} not found: pass --module FILE.wasm", manifest.display());
-    }
-    let target = root.join("target/guests");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .current_dir(&root)
-        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip1", "--manifest-path"])
-        .arg(&manifest)
-        .arg("--target-dir")
-        .arg(&target)
-        .status()
-        .context("running cargo to build examples/hello (is the wasm32-wasip1 target installed? run `rustup toolchain install`)")?;
-    if !status.success() {
-        bail!("building examples/hello failed ({status})");
-    }
-    Ok(target.join("wasm32-wasip1/release/hello.wasm"))
-}
-
-/// The `edge-agent` binary next to this one.
-fn agent_binary() -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating the wasmfleet binary")?;
-    let agent = exe.with_file_name("edge-agent");
-    if !agent.exists() {
+/// Writes the embedded example module into `dir` and returns its path.
+pub fn write_example_module(dir: &Path) -> Result<PathBuf> {
+    if EXAMPLE_MODULE.is_empty() {
         bail!(
-            "{} not found: build it with `cargo build --release --workspace`",
-            agent.display()
+            "this wasmfleet was built without the example module (the wasm32-wasip1 target was missing); pass --module FILE.wasm"
         );
     }
-    Ok(agent)
+    let path = dir.join("hello.wasm");
+    std::fs::write(&path, EXAMPLE_MODULE)
+        .with_context(|| format!("writing the example module to {}", path.display()))?;
+    Ok(path)
+}
+
+/// The `edge-agent` binary: next to this one (a build or install directory), else on `PATH`.
+fn agent_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the wasmfleet binary")?;
+    let beside = exe.with_file_name("edge-agent");
+    if beside.is_file() {
+        return Ok(beside);
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join("edge-agent"))
+        .find(|p| p.is_file());
+    on_path.ok_or_else(|| {
+        anyhow::anyhow!(
+            "edge-agent not found next to {} or on PATH: build it with `cargo build --release --workspace` or install it with `cargo install --path edge-agent`",
+            exe.display()
+        )
+    })
 }
 
 /// Sends SIGTERM so agents announce themselves offline and stop their instances cleanly.
@@ -102,13 +98,6 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 
 /// Runs the demo.
 pub async fn run(args: DemoArgs) -> Result<()> {
-    let module = match &args.module {
-        Some(m) => m.clone(),
-        None => {
-            eprintln!("building examples/hello for wasm32-wasip1 ...");
-            build_example_module()?
-        }
-    };
     let agent = agent_binary()?;
     let tmp;
     let data = match &args.data {
@@ -118,15 +107,25 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             tmp.path().to_path_buf()
         }
     };
+    std::fs::create_dir_all(&data)
+        .with_context(|| format!("creating the data directory {}", data.display()))?;
+    let module = match &args.module {
+        Some(m) => m.clone(),
+        None => write_example_module(&data)?,
+    };
     let hub = crate::serve::start(crate::serve::Options {
         data: data.join("hub"),
         http: args.http,
         mqtt: args.mqtt,
         broker: None,
         controller: crate::controller::Config::default(),
+        log_retention: crate::store::Retention::default(),
     })
     .await?;
-    let client = Client::new(&format!("http://{}", hub.http_addr));
+    let client = Client::new(
+        &format!("http://{}", hub.http_addr),
+        Duration::from_secs(30),
+    );
     eprintln!(
         "hub: http://{}  mqtt: {}  data: {}",
         hub.http_addr,
@@ -227,7 +226,7 @@ async fn drive(
             None => interrupted().await,
         }
     };
-    logs::logs(client, "hello", 20, true, stop).await
+    logs::logs(client, "hello", 20, true, logs::LogFormat::Text, stop).await
 }
 
 async fn wait_for_nodes(client: &Client, count: u32) -> Result<()> {
@@ -256,7 +255,9 @@ async fn wait_running(client: &Client, replicas: u32) -> Result<Vec<WorkloadView
     bar.enable_steady_tick(Duration::from_millis(100));
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let wls: Vec<WorkloadView> = client.get("/v1/workloads?deployment=hello").await?;
+        let wls: Vec<WorkloadView> = client
+            .get(&with_query("/v1/workloads", &[("deployment", "hello")]))
+            .await?;
         let running = wls.iter().filter(|w| w.phase == "Running").count() as u64;
         bar.set_position(running);
         let waiting: Vec<String> = wls

@@ -3,10 +3,11 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use super::client::Client;
+use super::client::{Client, path, with_query};
+use super::sanitize::visible;
 use super::table::{age, render};
-use crate::api::now_ms;
 use crate::api::types::{DeploymentView, Event, NodeView, WorkloadView};
+use crate::clock::now_ms;
 use crate::model::quantity::format_bytes;
 
 /// Output format of read commands (`-o`).
@@ -54,7 +55,7 @@ impl std::str::FromStr for Kind {
 fn machine<T: Serialize>(items: &T, output: Output) -> Result<Option<String>> {
     Ok(match output {
         Output::Json => Some(serde_json::to_string_pretty(items)? + "\n"),
-        Output::Yaml => Some(serde_yaml::to_string(items)?),
+        Output::Yaml => Some(yaml_serde::to_string(items)?),
         Output::Table | Output::Wide => None,
     })
 }
@@ -240,9 +241,9 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> Result<String>
     let mut out = String::new();
     let events: Vec<Event> = match kind {
         Kind::Deployment => {
-            let d: DeploymentView = client.get(&format!("/v1/deployments/{name}")).await?;
+            let d: DeploymentView = client.get(&path(&["v1", "deployments", name])).await?;
             let s = &d.spec;
-            out += &format!("Name:            {}\n", d.name);
+            out += &format!("Name:            {}\n", visible(&d.name));
             out += &format!("Generation:      {}\n", d.generation);
             out += &format!("Revision:        {}\n", d.revision);
             out += &format!(
@@ -258,22 +259,25 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> Result<String>
                 if s.args.is_empty() {
                     "<none>".into()
                 } else {
-                    s.args.join(" ")
+                    visible(&s.args.join(" ")).into_owned()
                 }
             );
             out += "Env:\n";
             for (k, v) in &s.env {
-                out += &format!("  {k}={v}\n");
+                out += &format!("  {}={}\n", visible(k), visible(v));
             }
             out += &format!("Memory limit:    {}\n", format_bytes(s.memory_bytes));
             out += &format!("Restart policy:  {:?}\n", s.restart_policy);
             let wls: Vec<WorkloadView> = client
-                .get(&format!("/v1/workloads?deployment={name}"))
+                .get(&with_query("/v1/workloads", &[("deployment", name)]))
                 .await?;
             out += "Workloads:\n";
             out += &indent(&workloads_table(&wls, true));
             client
-                .get(&format!("/v1/deployments/{name}/events?limit=30"))
+                .get(&with_query(
+                    &path(&["v1", "deployments", name, "events"]),
+                    &[("limit", "30")],
+                ))
                 .await?
         }
         Kind::Node => {
@@ -288,7 +292,7 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> Result<String>
                 n.status,
                 age(n.since_ms, now)
             );
-            out += &format!("Agent version:   {}\n", n.agent_version);
+            out += &format!("Agent version:   {}\n", visible(&n.agent_version));
             out += &format!("Device class:    {}\n", n.device_class);
             out += &format!(
                 "Capacity:        {} memory, {} workloads\n",
@@ -301,7 +305,7 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> Result<String>
             );
             out += "Labels:\n";
             for (k, v) in &n.labels {
-                out += &format!("  {k}={v}\n");
+                out += &format!("  {}={}\n", visible(k), visible(v));
             }
             let wls: Vec<WorkloadView> = client.get("/v1/workloads").await?;
             let mine: Vec<WorkloadView> = wls
@@ -311,7 +315,10 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> Result<String>
             out += "Workloads:\n";
             out += &indent(&workloads_table(&mine, false));
             client
-                .get(&format!("/v1/events?kind=Node&name={name}&limit=30"))
+                .get(&with_query(
+                    "/v1/events",
+                    &[("kind", "Node"), ("name", name), ("limit", "30")],
+                ))
                 .await?
         }
         Kind::Workload => {
@@ -335,13 +342,16 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> Result<String>
             out += &format!(
                 "Message:         {}\n",
                 if w.message.is_empty() {
-                    "<none>"
+                    "<none>".into()
                 } else {
-                    &w.message
+                    visible(&w.message)
                 }
             );
             client
-                .get(&format!("/v1/events?kind=Workload&name={name}&limit=30"))
+                .get(&with_query(
+                    "/v1/events",
+                    &[("kind", "Workload"), ("name", name), ("limit", "30")],
+                ))
                 .await?
         }
     };

@@ -6,10 +6,12 @@ pub mod client;
 pub mod demo;
 pub mod get;
 pub mod logs;
+pub mod sanitize;
 pub mod table;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -19,6 +21,34 @@ use crate::model::deployment::RestartPolicyName;
 use crate::mqtt::BrokerUrl;
 use client::Client;
 use get::{Kind, Output};
+
+/// Parses `500ms`, `30s`, `5m`, `24h` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 30s, 5m or 24h"))?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "" | "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        "d" => n.checked_mul(86_400_000),
+        other => {
+            return Err(format!(
+                "{text:?} has an unknown unit {other:?}: use ms, s, m, h or d"
+            ));
+        }
+    };
+    ms.map(Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+fn parse_quantity(text: &str) -> Result<u64, String> {
+    crate::model::quantity::parse_bytes(text).map_err(|e| e.to_string())
+}
 
 /// Wasmfleet: Kubernetes-style desired state for WebAssembly on edge fleets.
 #[derive(Debug, Parser)]
@@ -32,6 +62,9 @@ pub struct Cli {
         default_value = "http://127.0.0.1:8080"
     )]
     pub hub: String,
+    /// How long to wait for the hub to answer a request (e.g. 30s, 2m).
+    #[arg(long, global = true, default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -104,6 +137,9 @@ pub enum Command {
         /// How many recent lines to print first.
         #[arg(long, default_value_t = 100)]
         tail: u32,
+        /// Output format: text (control characters escaped) or json (exact, one per line).
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: logs::LogFormat,
     },
     /// Start a hub and 3 local agents, deploy the example module and stream its logs.
     Demo(demo::DemoArgs),
@@ -152,6 +188,12 @@ pub struct ServeArgs {
     /// Seconds a NotReady node keeps its workloads before they are rescheduled.
     #[arg(long, default_value_t = 60)]
     pub node_grace_secs: u64,
+    /// Workload log kept, in bytes across all deployments (oldest lines go first).
+    #[arg(long, default_value = "64Mi", value_parser = parse_quantity)]
+    pub log_retention: u64,
+    /// Workload log lines older than this are dropped (e.g. 24h, 7d).
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub log_max_age: Duration,
 }
 
 impl ServeArgs {
@@ -164,6 +206,10 @@ impl ServeArgs {
             broker: self.broker.clone(),
             controller: crate::controller::Config {
                 not_ready_grace_ms: self.node_grace_secs * 1000,
+            },
+            log_retention: crate::store::Retention {
+                max_bytes: self.log_retention,
+                max_age_ms: self.log_max_age.as_millis() as u64,
             },
         }
     }
@@ -198,7 +244,7 @@ fn outcome_word(o: ApplyOutcome) -> &'static str {
 
 /// Runs one CLI command.
 pub async fn run(cli: Cli) -> Result<()> {
-    let client = Client::new(&cli.hub);
+    let client = Client::new(&cli.hub, cli.request_timeout);
     match cli.command {
         Command::Serve(args) => {
             let hub = crate::serve::start(args.options()).await?;
@@ -260,15 +306,38 @@ pub async fn run(cli: Cli) -> Result<()> {
                     "only deployments can be deleted (nodes leave when their agent stops)"
                 );
             }
-            client.delete(&format!("/v1/deployments/{name}")).await?;
+            client
+                .delete(&client::path(&["v1", "deployments", &name]))
+                .await?;
             println!("deployment.wasmfleet.dev/{name} deleted");
         }
         Command::Logs {
             deployment,
             follow,
             tail,
-        } => logs::logs(&client, &deployment, tail, follow, interrupted()).await?,
+            output,
+        } => logs::logs(&client, &deployment, tail, follow, output, interrupted()).await?,
         Command::Demo(args) => demo::run(args).await?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_kubectl_flags() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(
+            parse_duration("5 minutes")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(parse_duration("s").unwrap_err().contains("not a duration"));
+    }
 }

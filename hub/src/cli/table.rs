@@ -1,7 +1,15 @@
 //! Plain-text tables and ages, the way kubectl prints them.
 
+use super::sanitize::visible;
+
 /// Prints rows under a header, columns padded to their widest cell, separated by 3 spaces.
+/// Cells hold text from the fleet: control characters are escaped (see [`visible`]).
 pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| visible(c).into_owned()).collect())
+        .collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -56,6 +64,12 @@ mod tests {
             t,
             "NAME          STATUS\na-long-name   Ready\nb             NotReady\n"
         );
+    }
+
+    #[test]
+    fn cells_cannot_break_the_table_or_the_terminal() {
+        let t = render(&["MESSAGE"], &[vec!["trap\n\x1b[2Jfake row".into()]]);
+        assert_eq!(t, "MESSAGE\ntrap\\n\\x1b[2Jfake row\n");
     }
 
     #[test]

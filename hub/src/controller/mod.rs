@@ -4,20 +4,25 @@
 //! it to the pure scheduler and reconcilers, commits every resulting change to the store, and
 //! only then hands back the MQTT publications (desired states are published after they are
 //! durable, so a crash can never leave the broker ahead of the store). Every method takes the
-//! time as a parameter; callers serialise access (one `Mutex`), so there is one writer.
+//! time as a parameter; callers serialise access (one `Mutex`, in [`ControllerHandle`]), so
+//! there is one writer. Readers never take that lock: they read a [`FleetSnapshot`].
 
-mod handle;
+pub mod handle;
+mod outbox;
+mod snapshot;
 
 use std::collections::BTreeMap;
 
-use wasmfleet_proto::{DesiredState, LogBatch, NodeStatus, Presence, Stream, topic};
+use wasmfleet_proto::{DesiredState, NodeStatus, Presence, topic};
 
-use crate::api::types::{ApplyOutcome, DeploymentView, NodeView};
-use crate::model::{DeploymentRecord, DeploymentSpec, NodeRecord, WorkloadView, deployment};
-use crate::reconcile::{current_placement, node_desired_states, workload_views};
+use crate::model::deployment::deployment_of_workload;
+use crate::model::{ApplyOutcome, DeploymentRecord, DeploymentSpec, NodeRecord, deployment};
+use crate::reconcile::{current_placement, node_desired_states};
 use crate::scheduler::{self, Placement};
-use crate::store::{Batch, Event, LogRecord, Store, StoreError};
+use crate::store::{Batch, Event, Store, StoreError};
 pub use handle::ControllerHandle;
+pub use outbox::Outbox;
+pub use snapshot::FleetSnapshot;
 
 /// A message to publish on MQTT.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,10 +64,17 @@ impl Default for Config {
     }
 }
 
+/// Most nodes the hub keeps records of: presence from further names is ignored (a client
+/// inventing node names must not grow the hub without bound).
+pub const MAX_NODES: usize = 100_000;
+
 /// The fleet state and its single writer.
 pub struct Controller {
     store: Box<dyn Store>,
     config: Config,
+    fleet: u64,
+    /// Bumped by every change a reader could see, so snapshots are rebuilt only when stale.
+    version: u64,
     deployments: BTreeMap<String, DeploymentRecord>,
     nodes: BTreeMap<String, NodeRecord>,
     desired: BTreeMap<String, DesiredState>,
@@ -86,6 +98,11 @@ impl std::fmt::Debug for Controller {
 }
 
 fn event(now_ms: u64, kind: &str, object: &str, reason: &str, message: impl Into<String>) -> Event {
+    let deployment = match kind {
+        "Deployment" => Some(object.to_owned()),
+        "Workload" => Some(deployment_of_workload(object).to_owned()),
+        _ => None,
+    };
     Event {
         id: 0,
         ts_ms: now_ms,
@@ -93,6 +110,7 @@ fn event(now_ms: u64, kind: &str, object: &str, reason: &str, message: impl Into
         object: object.into(),
         reason: reason.into(),
         message: message.into(),
+        deployment,
     }
 }
 
@@ -131,6 +149,8 @@ impl Controller {
         let mut c = Controller {
             store,
             config,
+            fleet: snap.fleet,
+            version: 0,
             deployments: snap.deployments,
             nodes,
             desired: snap.desired,
@@ -140,6 +160,29 @@ impl Controller {
         };
         c.placement.assigned = current_placement(&c.desired);
         Ok(c)
+    }
+
+    /// Identity of the fleet store, carried by every desired state.
+    pub fn fleet(&self) -> u64 {
+        self.fleet
+    }
+
+    /// Changes since load; equal versions mean equal snapshots.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// A copy of what readers may see.
+    pub fn snapshot(&self) -> FleetSnapshot {
+        FleetSnapshot {
+            version: self.version,
+            fleet: self.fleet,
+            deployments: self.deployments.clone(),
+            nodes: self.nodes.clone(),
+            desired: self.desired.clone(),
+            statuses: self.statuses.clone(),
+            placement: self.placement.clone(),
+        }
     }
 
     /// Every node's desired state, to publish after (re)connecting to the broker: retained
@@ -262,10 +305,13 @@ impl Controller {
         let mut out = Vec::new();
         for (node, state) in &self.desired {
             let ready = self.nodes.get(node).is_some_and(|n| n.ready);
-            let observed = self.statuses.get(node).map(|s| s.observed_generation);
+            let observed = self
+                .statuses
+                .get(node)
+                .map(|s| (s.observed_fleet, s.observed_generation));
             let sent = self.sent_ms.get(node).copied().unwrap_or(0);
             if ready
-                && observed.is_some_and(|g| g != state.generation)
+                && observed.is_some_and(|o| o != (state.fleet, state.generation))
                 && now_ms.saturating_sub(sent) >= LAGGING_RESEND_MS
             {
                 out.push(desired_publish(&mut self.sent_ms, node, state, now_ms));
@@ -282,6 +328,10 @@ impl Controller {
         now_ms: u64,
     ) -> Result<Vec<Publish>, ControllerError> {
         let mut batch = Batch::default();
+        if !self.nodes.contains_key(node) && self.nodes.len() >= MAX_NODES {
+            tracing::warn!(%node, "ignoring a new node: the hub already knows {MAX_NODES}");
+            return Ok(vec![]);
+        }
         match (presence, self.nodes.get(node)) {
             (Presence::Online(hello), old) => {
                 let was_ready = old.is_some_and(|n| n.ready);
@@ -348,19 +398,33 @@ impl Controller {
                 .iter()
                 .any(|p| p.topic.contains(&format!("/n/{node}/")))
         {
-            let state = self.desired.get(node).cloned().unwrap_or_default();
+            let state = self.desired.get(node).cloned().unwrap_or(DesiredState {
+                fleet: self.fleet,
+                ..DesiredState::default()
+            });
             publish.push(desired_publish(&mut self.sent_ms, node, &state, now_ms));
         }
+        self.version += 1;
         Ok(publish)
     }
 
-    /// A node reported what it runs. Records phase changes as events.
+    /// A node reported what it runs. Records phase changes as events. Reports of nodes the
+    /// hub has no record of are ignored (they announce themselves first; a stray retained
+    /// status of a long-gone node must not be kept forever).
+    ///
+    /// A node that acted on a generation of this fleet newer than any the hub holds for it
+    /// (the store was restored from a backup) would ignore everything the hub sends as stale:
+    /// its desired state is re-issued above what the node reports.
     pub fn on_status(
         &mut self,
         node: &str,
         status: NodeStatus,
         now_ms: u64,
-    ) -> Result<(), ControllerError> {
+    ) -> Result<Vec<Publish>, ControllerError> {
+        if !self.nodes.contains_key(node) {
+            tracing::debug!(%node, "ignoring the status of an unknown node");
+            return Ok(vec![]);
+        }
         let old = self.statuses.get(node);
         let mut batch = Batch::default();
         for w in &status.workloads {
@@ -382,47 +446,41 @@ impl Controller {
                     .push(event(now_ms, "Workload", &w.name, w.phase.as_str(), msg));
             }
         }
+        let held = self.desired.get(node).map_or(0, |d| d.generation);
+        let mut reissued = None;
+        if status.observed_fleet == self.fleet && status.observed_generation > held {
+            let mut state = self.desired.get(node).cloned().unwrap_or(DesiredState {
+                fleet: self.fleet,
+                ..DesiredState::default()
+            });
+            state.generation = status.observed_generation + 1;
+            batch.events.push(event(
+                now_ms,
+                "Node",
+                node,
+                "GenerationReissued",
+                format!(
+                    "node acted on generation {} but the store holds {held}; re-issued as {}",
+                    status.observed_generation, state.generation
+                ),
+            ));
+            batch.put_desired.push((node.to_owned(), state.clone()));
+            reissued = Some(state);
+        }
         self.store.commit(&batch)?;
-        self.statuses.insert(node.into(), status);
-        Ok(())
+        if self.statuses.get(node) != Some(&status) {
+            self.statuses.insert(node.into(), status);
+            self.version += 1;
+        }
+        let mut publish = vec![];
+        if let Some(state) = reissued {
+            publish.push(desired_publish(&mut self.sent_ms, node, &state, now_ms));
+            self.desired.insert(node.to_owned(), state);
+        }
+        Ok(publish)
     }
 
-    /// Stores log lines a node shipped.
-    pub fn on_logs(&mut self, node: &str, batch: LogBatch) -> Result<(), ControllerError> {
-        let records: Vec<LogRecord> = batch
-            .lines
-            .into_iter()
-            .map(|l| LogRecord {
-                id: 0,
-                ts_ms: l.ts_ms,
-                deployment: self.deployment_of(node, &l.workload),
-                workload: l.workload,
-                node: node.into(),
-                stream: match l.stream {
-                    Stream::Stdout => "stdout".into(),
-                    Stream::Stderr => "stderr".into(),
-                },
-                line: l.line,
-            })
-            .collect();
-        self.store.append_logs(&records)?;
-        Ok(())
-    }
-
-    fn deployment_of(&self, node: &str, workload: &str) -> String {
-        self.desired
-            .get(node)
-            .and_then(|s| s.workloads.iter().find(|w| w.name == workload))
-            .map(|w| w.deployment.clone())
-            .unwrap_or_else(|| {
-                workload
-                    .rsplit_once('-')
-                    .map_or(workload, |(d, _)| d)
-                    .to_owned()
-            })
-    }
-
-    /// Drops old events and log lines beyond retention.
+    /// Drops old events beyond retention.
     pub fn trim(&mut self) -> Result<(), StoreError> {
         self.store.trim()
     }
@@ -443,12 +501,13 @@ impl Controller {
             now_ms,
             not_ready_grace_ms: self.config.not_ready_grace_ms,
         });
-        let changed = node_desired_states(&deployments, &placement, &self.desired)
+        let changed = node_desired_states(&deployments, &placement, &self.desired, self.fleet)
             .map_err(|e| ControllerError::Invalid(e.to_string()))?;
         self.placement_events(&placement, now_ms, batch);
         batch
             .put_desired
             .extend(changed.iter().map(|(n, s)| (n.clone(), s.clone())));
+        let dirty = !batch.is_empty() || placement != self.placement;
         self.store.commit(batch)?;
         for rec in batch.put_nodes.drain(..) {
             self.nodes.insert(rec.name.clone(), rec);
@@ -461,6 +520,9 @@ impl Controller {
             .map(|(node, state)| desired_publish(sent_ms, node, state, now_ms))
             .collect();
         self.desired.extend(changed);
+        if dirty {
+            self.version += 1;
+        }
         Ok(publish)
     }
 
@@ -487,113 +549,6 @@ impl Controller {
                 ));
             }
         }
-    }
-
-    /// `get nodes`.
-    pub fn node_views(&self) -> Vec<NodeView> {
-        self.nodes
-            .values()
-            .map(|n| NodeView {
-                name: n.name.clone(),
-                status: if n.ready { "Ready" } else { "NotReady" }.into(),
-                since_ms: n.since_ms,
-                agent_version: n.hello.agent_version.clone(),
-                device_class: format!("{:?}", n.hello.device_class),
-                memory_bytes: n.hello.capacity.memory_bytes,
-                max_workloads: n.hello.capacity.max_workloads,
-                labels: n
-                    .hello
-                    .labels
-                    .iter()
-                    .map(|l| (l.key.clone(), l.value.clone()))
-                    .collect(),
-                workloads: self.desired.get(&n.name).map_or(0, |s| s.workloads.len()),
-                desired_generation: self.desired.get(&n.name).map_or(0, |s| s.generation),
-                observed_generation: self
-                    .statuses
-                    .get(&n.name)
-                    .map_or(0, |s| s.observed_generation),
-            })
-            .collect()
-    }
-
-    /// `get workloads`, optionally for one deployment.
-    pub fn workload_views(&self, deployment: Option<&str>) -> Vec<WorkloadView> {
-        let mut views = workload_views(
-            &self.deployments,
-            &self.placement,
-            &self.nodes,
-            &self.statuses,
-        );
-        if let Some(d) = deployment {
-            views.retain(|w| w.deployment == d);
-        }
-        views
-    }
-
-    /// `get deployments`.
-    pub fn deployment_views(&self) -> Vec<DeploymentView> {
-        let workloads = self.workload_views(None);
-        self.deployments
-            .values()
-            .map(|d| {
-                let mine = workloads.iter().filter(|w| w.deployment == d.name);
-                let ready = mine.clone().filter(|w| w.phase == "Running").count() as u32;
-                let scheduled = mine.filter(|w| w.node.is_some()).count() as u32;
-                DeploymentView {
-                    name: d.name.clone(),
-                    spec: d.spec.clone(),
-                    generation: d.generation,
-                    revision: d.revision,
-                    ready_replicas: ready,
-                    scheduled_replicas: scheduled,
-                    created_ms: d.created_ms,
-                }
-            })
-            .collect()
-    }
-
-    /// Events, optionally for one object.
-    pub fn events(
-        &self,
-        object: Option<(&str, &str)>,
-        limit: u32,
-    ) -> Result<Vec<Event>, StoreError> {
-        self.store.events(object, limit)
-    }
-
-    /// Events of a deployment and of its workloads, oldest first.
-    pub fn deployment_events(&self, name: &str, limit: u32) -> Result<Vec<Event>, StoreError> {
-        let mut all = self.store.events(Some(("Deployment", name)), limit)?;
-        let prefix = format!("{name}-");
-        for ev in self.store.events(None, 2_000)? {
-            if ev.kind == "Workload"
-                && ev
-                    .object
-                    .strip_prefix(&prefix)
-                    .is_some_and(|o| o.parse::<u32>().is_ok())
-            {
-                all.push(ev);
-            }
-        }
-        all.sort_by_key(|e| e.id);
-        let skip = all.len().saturating_sub(limit as usize);
-        Ok(all.split_off(skip))
-    }
-
-    /// Log lines of a deployment.
-    pub fn logs(
-        &self,
-        deployment: &str,
-        after: Option<u64>,
-        limit: u32,
-    ) -> Result<Vec<LogRecord>, StoreError> {
-        self.store.logs(deployment, after, limit)
-    }
-
-    /// Whether a deployment exists.
-    pub fn has_deployment(&self, name: &str) -> bool {
-        self.deployments.contains_key(name)
     }
 }
 

@@ -75,7 +75,10 @@ fn pending_replicas_land_when_a_node_joins() {
     let mut c = controller();
     let (_, _, publish) = c.apply("hello", spec(1), 1).unwrap();
     assert!(publish.is_empty());
-    assert_eq!(c.workload_views(None)[0].message, "no Ready nodes");
+    assert_eq!(
+        c.snapshot().workload_views(None)[0].message,
+        "no Ready nodes"
+    );
     let publish = online(&mut c, "a", 2);
     assert_eq!(decode_desired(&publish[0]).workloads[0].name, "hello-0");
 }
@@ -91,7 +94,7 @@ fn lost_node_moves_its_replicas_after_the_grace_period() {
         c.tick(5_000).unwrap().is_empty(),
         "within grace nothing moves"
     );
-    assert_eq!(c.workload_views(None)[0].phase, "Unknown");
+    assert_eq!(c.snapshot().workload_views(None)[0].phase, "Unknown");
     let publish = c.tick(12_000).unwrap();
     let topics: Vec<_> = publish.iter().map(|p| p.topic.as_str()).collect();
     assert_eq!(topics, ["wf/v1/n/a/desired", "wf/v1/n/b/desired"]);
@@ -109,10 +112,14 @@ fn reconnecting_node_gets_its_desired_state_again() {
 
 #[test]
 fn status_reports_drive_views_and_events() {
-    let mut c = controller();
+    let store = SqliteStore::in_memory().unwrap();
+    let reader = store.reader().unwrap();
+    let mut c = Controller::load(Box::new(store), Config::default(), 0).unwrap();
     online(&mut c, "a", 0);
     c.apply("hello", spec(1), 0).unwrap();
+    let fleet = c.fleet();
     let status = |phase, message: &str| NodeStatus {
+        observed_fleet: fleet,
         observed_generation: 1,
         workloads: vec![WorkloadStatus {
             name: "hello-0".into(),
@@ -124,14 +131,14 @@ fn status_reports_drive_views_and_events() {
         }],
     };
     c.on_status("a", status(Phase::Running, ""), 1).unwrap();
-    assert_eq!(c.deployment_views()[0].ready_replicas, 1);
+    assert_eq!(c.snapshot().deployment_views()[0].ready_replicas, 1);
     c.on_status("a", status(Phase::Failed, "wasm trap: unreachable"), 2)
         .unwrap();
-    let events = c.deployment_events("hello", 50).unwrap();
+    let events = reader.deployment_events("hello", 50).unwrap();
     let reasons: Vec<_> = events.iter().map(|e| e.reason.as_str()).collect();
     assert_eq!(reasons, ["Created", "Scheduled", "Running", "Failed"]);
     assert!(events[3].message.contains("wasm trap: unreachable"));
-    assert_eq!(c.node_views()[0].observed_generation, 1);
+    assert_eq!(c.snapshot().node_views()[0].observed_generation, 1);
 }
 
 #[test]
@@ -147,7 +154,7 @@ fn invalid_specs_change_nothing() {
         c.apply("Bad_Name", spec(1), 0),
         Err(ControllerError::Invalid(_))
     ));
-    assert!(c.deployment_views().is_empty());
+    assert!(c.snapshot().deployment_views().is_empty());
 }
 
 #[test]
@@ -170,8 +177,8 @@ fn restart_from_the_store_restores_everything() {
     };
     let mut c = open(100);
     assert_eq!(c.republish_all(100), before);
-    assert_eq!(c.deployment_views()[0].scheduled_replicas, 2);
-    assert_eq!(c.node_views()[0].status, "NotReady");
+    assert_eq!(c.snapshot().deployment_views()[0].scheduled_replicas, 2);
+    assert_eq!(c.snapshot().node_views()[0].status, "NotReady");
 }
 
 /// A store whose commits fail, like a full disk.
@@ -186,15 +193,6 @@ impl Store for FullDisk {
             what: "disk".into(),
             reason: "database or disk is full".into(),
         })
-    }
-    fn events(&self, o: Option<(&str, &str)>, l: u32) -> Result<Vec<Event>, StoreError> {
-        self.0.events(o, l)
-    }
-    fn append_logs(&mut self, l: &[LogRecord]) -> Result<(), StoreError> {
-        self.0.append_logs(l)
-    }
-    fn logs(&self, d: &str, a: Option<u64>, l: u32) -> Result<Vec<LogRecord>, StoreError> {
-        self.0.logs(d, a, l)
     }
     fn trim(&mut self) -> Result<(), StoreError> {
         Ok(())
@@ -213,10 +211,10 @@ fn store_failure_leaves_memory_unchanged() {
         c.on_presence("a", Presence::Online(node("a", true, 1 << 30, 8).hello), 0)
             .is_err()
     );
-    assert!(c.node_views().is_empty());
+    assert!(c.snapshot().node_views().is_empty());
     let err = c.apply("hello", spec(1), 0).unwrap_err();
     assert!(err.to_string().contains("disk is full"), "{err}");
-    assert!(c.deployment_views().is_empty());
+    assert!(c.snapshot().deployment_views().is_empty());
 }
 
 #[test]
@@ -224,7 +222,74 @@ fn a_node_the_hub_knows_nothing_of_is_told_to_run_nothing() {
     let mut c = controller();
     let publish = online(&mut c, "stranger", 1);
     assert_eq!(publish.len(), 1);
-    assert_eq!(decode_desired(&publish[0]), DesiredState::default());
+    assert_eq!(
+        decode_desired(&publish[0]),
+        DesiredState {
+            fleet: c.fleet(),
+            ..DesiredState::default()
+        }
+    );
+}
+
+#[test]
+fn every_desired_state_carries_the_fleet() {
+    let mut c = controller();
+    assert_ne!(c.fleet(), 0);
+    online(&mut c, "a", 0);
+    let (_, _, publish) = c.apply("hello", spec(1), 0).unwrap();
+    assert_eq!(decode_desired(&publish[0]).fleet, c.fleet());
+    for p in c.republish_all(1) {
+        assert_eq!(decode_desired(&p).fleet, c.fleet());
+    }
+}
+
+#[test]
+fn statuses_of_unknown_nodes_are_not_kept() {
+    let mut c = controller();
+    let status = NodeStatus {
+        observed_fleet: c.fleet(),
+        observed_generation: 3,
+        workloads: vec![],
+    };
+    assert!(c.on_status("ghost", status, 1).unwrap().is_empty());
+    assert!(c.snapshot().statuses.is_empty());
+}
+
+#[test]
+fn a_node_ahead_of_a_restored_store_gets_a_generation_above_its_own() {
+    let mut c = controller();
+    online(&mut c, "a", 0);
+    c.apply("hello", spec(1), 0).unwrap();
+    let held = c.snapshot().desired["a"].clone();
+    assert_eq!(held.generation, 1);
+    // The node acted on generation 9 of this fleet: the store was restored from a backup.
+    let ahead = NodeStatus {
+        observed_fleet: c.fleet(),
+        observed_generation: 9,
+        workloads: vec![],
+    };
+    let publish = c.on_status("a", ahead.clone(), 1).unwrap();
+    let state = decode_desired(&publish[0]);
+    assert_eq!(
+        state.generation, 10,
+        "above what the node holds, so it is not stale"
+    );
+    assert_eq!(state.workloads, held.workloads, "same content");
+    assert!(state.supersedes(&DesiredState {
+        fleet: c.fleet(),
+        generation: 9,
+        workloads: vec![]
+    }));
+    // The same report again changes nothing more.
+    assert!(c.on_status("a", ahead, 2).unwrap().is_empty());
+    // A node of another fleet (the hub was rebuilt) is not a reason to re-issue: it accepts
+    // any state of this fleet anyway.
+    let other = NodeStatus {
+        observed_fleet: c.fleet() ^ 1,
+        observed_generation: 99,
+        workloads: vec![],
+    };
+    assert!(c.on_status("a", other, 3).unwrap().is_empty());
 }
 
 #[test]
@@ -233,6 +298,7 @@ fn a_lagging_node_gets_its_desired_state_again() {
     online(&mut c, "a", 0);
     c.apply("hello", spec(1), 0).unwrap();
     let lagging = NodeStatus {
+        observed_fleet: c.fleet(),
         observed_generation: 0,
         workloads: vec![],
     };
@@ -243,6 +309,7 @@ fn a_lagging_node_gets_its_desired_state_again() {
     assert_eq!(decode_desired(&again[0]).generation, 1);
     assert!(c.tick(LAGGING_RESEND_MS + 1).unwrap().is_empty(), "paced");
     let caught_up = NodeStatus {
+        observed_fleet: c.fleet(),
         observed_generation: 1,
         workloads: vec![],
     };

@@ -90,6 +90,11 @@ pub enum SpecError {
     EnvName(String),
 }
 
+/// The deployment a workload name (`{deployment}-{ordinal}`) belongs to.
+pub fn deployment_of_workload(workload: &str) -> &str {
+    workload.rsplit_once('-').map_or(workload, |(d, _)| d)
+}
+
 /// Checks a deployment name.
 pub fn validate_name(name: &str) -> Result<(), SpecError> {
     let fail = |reason: String| SpecError::Name {
@@ -182,7 +187,8 @@ impl DeploymentRecord {
         self.workload_spec(u32::MAX)
             .map_or(wasmfleet_proto::MAX_FRAME_LEN, |s| {
                 let state = wasmfleet_proto::DesiredState {
-                    generation: 0,
+                    fleet: u64::MAX,
+                    generation: u64::MAX,
                     workloads: vec![s],
                 };
                 wasmfleet_proto::encode(&state).len()
@@ -231,6 +237,19 @@ pub(crate) mod tests {
             memory_bytes: 16 << 20,
             restart_policy: RestartPolicyName::Always,
         }
+    }
+
+    #[test]
+    fn workload_names_lead_back_to_their_deployment() {
+        let d = DeploymentRecord {
+            name: "web-eu.2".into(),
+            spec: spec(1),
+            generation: 1,
+            revision: 1,
+            created_ms: 0,
+            updated_ms: 0,
+        };
+        assert_eq!(deployment_of_workload(&d.workload_name(17)), "web-eu.2");
     }
 
     #[test]

@@ -116,14 +116,14 @@ pub fn load(path: &Path) -> Result<Vec<DeploymentManifest>, ManifestError> {
 pub fn parse(text: &str, base: &Path) -> Result<Vec<DeploymentManifest>, String> {
     let mut out = Vec::new();
     let docs =
-        serde_yaml::Deserializer::from_str(text).zip(serde_yaml::Deserializer::from_str(text));
+        yaml_serde::Deserializer::from_str(text).zip(yaml_serde::Deserializer::from_str(text));
     for (index, (loose, strict)) in docs.enumerate() {
-        let at = |e: serde_yaml::Error| format!("document {}: {e}", index + 1);
-        let value = serde_yaml::Value::deserialize(loose).map_err(at)?;
+        let at = |e: yaml_serde::Error| format!("document {}: {e}", index + 1);
+        let value = yaml_serde::Value::deserialize(loose).map_err(at)?;
         if value.is_null() {
             continue; // an empty document, e.g. after a trailing `---`
         }
-        let header: Header = serde_yaml::from_value(value).map_err(at)?;
+        let header: Header = yaml_serde::from_value(value).map_err(at)?;
         check_header(&header)?;
         let doc = Document::deserialize(strict).map_err(at)?;
         out.push(to_deployment(doc, base)?);

@@ -4,9 +4,13 @@
 pub mod deployment;
 pub mod manifest;
 pub mod node;
-pub mod quantity;
+pub mod views;
 pub mod workload;
+
+/// Byte quantities: the grammar shared with `edge-agent --memory`.
+pub use wasmfleet_common::quantity;
 
 pub use deployment::{DeploymentRecord, DeploymentSpec, SpecError};
 pub use node::NodeRecord;
+pub use views::{ApplyOutcome, DeploymentView, NodeView};
 pub use workload::WorkloadView;

@@ -1,85 +1,51 @@
-//! The hub's MQTT client: subscribes to every node's presence, status, logs and blob
-//! requests, and publishes desired states and blob chunks.
-//!
-//! The event loop is thin: it turns packets into [`Inbound`] values for the serve loop and
-//! never publishes itself (publishing from inside the loop that drains the request queue can
-//! deadlock); [`Link::publish`] goes through the client handle from other tasks.
+//! The hub's MQTT client: a [`Session`] subscribed to every node's presence, status, logs and
+//! chunk requests, and a router that decodes what arrives and leaves it in the [`Inbox`]
+//! without ever waiting (the session's loop must keep reading its socket). Desired states and
+//! chunk replies go out through [`Link::publish`] from other tasks.
 
 use std::time::Duration;
 
 use rand::Rng;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, SubscribeReasonCode};
+use rumqttc::{MqttOptions, QoS};
 use tokio::sync::{mpsc, watch};
+use wasmfleet_common::BrokerUrl;
+use wasmfleet_common::mqtt::{Backoff, Session, SessionEvent};
+use wasmfleet_common::subscribe::Qos;
 use wasmfleet_proto::topic::{self, NodeTopic};
-use wasmfleet_proto::{BlobRequest, LogBatch, NodeStatus, Presence, decode};
+use wasmfleet_proto::{BlobRequest, decode};
 
-/// A broker address parsed from `mqtt://HOST:PORT`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerUrl {
-    /// Host name or address.
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
-}
+use super::inbox::Inbox;
 
-impl std::str::FromStr for BrokerUrl {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let rest = s
-            .strip_prefix("mqtt://")
-            .or_else(|| s.strip_prefix("tcp://"))
-            .ok_or_else(|| format!("broker URL {s:?} must start with mqtt://"))?;
-        let (host, port) = rest
-            .trim_end_matches('/')
-            .rsplit_once(':')
-            .map_or((rest.trim_end_matches('/'), Ok(1883)), |(h, p)| {
-                (h, p.parse::<u16>())
-            });
-        let port = port.map_err(|_| format!("broker URL {s:?} has an invalid port"))?;
-        if host.is_empty() {
-            return Err(format!("broker URL {s:?} has no host"));
-        }
-        Ok(BrokerUrl {
-            host: host.trim_start_matches('[').trim_end_matches(']').into(),
-            port,
-        })
-    }
-}
-
-impl std::fmt::Display for BrokerUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "mqtt://{}:{}", self.host, self.port)
-    }
-}
-
-/// What arrives from the fleet.
-#[derive(Debug)]
-pub enum Inbound {
-    /// (Re)connected to the broker and subscribed: republish desired states.
-    Connected,
-    /// A node's presence changed.
-    Presence(String, Presence),
-    /// A node's status report.
-    Status(String, NodeStatus),
-    /// A node's log lines.
-    Logs(String, LogBatch),
-    /// A node asks for part of a blob.
-    BlobRequest(BlobRequest),
-}
+/// Reconnect delays of the hub's client.
+const BACKOFF: Backoff = Backoff {
+    min: Duration::from_millis(100),
+    max: Duration::from_secs(10),
+};
 
 /// Handle for publishing; clone freely.
 #[derive(Debug, Clone)]
 pub struct Link {
-    client: AsyncClient,
+    client: rumqttc::AsyncClient,
+    closed: watch::Receiver<bool>,
+}
+
+/// The subscriptions the hub keeps granted.
+pub fn hub_filters() -> Vec<(String, Qos)> {
+    vec![
+        (topic::ALL_ONLINE.into(), Qos::AtLeastOnce),
+        (topic::ALL_STATUS.into(), Qos::AtLeastOnce),
+        (topic::ALL_LOGS.into(), Qos::AtMostOnce),
+        (topic::ALL_BLOB_REQUESTS.into(), Qos::AtLeastOnce),
+    ]
 }
 
 impl Link {
-    /// Connects (in the background, with reconnects) and returns the handle and the task.
+    /// Connects (in the background, with reconnects) and returns the handle and the router
+    /// task, which owns the session and ends when `shutdown` fires.
     pub fn start(
         url: &BrokerUrl,
-        inbound: mpsc::Sender<Inbound>,
-        shutdown: watch::Receiver<bool>,
+        inbox: Inbox,
+        mut shutdown: watch::Receiver<bool>,
     ) -> (Link, tokio::task::JoinHandle<()>) {
         let suffix: u32 = rand::rng().random();
         let mut opts = MqttOptions::new(
@@ -93,14 +59,40 @@ impl Link {
             wasmfleet_proto::MAX_FRAME_LEN + 4096,
             wasmfleet_proto::MAX_FRAME_LEN + 4096,
         );
-        opts.set_request_channel_capacity(4096);
         opts.set_inflight(256);
-        let (client, eventloop) = AsyncClient::new(opts, 4096);
-        let task = tokio::spawn(run(client.clone(), eventloop, inbound, shutdown));
-        (Link { client }, task)
+        let (events_tx, mut events) = mpsc::channel(1024);
+        let session = Session::spawn(opts, 4096, hub_filters(), BACKOFF, events_tx);
+        let client = session.client().clone();
+        let (closed_tx, closed) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let _session = session;
+            loop {
+                let event = tokio::select! {
+                    _ = shutdown.changed() => return,
+                    event = events.recv() => event,
+                };
+                match event {
+                    None => return,
+                    Some(SessionEvent::Connected) => {
+                        tracing::info!("connected to MQTT broker");
+                        inbox.connected();
+                    }
+                    Some(SessionEvent::Disconnected(e)) => {
+                        tracing::warn!("MQTT connection error: {e}; reconnecting");
+                    }
+                    Some(SessionEvent::Message { topic, payload }) => {
+                        route(&inbox, &topic, payload)
+                    }
+                    Some(SessionEvent::Closed) => {
+                        let _ = closed_tx.send(true);
+                    }
+                }
+            }
+        });
+        (Link { client, closed }, task)
     }
 
-    /// Publishes at QoS 1.
+    /// Publishes at QoS 1, waiting for room in the client's queue.
     pub async fn publish(&self, topic: String, payload: Vec<u8>, retain: bool) {
         if let Err(e) = self
             .client
@@ -111,185 +103,80 @@ impl Link {
         }
     }
 
-    /// Disconnects cleanly.
+    /// Disconnects cleanly: sends DISCONNECT and waits (briefly) until it went out.
     pub async fn disconnect(&self) {
         let _ = self.client.disconnect().await;
+        let mut closed = self.closed.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(2), closed.wait_for(|c| *c)).await;
     }
 }
 
-async fn run(
-    client: AsyncClient,
-    mut eventloop: EventLoop,
-    inbound: mpsc::Sender<Inbound>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut failures = 0u32;
-    loop {
-        let event = tokio::select! {
-            _ = shutdown.changed() => return,
-            event = eventloop.poll() => event,
-        };
-        match event {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                failures = 0;
-                tracing::info!("connected to MQTT broker");
-                let client = client.clone();
-                let inbound = inbound.clone();
-                // Subscribing awaits the request queue, which this loop drains: do it elsewhere.
-                tokio::spawn(async move {
-                    let filters = [
-                        (topic::ALL_ONLINE, QoS::AtLeastOnce),
-                        (topic::ALL_STATUS, QoS::AtLeastOnce),
-                        (topic::ALL_LOGS, QoS::AtMostOnce),
-                        (topic::BLOB_REQUESTS, QoS::AtLeastOnce),
-                    ];
-                    let subs = filters
-                        .iter()
-                        .map(|(t, q)| rumqttc::SubscribeFilter::new((*t).into(), *q));
-                    if let Err(e) = client.subscribe_many(subs).await {
-                        tracing::error!("MQTT subscribe failed: {e}");
-                    }
-                    let _ = inbound.send(Inbound::Connected).await;
-                });
-            }
-            Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                if ack
-                    .return_codes
-                    .iter()
-                    .any(|c| matches!(c, SubscribeReasonCode::Failure))
-                {
-                    tracing::error!(
-                        "the MQTT broker refused a subscription: {:?}",
-                        ack.return_codes
-                    );
-                }
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                if let Some(msg) = parse(&p.topic, &p.payload)
-                    && inbound.send(msg).await.is_err()
-                {
-                    return;
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                failures = failures.saturating_add(1);
-                let delay = backoff(failures);
-                tracing::warn!("MQTT connection error: {e}; retrying in {delay:?}");
-                tokio::select! {
-                    _ = shutdown.changed() => return,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-        }
-    }
-}
-
-/// Full-jitter exponential backoff: 100 ms doubling to 10 s.
-fn backoff(failures: u32) -> Duration {
-    let cap = 100u64.saturating_mul(1 << failures.min(7)).min(10_000);
-    Duration::from_millis(rand::rng().random_range(cap / 2..=cap))
-}
-
-/// Decodes one publication; malformed ones are logged and dropped, never fatal.
-fn parse(topic_name: &str, payload: &[u8]) -> Option<Inbound> {
-    let warn = |e: wasmfleet_proto::DecodeError| {
-        tracing::warn!(topic = topic_name, "dropping undecodable message: {e}");
+/// Decodes one publication into the inbox; malformed ones are logged and dropped, never fatal.
+/// The node is the one the topic names: payloads carry no identity.
+fn route(inbox: &Inbox, topic_name: &str, payload: Vec<u8>) {
+    let Some((node, kind)) = topic::parse_node_topic(topic_name) else {
+        return;
     };
-    if topic_name == topic::BLOB_REQUESTS {
-        return decode::<BlobRequest>(payload)
-            .map_err(warn)
-            .ok()
-            .map(Inbound::BlobRequest);
-    }
-    let (node, kind) = topic::parse_node_topic(topic_name)?;
     if let Err(e) = wasmfleet_proto::name::validate(node) {
         tracing::warn!(
             topic = topic_name,
             "ignoring message from invalid node name: {e}"
         );
-        return None;
+        return;
     }
+    let warn = |e: wasmfleet_proto::DecodeError| {
+        tracing::warn!(topic = topic_name, "dropping undecodable message: {e}");
+    };
     let node = node.to_owned();
     match kind {
         // A cleared retained message (an operator removing a decommissioned node).
-        NodeTopic::Online | NodeTopic::Status if payload.is_empty() => None,
-        NodeTopic::Online => decode(payload)
-            .map_err(warn)
-            .ok()
-            .map(|p| Inbound::Presence(node, p)),
-        NodeTopic::Status => decode(payload)
-            .map_err(warn)
-            .ok()
-            .map(|s| Inbound::Status(node, s)),
-        NodeTopic::Logs => decode(payload)
-            .map_err(warn)
-            .ok()
-            .map(|l| Inbound::Logs(node, l)),
-        NodeTopic::Desired | NodeTopic::Blob => None,
+        NodeTopic::Online | NodeTopic::Status if payload.is_empty() => {}
+        NodeTopic::Online => match decode(&payload) {
+            Ok(p) => inbox.presence(node, p),
+            Err(e) => warn(e),
+        },
+        NodeTopic::Status => match decode(&payload) {
+            Ok(s) => inbox.status(node, s),
+            Err(e) => warn(e),
+        },
+        // Decoded by the log writer, off this loop.
+        NodeTopic::Logs => inbox.logs(node, payload),
+        NodeTopic::BlobRequest => match decode::<BlobRequest>(&payload) {
+            Ok(r) => inbox.blob_request(node, r),
+            Err(e) => warn(e),
+        },
+        NodeTopic::Desired | NodeTopic::Blob => {}
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use wasmfleet_proto::{Digest, NodeStatus};
+
     use super::*;
+    use crate::mqtt::inbox::FleetMessage;
 
     #[test]
-    fn parses_broker_urls() {
-        assert_eq!(
-            "mqtt://127.0.0.1:1883".parse(),
-            Ok(BrokerUrl {
-                host: "127.0.0.1".into(),
-                port: 1883
-            })
+    fn garbage_is_dropped_and_identity_comes_from_the_topic() {
+        let (inbox, _, mut blobs) = Inbox::new();
+        route(&inbox, "wf/v1/n/a/status", b"\x02\xff\xff".to_vec());
+        route(&inbox, "wf/v1/n/a/status", vec![]);
+        route(&inbox, "wf/v1/n/a/online", vec![]);
+        let status = wasmfleet_proto::encode(&NodeStatus::default());
+        route(&inbox, "wf/v1/n/Bad!/status", status.clone());
+        assert!(inbox.fleet.drain().is_empty());
+        route(&inbox, "wf/v1/n/a/status", status);
+        assert!(matches!(&inbox.fleet.drain()[..], [FleetMessage::Status(n, _)] if n == "a"));
+        let req = BlobRequest {
+            digest: Digest([1; 32]),
+            offset: 0,
+            len: 10,
+        };
+        route(
+            &inbox,
+            "wf/v1/n/gw-2/blob-req",
+            wasmfleet_proto::encode(&req),
         );
-        assert_eq!(
-            "mqtt://broker".parse(),
-            Ok(BrokerUrl {
-                host: "broker".into(),
-                port: 1883
-            })
-        );
-        assert!(
-            "http://x:1"
-                .parse::<BrokerUrl>()
-                .unwrap_err()
-                .contains("mqtt://")
-        );
-        assert!(
-            "mqtt://x:notaport"
-                .parse::<BrokerUrl>()
-                .unwrap_err()
-                .contains("invalid port")
-        );
-    }
-
-    #[test]
-    fn garbage_payloads_are_dropped_not_fatal() {
-        assert!(parse("wf/v1/n/a/status", b"\x01\xff\xff").is_none());
-        assert!(parse("wf/v1/n/a/status", b"").is_none());
-        assert!(parse("wf/v1/n/a/online", b"").is_none());
-        assert!(
-            parse(
-                "wf/v1/n/Bad!/status",
-                &wasmfleet_proto::encode(&NodeStatus::default())
-            )
-            .is_none()
-        );
-        let ok = parse(
-            "wf/v1/n/a/status",
-            &wasmfleet_proto::encode(&NodeStatus::default()),
-        );
-        assert!(matches!(ok, Some(Inbound::Status(n, _)) if n == "a"));
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        for failures in 1..40 {
-            let d = backoff(failures);
-            assert!(d <= Duration::from_secs(10));
-            assert!(d >= Duration::from_millis(50));
-        }
-        assert!(backoff(30) >= Duration::from_secs(5));
+        assert_eq!(blobs.try_recv().unwrap(), ("gw-2".to_string(), req));
     }
 }

@@ -21,12 +21,14 @@ pub fn current_placement(desired: &BTreeMap<String, DesiredState>) -> BTreeMap<S
 }
 
 /// Builds the desired state of every node touched by `placement` or holding workloads in
-/// `previous`, and returns those that differ from `previous`, each with its generation bumped.
-/// Unchanged nodes are not returned, so re-applying the same deployments publishes nothing.
+/// `previous`, and returns those that differ from `previous`, each with its generation bumped
+/// and stamped with `fleet`. Unchanged nodes are not returned, so re-applying the same
+/// deployments publishes nothing.
 pub fn node_desired_states(
     deployments: &BTreeMap<String, DeploymentRecord>,
     placement: &Placement,
     previous: &BTreeMap<String, DesiredState>,
+    fleet: u64,
 ) -> Result<BTreeMap<String, DesiredState>, SpecError> {
     let mut next: BTreeMap<String, DesiredState> = previous
         .keys()
@@ -51,6 +53,7 @@ pub fn node_desired_states(
             continue;
         }
         state.generation = old.map_or(0, |o| o.generation) + 1;
+        state.fleet = fleet;
         changed.insert(node, state);
     }
     Ok(changed)
@@ -75,9 +78,10 @@ mod tests {
     fn first_placement_creates_generation_one() {
         let d = BTreeMap::from([("hello".to_string(), deployment("hello", 2))]);
         let p = placement(&[("hello-0", "a"), ("hello-1", "b")]);
-        let out = node_desired_states(&d, &p, &BTreeMap::new()).unwrap();
+        let out = node_desired_states(&d, &p, &BTreeMap::new(), 7).unwrap();
         assert_eq!(out.len(), 2);
         assert_eq!(out["a"].generation, 1);
+        assert_eq!(out["a"].fleet, 7, "stamped with the fleet");
         assert_eq!(out["a"].workloads[0].name, "hello-0");
         assert_eq!(out["b"].workloads[0].args, ["--interval", "1s"]);
     }
@@ -86,8 +90,8 @@ mod tests {
     fn unchanged_inputs_change_nothing() {
         let d = BTreeMap::from([("hello".to_string(), deployment("hello", 2))]);
         let p = placement(&[("hello-0", "a"), ("hello-1", "a")]);
-        let first = node_desired_states(&d, &p, &BTreeMap::new()).unwrap();
-        assert!(node_desired_states(&d, &p, &first).unwrap().is_empty());
+        let first = node_desired_states(&d, &p, &BTreeMap::new(), 7).unwrap();
+        assert!(node_desired_states(&d, &p, &first, 7).unwrap().is_empty());
         assert_eq!(current_placement(&first), p.assigned);
     }
 
@@ -95,8 +99,8 @@ mod tests {
     fn removal_sends_an_empty_state_with_a_new_generation() {
         let d = BTreeMap::from([("hello".to_string(), deployment("hello", 1))]);
         let first =
-            node_desired_states(&d, &placement(&[("hello-0", "a")]), &BTreeMap::new()).unwrap();
-        let out = node_desired_states(&BTreeMap::new(), &Placement::default(), &first).unwrap();
+            node_desired_states(&d, &placement(&[("hello-0", "a")]), &BTreeMap::new(), 7).unwrap();
+        let out = node_desired_states(&BTreeMap::new(), &Placement::default(), &first, 7).unwrap();
         assert_eq!(out["a"].generation, 2);
         assert!(out["a"].workloads.is_empty());
     }
@@ -105,11 +109,11 @@ mod tests {
     fn template_change_bumps_generation_and_revision_reaches_the_node() {
         let mut d = BTreeMap::from([("hello".to_string(), deployment("hello", 1))]);
         let p = placement(&[("hello-0", "a")]);
-        let first = node_desired_states(&d, &p, &BTreeMap::new()).unwrap();
+        let first = node_desired_states(&d, &p, &BTreeMap::new(), 7).unwrap();
         let dep = d.get_mut("hello").unwrap();
         dep.revision = 2;
         dep.spec.env.insert("X".into(), "1".into());
-        let out = node_desired_states(&d, &p, &first).unwrap();
+        let out = node_desired_states(&d, &p, &first, 7).unwrap();
         assert_eq!(out["a"].generation, 2);
         assert_eq!(out["a"].workloads[0].revision, 2);
         assert_eq!(out["a"].workloads[0].env.len(), 2);

@@ -87,6 +87,7 @@ mod tests {
 
     fn status(name: &str, revision: u64, phase: Phase, message: &str) -> NodeStatus {
         NodeStatus {
+            observed_fleet: 1,
             observed_generation: 1,
             workloads: vec![WorkloadStatus {
                 name: name.into(),

@@ -1,7 +1,11 @@
 //! Persistence behind one trait, so the embedded SQLite default and a PostgreSQL backend for
-//! fleets that outgrow one machine are interchangeable. The controller is the only writer.
+//! fleets that outgrow one machine are interchangeable. The controller is the only writer of
+//! the fleet state ([`Store`]); reads of events go through their own connection
+//! ([`EventReader`]), so `describe` never waits for the controller. Workload logs live in a
+//! store of their own ([`logs`]): high-volume, disposable, retained by bytes and age.
 
 pub mod blobs;
+pub mod logs;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -10,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use wasmfleet_proto::DesiredState;
 
 pub use blobs::{BlobError, BlobStore};
-pub use sqlite::SqliteStore;
+pub use logs::{LogReader, LogRecord, LogStore, Retention};
+pub use sqlite::{EventReader, SqliteStore};
 
 use crate::model::{DeploymentRecord, NodeRecord};
 
@@ -39,6 +44,9 @@ pub enum StoreError {
 /// Everything the hub needs to resume after a restart.
 #[derive(Debug, Default)]
 pub struct Snapshot {
+    /// Identity of this fleet store ([`wasmfleet_proto::DesiredState::fleet`]), chosen at
+    /// random when the store was created.
+    pub fleet: u64,
     /// Every deployment.
     pub deployments: BTreeMap<String, DeploymentRecord>,
     /// Every known node.
@@ -63,26 +71,9 @@ pub struct Event {
     pub reason: String,
     /// Detail.
     pub message: String,
-}
-
-/// One output line of a workload, as stored by the hub.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LogRecord {
-    /// Ascending id: the cursor for `logs -f`.
-    pub id: u64,
-    /// Node time of the line, ms since the Unix epoch.
-    pub ts_ms: u64,
-    /// Deployment the workload belongs to.
-    pub deployment: String,
-    /// Workload name.
-    pub workload: String,
-    /// Node that ran it.
-    pub node: String,
-    /// `stdout` or `stderr`.
-    pub stream: String,
-    /// The text.
-    pub line: String,
+    /// The deployment it concerns (itself, or the deployment of a workload), so `describe`
+    /// finds every event of a deployment by index however many others happened since.
+    pub deployment: Option<String>,
 }
 
 /// Writes that must land together (one reconcile pass), or not at all.
@@ -111,24 +102,12 @@ impl Batch {
     }
 }
 
-/// The hub's persistence.
+/// The hub's persistence of fleet state.
 pub trait Store: Send {
     /// Reads everything needed to resume.
     fn load(&self) -> Result<Snapshot, StoreError>;
     /// Applies `batch` atomically.
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError>;
-    /// Most recent events, optionally for one object (`kind`, `name`), oldest first.
-    fn events(&self, object: Option<(&str, &str)>, limit: u32) -> Result<Vec<Event>, StoreError>;
-    /// Appends log lines (their `id`s are assigned by the store).
-    fn append_logs(&mut self, lines: &[LogRecord]) -> Result<(), StoreError>;
-    /// Log lines of `deployment` with id greater than `after`, oldest first; `after = None`
-    /// means the most recent `limit` lines.
-    fn logs(
-        &self,
-        deployment: &str,
-        after: Option<u64>,
-        limit: u32,
-    ) -> Result<Vec<LogRecord>, StoreError>;
-    /// Drops the oldest events and log lines beyond the retention limits.
+    /// Drops the oldest events beyond retention.
     fn trim(&mut self) -> Result<(), StoreError>;
 }

@@ -1,35 +1,49 @@
-//! The default store: one SQLite file in the hub's data directory (WAL mode).
+//! The default store: one SQLite file in the hub's data directory (WAL mode), written by the
+//! controller through [`SqliteStore`] and read by the API through [`EventReader`] (a second
+//! connection: WAL readers never wait for the writer).
 
 use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use wasmfleet_proto::{DesiredState, Hello};
 
-use super::{Batch, Event, LogRecord, Snapshot, Store, StoreError};
+use super::{Batch, Event, Snapshot, Store, StoreError};
 use crate::model::{DeploymentRecord, NodeRecord};
 
 /// Events kept; older ones are trimmed.
 const KEEP_EVENTS: u64 = 10_000;
-/// Log lines kept across all deployments; older ones are trimmed.
-const KEEP_LOG_LINES: u64 = 200_000;
 
-const SCHEMA: &str = "
+/// The first schema (the foundation's); migrations below bring it to the current one.
+const SCHEMA_V0: &str = "
 CREATE TABLE IF NOT EXISTS deployments (name TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes (name TEXT PRIMARY KEY, hello TEXT NOT NULL, ready INTEGER NOT NULL, since_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS desired (node TEXT PRIMARY KEY, frame BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ms INTEGER NOT NULL, kind TEXT NOT NULL, object TEXT NOT NULL, reason TEXT NOT NULL, message TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_object ON events (kind, object, id);
-CREATE TABLE IF NOT EXISTS logs (id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ms INTEGER NOT NULL, deployment TEXT NOT NULL, workload TEXT NOT NULL, node TEXT NOT NULL, stream TEXT NOT NULL, line TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS logs_deployment ON logs (deployment, id);
 ";
+
+/// Migrations by `user_version`: entry `i` takes version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: fleet identity; events indexed by deployment; logs move to their own store.
+    "
+    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    ALTER TABLE events ADD COLUMN deployment TEXT;
+    CREATE INDEX IF NOT EXISTS events_deployment ON events (deployment, id);
+    DROP TABLE IF EXISTS logs;
+    ",
+];
 
 /// SQLite-backed [`Store`].
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Connection,
+    /// How a second connection reaches the same database.
+    uri: String,
 }
 
-fn db(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError {
+pub(super) fn db(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError {
     let context = context.into();
     move |source| StoreError::Db { context, source }
 }
@@ -41,31 +55,136 @@ fn corrupt(what: impl Into<String>, reason: impl ToString) -> StoreError {
     }
 }
 
+/// Opens `uri` with the settings every connection of the hub uses.
+pub(super) fn connect(uri: &str, flags: OpenFlags) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
+        .map_err(db(format!("opening {uri}")))?;
+    // Another connection (API reads, the log writer) may hold the lock for a moment.
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(db("setting the busy timeout"))?;
+    Ok(conn)
+}
+
+/// Gives free pages back to the filesystem (`auto_vacuum = INCREMENTAL`). The pragma frees
+/// one page per step of its statement, so it is stepped to the end rather than executed once.
+pub(super) fn incremental_vacuum(conn: &Connection) -> Result<(), StoreError> {
+    let mut stmt = conn
+        .prepare("PRAGMA incremental_vacuum")
+        .map_err(db("vacuuming"))?;
+    let mut rows = stmt.raw_query();
+    while rows.next().map_err(db("vacuuming"))?.is_some() {}
+    Ok(())
+}
+
+/// A `file:` URI for `path` (SQLite URIs need `?`, `#` and `%` escaped).
+pub(super) fn file_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for c in path.display().to_string().chars() {
+        match c {
+            '?' | '#' | '%' => uri.push_str(&format!("%{:02X}", c as u32)),
+            c => uri.push(c),
+        }
+    }
+    uri
+}
+
+/// A unique shared-cache in-memory database (for tests): every connection to it sees the
+/// same data while one stays open.
+pub(super) fn memory_uri(what: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "file:wasmfleet-{what}-{}-{}?mode=memory&cache=shared",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+const RW: OpenFlags = OpenFlags::SQLITE_OPEN_READ_WRITE.union(OpenFlags::SQLITE_OPEN_CREATE);
+
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating and migrating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(db(format!("opening {}", path.display())))?;
+        let uri = file_uri(path);
+        let conn = connect(&uri, RW)?;
+        // Before the first table exists, so trimmed events give their pages back.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+            .map_err(db("enabling auto_vacuum"))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db("enabling WAL"))?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db("setting synchronous"))?;
-        conn.execute_batch(SCHEMA)
-            .map_err(db("creating the schema"))?;
-        Ok(SqliteStore { conn })
+        Self::init(conn, uri)
     }
 
     /// An in-memory database, for tests.
     pub fn in_memory() -> Result<Self, StoreError> {
-        let conn = Connection::open_in_memory().map_err(db("opening in-memory db"))?;
-        conn.execute_batch(SCHEMA)
-            .map_err(db("creating the schema"))?;
-        Ok(SqliteStore { conn })
+        let uri = memory_uri("hub");
+        Self::init(connect(&uri, RW)?, uri)
     }
+
+    fn init(mut conn: Connection, uri: String) -> Result<Self, StoreError> {
+        conn.execute_batch(SCHEMA_V0)
+            .map_err(db("creating the schema"))?;
+        migrate(&mut conn)?;
+        let fleet: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'fleet'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db("reading the fleet identity"))?;
+        if fleet.is_none() {
+            let id = rand::random::<u64>().max(1);
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('fleet', ?1)",
+                params![id.to_string()],
+            )
+            .map_err(db("writing the fleet identity"))?;
+        }
+        Ok(SqliteStore { conn, uri })
+    }
+
+    /// A read-only connection to the same database, for the API's event queries.
+    pub fn reader(&self) -> Result<EventReader, StoreError> {
+        let conn = connect(&self.uri, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        Ok(EventReader {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The fleet identity of this store.
+    pub fn fleet(&self) -> Result<u64, StoreError> {
+        let text: String = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'fleet'", [], |r| {
+                r.get(0)
+            })
+            .map_err(db("reading the fleet identity"))?;
+        text.parse().map_err(|e| corrupt("the fleet identity", e))
+    }
+}
+
+/// Brings the schema to the newest version, one transaction per step.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(db("reading the schema version"))?;
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        let tx = conn.transaction().map_err(db("starting a migration"))?;
+        tx.execute_batch(step)
+            .map_err(db(format!("migrating the schema to version {}", i + 1)))?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)
+            .map_err(db("recording the schema version"))?;
+        tx.commit().map_err(db("committing a migration"))?;
+    }
+    Ok(())
 }
 
 impl Store for SqliteStore {
     fn load(&self) -> Result<Snapshot, StoreError> {
-        let mut snap = Snapshot::default();
+        let mut snap = Snapshot {
+            fleet: self.fleet()?,
+            ..Snapshot::default()
+        };
         let mut stmt = self
             .conn
             .prepare("SELECT name, record FROM deployments")
@@ -119,8 +238,16 @@ impl Store for SqliteStore {
             .map_err(db("reading desired states"))?;
         for row in rows {
             let (node, frame) = row.map_err(db("reading desired states"))?;
-            let state = wasmfleet_proto::decode::<DesiredState>(&frame)
-                .map_err(|e| corrupt(format!("desired state of node {node}"), e))?;
+            let state = match wasmfleet_proto::decode::<DesiredState>(&frame) {
+                Ok(s) => s,
+                // A frame of an older wire version: the state is re-derived from the
+                // deployments on the next reconcile, so it is not worth refusing to start.
+                Err(wasmfleet_proto::DecodeError::UnsupportedVersion { found, .. }) => {
+                    tracing::warn!(%node, found, "stored desired state has an old wire version; it will be derived again");
+                    continue;
+                }
+                Err(e) => return Err(corrupt(format!("desired state of node {node}"), e)),
+            };
             snap.desired.insert(node, state);
         }
         Ok(snap)
@@ -165,34 +292,61 @@ impl Store for SqliteStore {
         }
         for ev in &batch.events {
             tx.execute(
-                "INSERT INTO events (ts_ms, kind, object, reason, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![ev.ts_ms as i64, ev.kind, ev.object, ev.reason, ev.message],
+                "INSERT INTO events (ts_ms, kind, object, reason, message, deployment) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![ev.ts_ms as i64, ev.kind, ev.object, ev.reason, ev.message, ev.deployment],
             )
             .map_err(db("writing an event"))?;
         }
         tx.commit().map_err(db("committing"))
     }
 
-    fn events(&self, object: Option<(&str, &str)>, limit: u32) -> Result<Vec<Event>, StoreError> {
-        let (kind, name) = object.unwrap_or(("", ""));
-        let mut stmt = self
+    fn trim(&mut self) -> Result<(), StoreError> {
+        let max: Option<i64> = self
             .conn
-            .prepare(
-                "SELECT id, ts_ms, kind, object, reason, message FROM events
-                 WHERE (?1 = '' OR (kind = ?1 AND object = ?2)) ORDER BY id DESC LIMIT ?3",
-            )
-            .map_err(db("reading events"))?;
+            .query_row("SELECT MAX(id) FROM events", [], |r| r.get(0))
+            .optional()
+            .map_err(db("trimming events"))?
+            .flatten();
+        if let Some(max) = max {
+            self.conn
+                .execute(
+                    "DELETE FROM events WHERE id <= ?1",
+                    params![max - KEEP_EVENTS as i64],
+                )
+                .map_err(db("trimming events"))?;
+            incremental_vacuum(&self.conn)?;
+        }
+        Ok(())
+    }
+}
+
+/// Read-only access to events, for the API. Its connection is its own: reads never wait for
+/// the controller.
+#[derive(Debug)]
+pub struct EventReader {
+    conn: Mutex<Connection>,
+}
+
+const EVENT_COLS: &str = "SELECT id, ts_ms, kind, object, reason, message, deployment FROM events";
+
+fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+    Ok(Event {
+        id: r.get::<_, i64>(0)? as u64,
+        ts_ms: r.get::<_, i64>(1)? as u64,
+        kind: r.get(2)?,
+        object: r.get(3)?,
+        reason: r.get(4)?,
+        message: r.get(5)?,
+        deployment: r.get(6)?,
+    })
+}
+
+impl EventReader {
+    fn query(&self, sql: &str, args: impl rusqlite::Params) -> Result<Vec<Event>, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn.prepare_cached(sql).map_err(db("reading events"))?;
         let rows = stmt
-            .query_map(params![kind, name, limit], |r| {
-                Ok(Event {
-                    id: r.get::<_, i64>(0)? as u64,
-                    ts_ms: r.get::<_, i64>(1)? as u64,
-                    kind: r.get(2)?,
-                    object: r.get(3)?,
-                    reason: r.get(4)?,
-                    message: r.get(5)?,
-                })
-            })
+            .query_map(args, event_row)
             .map_err(db("reading events"))?;
         let mut out = rows
             .collect::<Result<Vec<_>, _>>()
@@ -201,96 +355,30 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    fn append_logs(&mut self, lines: &[LogRecord]) -> Result<(), StoreError> {
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(db("starting a transaction"))?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO logs (ts_ms, deployment, workload, node, stream, line) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(db("writing logs"))?;
-            for l in lines {
-                stmt.execute(params![
-                    l.ts_ms as i64,
-                    l.deployment,
-                    l.workload,
-                    l.node,
-                    l.stream,
-                    l.line
-                ])
-                .map_err(db("writing logs"))?;
-            }
-        }
-        tx.commit().map_err(db("committing logs"))
-    }
-
-    fn logs(
+    /// Most recent events, optionally of one object (`kind`, `name`), oldest first.
+    pub fn events(
         &self,
-        deployment: &str,
-        after: Option<u64>,
+        object: Option<(&str, &str)>,
         limit: u32,
-    ) -> Result<Vec<LogRecord>, StoreError> {
-        let map = |r: &rusqlite::Row<'_>| {
-            Ok(LogRecord {
-                id: r.get::<_, i64>(0)? as u64,
-                ts_ms: r.get::<_, i64>(1)? as u64,
-                deployment: r.get(2)?,
-                workload: r.get(3)?,
-                node: r.get(4)?,
-                stream: r.get(5)?,
-                line: r.get(6)?,
-            })
-        };
-        const COLS: &str = "SELECT id, ts_ms, deployment, workload, node, stream, line FROM logs";
-        let mut out = match after {
-            Some(after) => {
-                let sql =
-                    format!("{COLS} WHERE deployment = ?1 AND id > ?2 ORDER BY id ASC LIMIT ?3");
-                let mut stmt = self.conn.prepare_cached(&sql).map_err(db("reading logs"))?;
-                let rows = stmt
-                    .query_map(params![deployment, after as i64, limit], map)
-                    .map_err(db("reading logs"))?;
-                rows.collect::<Result<Vec<_>, _>>()
-                    .map_err(db("reading logs"))?
-            }
-            None => {
-                let sql = format!("{COLS} WHERE deployment = ?1 ORDER BY id DESC LIMIT ?2");
-                let mut stmt = self.conn.prepare_cached(&sql).map_err(db("reading logs"))?;
-                let rows = stmt
-                    .query_map(params![deployment, limit], map)
-                    .map_err(db("reading logs"))?;
-                let mut v = rows
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(db("reading logs"))?;
-                v.reverse();
-                v
-            }
-        };
-        out.shrink_to_fit();
-        Ok(out)
+    ) -> Result<Vec<Event>, StoreError> {
+        match object {
+            Some((kind, name)) => self.query(
+                &format!("{EVENT_COLS} WHERE kind = ?1 AND object = ?2 ORDER BY id DESC LIMIT ?3"),
+                params![kind, name, limit],
+            ),
+            None => self.query(
+                &format!("{EVENT_COLS} ORDER BY id DESC LIMIT ?1"),
+                params![limit],
+            ),
+        }
     }
 
-    fn trim(&mut self) -> Result<(), StoreError> {
-        for (table, keep) in [("events", KEEP_EVENTS), ("logs", KEEP_LOG_LINES)] {
-            let max: Option<i64> = self
-                .conn
-                .query_row(&format!("SELECT MAX(id) FROM {table}"), [], |r| r.get(0))
-                .optional()
-                .map_err(db(format!("trimming {table}")))?
-                .flatten();
-            if let Some(max) = max {
-                self.conn
-                    .execute(
-                        &format!("DELETE FROM {table} WHERE id <= ?1"),
-                        params![max - keep as i64],
-                    )
-                    .map_err(db(format!("trimming {table}")))?;
-            }
-        }
-        Ok(())
+    /// Most recent events of a deployment and its workloads, oldest first.
+    pub fn deployment_events(&self, name: &str, limit: u32) -> Result<Vec<Event>, StoreError> {
+        self.query(
+            &format!("{EVENT_COLS} WHERE deployment = ?1 ORDER BY id DESC LIMIT ?2"),
+            params![name, limit],
+        )
     }
 }
 
@@ -307,6 +395,7 @@ mod tests {
             object: object.into(),
             reason: reason.into(),
             message: "m".into(),
+            deployment: Some(object.into()),
         }
     }
 
@@ -315,10 +404,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hub.db");
         let desired = DesiredState {
+            fleet: 3,
             generation: 7,
             workloads: vec![deployment("hello", 1).workload_spec(0).unwrap()],
         };
-        {
+        let fleet = {
             let mut s = SqliteStore::open(&path).unwrap();
             s.commit(&Batch {
                 put_deployments: vec![deployment("hello", 2), deployment("gone", 1)],
@@ -333,48 +423,90 @@ mod tests {
                 ..Batch::default()
             })
             .unwrap();
-        }
+            s.fleet().unwrap()
+        };
+        assert_ne!(fleet, 0);
         let s = SqliteStore::open(&path).unwrap();
         let snap = s.load().unwrap();
+        assert_eq!(snap.fleet, fleet, "the fleet identity is kept");
         assert_eq!(snap.deployments.keys().collect::<Vec<_>>(), ["hello"]);
         assert_eq!(snap.deployments["hello"], deployment("hello", 2));
         assert_eq!(snap.nodes["a"], node("a", true, 1 << 30, 4));
         assert_eq!(snap.desired["a"], desired);
+        let r = s.reader().unwrap();
         assert_eq!(
-            s.events(Some(("Deployment", "hello")), 10).unwrap()[0].reason,
+            r.events(Some(("Deployment", "hello")), 10).unwrap()[0].reason,
             "Created"
         );
         assert!(
-            s.events(Some(("Deployment", "other")), 10)
+            r.events(Some(("Deployment", "other")), 10)
                 .unwrap()
                 .is_empty()
+        );
+        assert_ne!(
+            SqliteStore::open(&dir.path().join("other.db"))
+                .unwrap()
+                .fleet()
+                .unwrap(),
+            fleet,
+            "a new store is a new fleet"
         );
     }
 
     #[test]
-    fn logs_page_by_cursor_and_tail() {
+    fn deployment_events_are_found_by_index_behind_many_others() {
         let mut s = SqliteStore::in_memory().unwrap();
-        let line = |i: u64, dep: &str| LogRecord {
-            id: 0,
-            ts_ms: i,
-            deployment: dep.into(),
-            workload: format!("{dep}-0"),
-            node: "a".into(),
-            stream: "stdout".into(),
-            line: format!("line {i}"),
-        };
-        let batch: Vec<_> = (0..10)
-            .map(|i| line(i, if i % 2 == 0 { "x" } else { "y" }))
+        let r = s.reader().unwrap();
+        let mut mine = event("hello-0", "Scheduled");
+        mine.kind = "Workload".into();
+        mine.deployment = Some("hello".into());
+        s.commit(&Batch {
+            events: vec![event("hello", "Created"), mine],
+            ..Batch::default()
+        })
+        .unwrap();
+        let noise: Vec<Event> = (0..5_000)
+            .map(|i| event(&format!("d{i}"), "Created"))
             .collect();
-        s.append_logs(&batch).unwrap();
-        let tail = s.logs("x", None, 2).unwrap();
-        assert_eq!(
-            tail.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(),
-            ["line 6", "line 8"]
-        );
-        let after = s.logs("x", Some(tail[0].id), 100).unwrap();
-        assert_eq!(after.len(), 1);
-        assert_eq!(after[0].line, "line 8");
+        s.commit(&Batch {
+            events: noise,
+            ..Batch::default()
+        })
+        .unwrap();
+        let found = r.deployment_events("hello", 50).unwrap();
+        let reasons: Vec<_> = found.iter().map(|e| e.reason.as_str()).collect();
+        assert_eq!(reasons, ["Created", "Scheduled"]);
+    }
+
+    #[test]
+    fn a_foundation_database_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA_V0).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE logs (id INTEGER PRIMARY KEY, line TEXT);
+                 INSERT INTO events (ts_ms, kind, object, reason, message) VALUES (1, 'Node', 'a', 'NodeReady', 'm');",
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let events = s.reader().unwrap().events(None, 10).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].deployment, None);
+        let logs: Option<String> = s
+            .conn
+            .query_row(
+                "SELECT name FROM sqlite_master WHERE name = 'logs'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .unwrap();
+        assert_eq!(logs, None, "logs moved to their own store");
+        drop(s);
+        SqliteStore::open(&path).unwrap(); // idempotent
     }
 
     #[test]

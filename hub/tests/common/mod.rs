@@ -22,11 +22,15 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// The example module, built once per test process.
+/// The example module (embedded in `wasmfleet` by its build script), written once per test
+/// process.
 pub fn hello_wasm() -> &'static Path {
     static WASM: OnceLock<PathBuf> = OnceLock::new();
     WASM.get_or_init(|| {
-        wasmfleet_hub::cli::demo::build_example_module().expect("build examples/hello")
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("hello-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        wasmfleet_hub::cli::demo::write_example_module(&dir).expect("the embedded example module")
     })
 }
 
@@ -109,11 +113,23 @@ pub struct Hub {
 
 /// Starts `wasmfleet serve` with the embedded broker, or against `broker` when given.
 pub fn start_hub(dir: &Path, http_port: u16, mqtt_port: u16, broker: Option<&str>) -> Hub {
+    start_hub_with(dir, http_port, mqtt_port, broker, &[])
+}
+
+/// [`start_hub`] with extra `serve` flags.
+pub fn start_hub_with(
+    dir: &Path,
+    http_port: u16,
+    mqtt_port: u16,
+    broker: Option<&str>,
+    extra: &[&str],
+) -> Hub {
     let mut cmd = Command::new(wasmfleet_bin());
     cmd.arg("serve")
         .arg("--data")
         .arg(dir.join("hub"))
-        .args(["--http", &format!("127.0.0.1:{http_port}")]);
+        .args(["--http", &format!("127.0.0.1:{http_port}")])
+        .args(extra);
     let mqtt = match broker {
         Some(b) => {
             cmd.args(["--broker", b]);
@@ -138,8 +154,14 @@ pub fn start_hub(dir: &Path, http_port: u16, mqtt_port: u16, broker: Option<&str
 
 /// Starts an `edge-agent`.
 pub fn start_agent(dir: &Path, mqtt: &str, node: &str) -> Proc {
+    start_agent_with(dir, mqtt, node, &[])
+}
+
+/// [`start_agent`] with extra flags.
+pub fn start_agent_with(dir: &Path, mqtt: &str, node: &str, extra: &[&str]) -> Proc {
     let mut cmd = Command::new(agent_bin());
     cmd.args(["--mqtt", mqtt, "--node", node, "--label", "test=e2e"])
+        .args(extra)
         .arg("--data")
         .arg(dir.join(node));
     let log = dir.join(format!(
@@ -147,6 +169,11 @@ pub fn start_agent(dir: &Path, mqtt: &str, node: &str) -> Proc {
         Instant::now().elapsed().as_nanos()
     ));
     Proc::spawn(node, &mut cmd, &log)
+}
+
+/// Resident set size of a process in KiB, from /proc.
+pub fn rss_kib(pid: u32) -> u64 {
+    wasmfleet_hub::cli::demo::rss_kib(pid).unwrap_or(0)
 }
 
 impl Hub {
@@ -254,4 +281,86 @@ pub fn manifest(dir: &Path, name: &str, replicas: u32, args: &[&str], extra_spec
     let path = dir.join(format!("{name}.yaml"));
     std::fs::write(&path, text).expect("write manifest");
     path
+}
+
+/// `module` padded with a custom section to `size` bytes (custom sections are ignored by
+/// validation and execution): a large module that is still the same program.
+pub fn padded_module(module: &[u8], size: usize) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"pad";
+    // id + 5-byte size field + name length + name, then the padding.
+    let payload_len = size.saturating_sub(module.len() + 1 + 5 + 1 + name.len());
+    let mut out = module.to_vec();
+    out.push(0);
+    let body = 1 + name.len() + payload_len;
+    // A fixed-width LEB128 so the total is exact.
+    let mut n = body;
+    for i in 0..5 {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        out.push(if i < 4 { byte | 0x80 } else { byte });
+    }
+    leb(name.len(), &mut out);
+    out.extend_from_slice(name);
+    out.resize(out.len() + payload_len, 0);
+    out
+}
+
+/// A raw HTTP/1.1 request on a fresh connection; returns the status code and the body.
+pub fn http(hub: &Hub, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let addr = hub.url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the hub");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    parse_response(&resp)
+}
+
+/// Status code and body of a raw HTTP/1.1 response (the body de-chunked if chunked).
+pub fn parse_response(resp: &[u8]) -> (u16, Vec<u8>) {
+    let Some(split) = resp.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return (0, Vec::new());
+    };
+    let head = String::from_utf8_lossy(&resp[..split]).to_ascii_lowercase();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let mut body = &resp[split + 4..];
+    if !head.contains("transfer-encoding: chunked") {
+        return (status, body.to_vec());
+    }
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = body.windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&body[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = eol + 2;
+        out.extend_from_slice(&body[start..start + size]);
+        body = &body[start + size + 2..];
+    }
+    (status, out)
 }

@@ -1,17 +1,37 @@
 //! Kubernetes-style byte quantities: `16Mi`, `1Gi`, `512Ki`, `64M`, `1000`.
+//!
+//! One grammar for every place a user writes a size (manifests, `wasmfleet run --memory`,
+//! `edge-agent --memory`), so `1G` means the same everywhere.
+
+/// Why a text is not a byte quantity. Messages quote the text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuantityError {
+    /// No leading number.
+    #[error("{0:?} is not a quantity: expected a number such as 16Mi")]
+    NotANumber(String),
+    /// A suffix other than the Kubernetes ones.
+    #[error("{text:?} has an unknown unit {unit:?}: use Ki, Mi, Gi, Ti, k, M, G or T")]
+    Unit {
+        /// The whole text.
+        text: String,
+        /// The suffix found.
+        unit: String,
+    },
+    /// More than `u64::MAX` bytes.
+    #[error("{0:?} is too large")]
+    TooLarge(String),
+}
 
 /// Parses a byte quantity. Binary suffixes (`Ki`, `Mi`, `Gi`, `Ti`) are powers of 1024,
 /// decimal ones (`k`, `M`, `G`, `T`) powers of 1000, as in Kubernetes.
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
+pub fn parse_bytes(text: &str) -> Result<u64, QuantityError> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (digits, suffix) = text.split_at(split);
     if digits.is_empty() {
-        return Err(format!(
-            "{text:?} is not a quantity: expected a number such as 16Mi"
-        ));
+        return Err(QuantityError::NotANumber(text.into()));
     }
     let multiplier: u64 = match suffix {
         "" => 1,
@@ -24,16 +44,17 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "G" => 1_000_000_000,
         "T" => 1_000_000_000_000,
         other => {
-            return Err(format!(
-                "{text:?} has an unknown unit {other:?}: use Ki, Mi, Gi, Ti, k, M, G or T"
-            ));
+            return Err(QuantityError::Unit {
+                text: text.into(),
+                unit: other.into(),
+            });
         }
     };
     digits
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(multiplier))
-        .ok_or_else(|| format!("{text:?} is too large"))
+        .ok_or_else(|| QuantityError::TooLarge(text.into()))
 }
 
 /// Formats bytes the way a user would write them: in the largest binary unit, exact where
@@ -70,17 +91,11 @@ mod tests {
 
     #[test]
     fn rejects_garbage_with_the_reason() {
-        assert!(parse_bytes("Mi").unwrap_err().contains("expected a number"));
-        assert!(
-            parse_bytes("16MB")
-                .unwrap_err()
-                .contains("unknown unit \"MB\"")
-        );
-        assert!(
-            parse_bytes("99999999999Ti")
-                .unwrap_err()
-                .contains("too large")
-        );
+        let err = |t: &str| parse_bytes(t).unwrap_err().to_string();
+        assert!(err("Mi").contains("expected a number"));
+        assert!(err("16MB").contains("unknown unit \"MB\""));
+        assert!(err("99999999999Ti").contains("too large"));
+        assert!(err("").contains("expected a number"));
     }
 
     #[test]

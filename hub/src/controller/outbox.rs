@@ -1,0 +1,108 @@
+//! Publications waiting for the broker, coalesced by topic.
+//!
+//! Desired states are level-triggered: only the latest one per node matters. If the broker
+//! link is slow (or reconnecting, and every node's state is republished at once), a newer
+//! state for a topic replaces the queued one in place instead of queuing behind it, so the
+//! queue holds at most one message per topic, however many changes happen, and a change never
+//! overtakes an older one of the same topic.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, PoisonError};
+
+use tokio::sync::Notify;
+
+use super::Publish;
+
+/// The queue between the controller and the MQTT publisher.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    inner: Mutex<Queue>,
+    ready: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    latest: HashMap<String, Publish>,
+    order: VecDeque<String>,
+}
+
+impl Outbox {
+    /// An empty outbox.
+    pub fn new() -> Outbox {
+        Outbox::default()
+    }
+
+    /// Queues `p`, replacing a queued publication of the same topic.
+    pub fn push(&self, p: Publish) {
+        let mut q = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let topic = p.topic.clone();
+        if q.latest.insert(topic.clone(), p).is_none() {
+            q.order.push_back(topic);
+        }
+        drop(q);
+        self.ready.notify_one();
+    }
+
+    /// The oldest queued topic's latest publication, if any.
+    pub fn pop(&self) -> Option<Publish> {
+        let mut q = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let topic = q.order.pop_front()?;
+        q.latest.remove(&topic)
+    }
+
+    /// Publications queued now.
+    pub fn len(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .order
+            .len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Waits until something may have been queued since the last `pop` returned `None`.
+    pub async fn wait(&self) {
+        self.ready.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(topic: &str, payload: u8) -> Publish {
+        Publish {
+            topic: topic.into(),
+            payload: vec![payload],
+            retain: true,
+        }
+    }
+
+    #[test]
+    fn latest_per_topic_in_first_queued_order() {
+        let o = Outbox::new();
+        o.push(p("a", 1));
+        o.push(p("b", 1));
+        o.push(p("a", 2));
+        o.push(p("a", 3));
+        assert_eq!(o.len(), 2, "bounded by topics, not changes");
+        assert_eq!(o.pop(), Some(p("a", 3)));
+        assert_eq!(o.pop(), Some(p("b", 1)));
+        assert_eq!(o.pop(), None);
+        o.push(p("a", 4));
+        assert_eq!(o.pop(), Some(p("a", 4)));
+    }
+
+    #[tokio::test]
+    async fn a_push_wakes_the_publisher_even_before_it_waits() {
+        let o = Outbox::new();
+        o.push(p("a", 1));
+        tokio::time::timeout(std::time::Duration::from_secs(1), o.wait())
+            .await
+            .expect("the permit of the earlier push");
+    }
+}

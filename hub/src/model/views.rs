@@ -1,0 +1,68 @@
+//! What users see of the fleet: the rows of `get nodes` and `get deployments`, and the outcome
+//! of an apply. Derived from the controller's state; shared by the API and the CLI.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::DeploymentSpec;
+
+/// What an apply did, as kubectl prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApplyOutcome {
+    /// A new deployment.
+    Created,
+    /// An existing deployment changed.
+    Configured,
+    /// Same spec as stored: nothing happened.
+    Unchanged,
+}
+
+/// A node in `get nodes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeView {
+    /// Node name.
+    pub name: String,
+    /// `Ready` or `NotReady`.
+    pub status: String,
+    /// When the status last changed, ms since the Unix epoch.
+    pub since_ms: u64,
+    /// Agent version it announced.
+    pub agent_version: String,
+    /// `Linux` or `Mcu`.
+    pub device_class: String,
+    /// Memory offered to workloads, bytes.
+    pub memory_bytes: u64,
+    /// Most instances it accepts.
+    pub max_workloads: u32,
+    /// Labels it announced.
+    pub labels: BTreeMap<String, String>,
+    /// Workloads placed on it.
+    pub workloads: usize,
+    /// Generation of the desired state the hub sent it.
+    pub desired_generation: u64,
+    /// Generation it last reported acting on.
+    pub observed_generation: u64,
+}
+
+/// A deployment in `get deployments`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentView {
+    /// Deployment name.
+    pub name: String,
+    /// Declared spec.
+    pub spec: DeploymentSpec,
+    /// Spec generation.
+    pub generation: u64,
+    /// Template revision.
+    pub revision: u64,
+    /// Replicas Running at the current revision.
+    pub ready_replicas: u32,
+    /// Replicas placed on a node.
+    pub scheduled_replicas: u32,
+    /// Created, ms since the Unix epoch.
+    pub created_ms: u64,
+}

@@ -1,0 +1,289 @@
+//! Where the hub's MQTT link leaves what the fleet sends, without ever waiting.
+//!
+//! The link's event loop must keep reading its socket (PINGREQs and PUBACKs flow through it,
+//! and a subscriber that stops reading makes the broker queue for it): so nothing it hands
+//! over may block. Three kinds of traffic, three bounds:
+//! - **Presence and status** are level-triggered: only the latest per node matters. They
+//!   coalesce per node in [`Inbox::fleet`] (one entry per node however many arrive), drained
+//!   in batches by the ingest task. Bounded by the number of nodes.
+//! - **Logs** are best effort: a queue bounded by bytes ([`LOG_QUEUE_BYTES`]); when full, batches
+//!   are dropped and counted.
+//! - **Blob chunk requests** are retried by nodes after a timeout: a bounded queue; when full,
+//!   requests are dropped and counted.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::{Notify, mpsc};
+use wasmfleet_proto::{BlobRequest, NodeStatus, Presence};
+
+/// Bytes of undelivered log batches the hub holds before it drops new ones.
+pub const LOG_QUEUE_BYTES: usize = 8 << 20;
+/// Chunk requests waiting for a blob server before new ones are dropped.
+pub const BLOB_QUEUE: usize = 1024;
+/// Nodes with presence or status waiting for ingest before reports of further nodes are
+/// dropped (a client inventing node names must not grow the hub without bound).
+pub const FLEET_PENDING: usize = 100_000;
+
+/// A fleet message for the controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FleetMessage {
+    /// The link (re)connected: republish desired states.
+    Connected,
+    /// A node's presence.
+    Presence(String, Presence),
+    /// A node's status.
+    Status(String, NodeStatus),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Presence,
+    Status,
+}
+
+#[derive(Debug, Default)]
+struct Fleet {
+    connected: bool,
+    order: VecDeque<(String, Kind)>,
+    presence: HashMap<String, Presence>,
+    status: HashMap<String, NodeStatus>,
+}
+
+/// Counters of what was dropped, for the operator's log.
+#[derive(Debug, Default)]
+pub struct Drops {
+    /// Log batches dropped because the log queue was full.
+    pub log_batches: AtomicU64,
+    /// Chunk requests dropped because the blob servers were busy.
+    pub blob_requests: AtomicU64,
+    /// Presence or status reports dropped because too many nodes were pending.
+    pub fleet_reports: AtomicU64,
+}
+
+/// Coalesced presence and status, waiting for the ingest task.
+#[derive(Debug, Default)]
+pub struct FleetInbox {
+    inner: Mutex<Fleet>,
+    ready: Notify,
+}
+
+impl FleetInbox {
+    fn push(&self, node: String, kind: Kind, drops: &Drops, put: impl FnOnce(&mut Fleet, String)) {
+        let mut f = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let pending = match kind {
+            Kind::Presence => f.presence.contains_key(&node),
+            Kind::Status => f.status.contains_key(&node),
+        };
+        if !pending {
+            if f.order.len() >= FLEET_PENDING {
+                drops.fleet_reports.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            f.order.push_back((node.clone(), kind));
+        }
+        put(&mut f, node);
+        drop(f);
+        self.ready.notify_one();
+    }
+
+    fn connected(&self) {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .connected = true;
+        self.ready.notify_one();
+    }
+
+    /// Everything pending, oldest first (a reconnect first of all), leaving the inbox empty.
+    pub fn drain(&self) -> Vec<FleetMessage> {
+        let mut f = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out = Vec::with_capacity(f.order.len() + 1);
+        if std::mem::take(&mut f.connected) {
+            out.push(FleetMessage::Connected);
+        }
+        while let Some((node, kind)) = f.order.pop_front() {
+            match kind {
+                Kind::Presence => {
+                    if let Some(p) = f.presence.remove(&node) {
+                        out.push(FleetMessage::Presence(node, p));
+                    }
+                }
+                Kind::Status => {
+                    if let Some(s) = f.status.remove(&node) {
+                        out.push(FleetMessage::Status(node, s));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Waits until something may have arrived since the last drain.
+    pub async fn wait(&self) {
+        self.ready.notified().await;
+    }
+}
+
+/// The sending side of the hub's inbound traffic; the link's router holds it.
+#[derive(Debug, Clone)]
+pub struct Inbox {
+    /// Presence and status.
+    pub fleet: Arc<FleetInbox>,
+    logs: mpsc::UnboundedSender<(String, Vec<u8>)>,
+    log_bytes: Arc<AtomicUsize>,
+    blobs: mpsc::Sender<(String, BlobRequest)>,
+    /// What was dropped.
+    pub drops: Arc<Drops>,
+}
+
+/// The receiving side of log batches: `(node, encoded LogBatch)`.
+#[derive(Debug)]
+pub struct LogQueue {
+    rx: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl LogQueue {
+    /// The next batch, or `None` once the link is gone.
+    pub async fn recv(&mut self) -> Option<(String, Vec<u8>)> {
+        let item = self.rx.recv().await?;
+        self.bytes.fetch_sub(item.1.len(), Ordering::Relaxed);
+        Some(item)
+    }
+
+    /// A batch that is already waiting, if any.
+    pub fn try_recv(&mut self) -> Option<(String, Vec<u8>)> {
+        let item = self.rx.try_recv().ok()?;
+        self.bytes.fetch_sub(item.1.len(), Ordering::Relaxed);
+        Some(item)
+    }
+}
+
+/// The receiving side of chunk requests: `(node, request)`.
+pub type BlobQueue = mpsc::Receiver<(String, BlobRequest)>;
+
+impl Inbox {
+    /// An inbox and the receiving ends of its queues.
+    pub fn new() -> (Inbox, LogQueue, BlobQueue) {
+        let (logs, log_rx) = mpsc::unbounded_channel();
+        let (blobs, blob_rx) = mpsc::channel(BLOB_QUEUE);
+        let log_bytes = Arc::new(AtomicUsize::new(0));
+        let inbox = Inbox {
+            fleet: Arc::default(),
+            logs,
+            log_bytes: log_bytes.clone(),
+            blobs,
+            drops: Arc::default(),
+        };
+        (
+            inbox,
+            LogQueue {
+                rx: log_rx,
+                bytes: log_bytes,
+            },
+            blob_rx,
+        )
+    }
+
+    /// The link (re)connected.
+    pub fn connected(&self) {
+        self.fleet.connected();
+    }
+
+    /// A node's presence (replaces one still pending).
+    pub fn presence(&self, node: String, p: Presence) {
+        self.fleet.push(node, Kind::Presence, &self.drops, |f, n| {
+            f.presence.insert(n, p);
+        });
+    }
+
+    /// A node's status (replaces one still pending).
+    pub fn status(&self, node: String, s: NodeStatus) {
+        self.fleet.push(node, Kind::Status, &self.drops, |f, n| {
+            f.status.insert(n, s);
+        });
+    }
+
+    /// A node's encoded log batch, unless the queue is full.
+    pub fn logs(&self, node: String, payload: Vec<u8>) {
+        let len = payload.len();
+        let before = self.log_bytes.fetch_add(len, Ordering::Relaxed);
+        if before + len > LOG_QUEUE_BYTES || self.logs.send((node, payload)).is_err() {
+            self.log_bytes.fetch_sub(len, Ordering::Relaxed);
+            self.drops.log_batches.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A node's chunk request, unless the blob servers are saturated.
+    pub fn blob_request(&self, node: String, req: BlobRequest) {
+        if self.blobs.try_send((node, req)).is_err() {
+            self.drops.blob_requests.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wasmfleet_proto::Digest;
+
+    use super::*;
+
+    fn status(g: u64) -> NodeStatus {
+        NodeStatus {
+            observed_generation: g,
+            ..NodeStatus::default()
+        }
+    }
+
+    #[test]
+    fn reports_coalesce_per_node_in_arrival_order() {
+        let (inbox, _, _) = Inbox::new();
+        inbox.status("a".into(), status(1));
+        inbox.presence("b".into(), Presence::Offline);
+        inbox.status("a".into(), status(2));
+        inbox.status("a".into(), status(3));
+        inbox.connected();
+        assert_eq!(
+            inbox.fleet.drain(),
+            [
+                FleetMessage::Connected,
+                FleetMessage::Status("a".into(), status(3)),
+                FleetMessage::Presence("b".into(), Presence::Offline),
+            ]
+        );
+        assert!(inbox.fleet.drain().is_empty());
+    }
+
+    #[tokio::test]
+    async fn logs_are_bounded_by_bytes_and_drops_counted() {
+        let (inbox, mut rx, _) = Inbox::new();
+        let batch = vec![0u8; 1 << 20];
+        for _ in 0..20 {
+            inbox.logs("a".into(), batch.clone());
+        }
+        assert_eq!(inbox.drops.log_batches.load(Ordering::Relaxed), 12);
+        let mut got = 0;
+        while rx.try_recv().is_some() {
+            got += 1;
+        }
+        assert_eq!(got, 8);
+        inbox.logs("a".into(), batch);
+        assert!(rx.recv().await.is_some(), "room again once consumed");
+    }
+
+    #[test]
+    fn blob_requests_beyond_the_queue_are_dropped() {
+        let (inbox, _, _blobs) = Inbox::new();
+        let req = BlobRequest {
+            digest: Digest([1; 32]),
+            offset: 0,
+            len: 1,
+        };
+        for _ in 0..BLOB_QUEUE + 5 {
+            inbox.blob_request("a".into(), req.clone());
+        }
+        assert_eq!(inbox.drops.blob_requests.load(Ordering::Relaxed), 5);
+    }
+}
