@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what building and testing Wasmfleet needs on a fresh machine: the pinned Rust
-# toolchain with its targets (rust-toolchain.toml), and mosquitto for the external-broker test.
-# Idempotent: re-running it is quick.
+# Installs what building Wasmfleet needs on a fresh machine: the pinned Rust toolchain with
+# its targets (rust-toolchain.toml). With --test, also what the test suite needs: mosquitto,
+# the external broker the tests start on their own ports. Idempotent: re-running it is quick.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # rust-toolchain.toml names (channel, components, targets).
 rustup toolchain install
 
-if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+if [ "${1:-}" = "--test" ] && ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq

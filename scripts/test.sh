@@ -3,7 +3,7 @@
 # mosquitto processes on 127.0.0.1, and the no_std build of the wire contract.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --test
 # End-to-end tests run the binaries of this same build.
 cargo build --workspace --bins
 log=$(mktemp)

@@ -1,5 +1,7 @@
-//! Reconnect delays: exponential (from [`backon`]) with full jitter, so a fleet that lost its
-//! broker at the same moment does not come back at the same moment.
+//! Back-off delays. [`Reconnect`]: exponential (from [`backon`]) with full jitter, so a fleet
+//! that lost its broker at the same moment does not come back at the same moment.
+//! [`exponential`]: the deterministic kind, for decisions made by sans-IO logic (restart
+//! back-off, subscription retries), where the same inputs must give the same answer.
 
 use std::time::Duration;
 
@@ -46,9 +48,26 @@ fn ceilings(min: Duration, max: Duration) -> ExponentialBackoff {
         .build()
 }
 
+/// `min(base · 2^step, max)`, without overflow for any `step`.
+pub fn exponential(base: Duration, max: Duration, step: u32) -> Duration {
+    base.checked_mul(1u32.checked_shl(step).unwrap_or(u32::MAX))
+        .map_or(max, |d| d.min(max))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exponential_doubles_and_caps() {
+        let s = Duration::from_secs(1);
+        let max = Duration::from_secs(60);
+        let got: Vec<u64> = [0, 1, 5, 6, 31, 32, 40, u32::MAX]
+            .iter()
+            .map(|&n| exponential(s, max, n).as_secs())
+            .collect();
+        assert_eq!(got, [1, 2, 32, 60, 60, 60, 60, 60]);
+    }
 
     const MS: Duration = Duration::from_millis(1);
 

@@ -160,9 +160,7 @@ impl Subscriptions {
                     out.downgraded.push(f.topic.clone());
                 }
                 (None, Qos::AtMostOnce) => {
-                    let delay = RETRY_MIN
-                        .saturating_mul(1u32.checked_shl(f.refusals).unwrap_or(u32::MAX))
-                        .min(RETRY_MAX);
+                    let delay = crate::backoff::exponential(RETRY_MIN, RETRY_MAX, f.refusals);
                     f.refusals = f.refusals.saturating_add(1);
                     f.retry_at = now + delay;
                     out.refused.push(f.topic.clone());

@@ -13,6 +13,8 @@ async fn main() -> anyhow::Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colours for a person at a terminal; plain text for log files and journald.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = Cli::parse().into_config()?;
     tracing::info!(node = %config.node, data = %config.data_dir.display(), "starting edge-agent");

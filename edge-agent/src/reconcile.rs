@@ -137,9 +137,7 @@ pub enum Action {
 
 /// Restart delay after a crash streak of `streak` restarts: `min(1 s · 2^streak, 60 s)`.
 pub fn backoff(streak: u32) -> Duration {
-    BACKOFF_BASE
-        .checked_mul(1u32.checked_shl(streak).unwrap_or(u32::MAX))
-        .map_or(BACKOFF_MAX, |d| d.min(BACKOFF_MAX))
+    wasmfleet_common::backoff::exponential(BACKOFF_BASE, BACKOFF_MAX, streak)
 }
 
 /// Whether an exit is followed by a restart under `policy`.

@@ -281,3 +281,40 @@ async fn cache_prune_keeps_only_held_modules_of_this_engine() {
     assert_eq!(s.runtime.prune_cache(&[]).unwrap(), 1);
     assert!(!cwasm.exists());
 }
+
+/// A guest in a busy loop yields at every epoch tick: even on a single-threaded executor, a
+/// neighbour keeps running and the spinner can be stopped. (This is not a CPU limit: the
+/// spinner gets its share of the core.)
+#[tokio::test(flavor = "current_thread")]
+async fn a_busy_loop_neither_starves_a_neighbour_nor_resists_a_stop() {
+    let s = setup();
+    let (tx, mut rx) = mpsc::channel(1024);
+    let spinner = tokio::spawn(s.runtime.run(
+        spec("spinner", s.module, &["--spin"]),
+        s.ctx.clone(),
+        tx.clone(),
+    ));
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .expect("the spinner never started")
+            .unwrap();
+        if line.line.ends_with("spinning") {
+            break;
+        }
+    }
+    let good = s.runtime.run(
+        spec("good", s.module, &["--count", "3", "--interval", "20ms"]),
+        s.ctx.clone(),
+        tx,
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(60), good)
+        .await
+        .expect("the neighbour was starved");
+    assert_eq!(exit, Exit::success());
+    spinner.abort();
+    let res = tokio::time::timeout(Duration::from_secs(10), spinner)
+        .await
+        .expect("the spinner could not be stopped");
+    assert!(res.unwrap_err().is_cancelled());
+}

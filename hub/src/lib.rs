@@ -10,6 +10,7 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod controller;
+pub mod ingest;
 pub mod model;
 pub mod mqtt;
 pub mod reconcile;

@@ -3,35 +3,31 @@
 //!
 //! Tasks, and what each may wait on:
 //! - the MQTT link's router: nothing (it hands everything to the [`Inbox`]);
-//! - fleet ingest: drains coalesced presence and status into one controller change at a time
-//!   (on the blocking pool);
-//! - the log writer: drains the byte-bounded log queue into the log store (blocking pool);
-//! - blob servers: answer chunk requests, a bounded number at once;
+//! - fleet ingest, the log writer, blob servers ([`crate::ingest`]): the controller, the log
+//!   store and the blob store, each off the async workers;
 //! - the publisher: sends the controller's [`Outbox`] to the broker;
 //! - the ticker: grace periods, lagging nodes, snapshot refresh, retention;
 //! - the HTTP API.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::{Mutex as AsyncMutex, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use wasmfleet_common::BrokerUrl;
 use wasmfleet_common::engine::Checker;
-use wasmfleet_proto::topic::{self, NodeTopic};
-use wasmfleet_proto::{BlobReply, BlobRequest, LogBatch, MAX_BLOB_CHUNK, MAX_LOG_LINE};
 
 use crate::api::{self, AppState};
 use crate::clock::now_ms;
 use crate::controller::handle::Visibility;
-use crate::controller::{self, Controller, ControllerHandle, FleetSnapshot, Outbox};
-use crate::mqtt::inbox::{BlobQueue, Drops, LogQueue};
-use crate::mqtt::{EmbeddedBroker, FleetMessage, Inbox, Link};
-use crate::store::{BlobStore, LogRecord, LogStore, Retention, SqliteStore};
+use crate::controller::{self, Controller, ControllerHandle, Outbox};
+use crate::ingest::{blob_servers, fleet_ingest, log_writer};
+use crate::mqtt::inbox::Drops;
+use crate::mqtt::{EmbeddedBroker, Inbox, Link};
+use crate::store::{BlobStore, LogStore, Retention, SqliteStore};
 
 /// Options of `wasmfleet serve`.
 #[derive(Debug, Clone)]
@@ -245,220 +241,6 @@ async fn publisher(link: Link, outbox: Arc<Outbox>, mut shutdown: watch::Receive
             () = outbox.wait() => {}
         }
     }
-}
-
-/// Feeds coalesced presence and status to the controller, one change per drained batch.
-async fn fleet_ingest(
-    controller: ControllerHandle,
-    inbox: Arc<crate::mqtt::inbox::FleetInbox>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            () = inbox.wait() => {}
-        }
-        let messages = inbox.drain();
-        if messages.is_empty() {
-            continue;
-        }
-        let _ = controller
-            .change(Visibility::Soon, move |c| {
-                let now = now_ms();
-                let mut publish = Vec::new();
-                for m in messages {
-                    let result = match m {
-                        FleetMessage::Connected => Ok(c.republish_all(now)),
-                        FleetMessage::Presence(node, p) => c.on_presence(&node, p, now),
-                        FleetMessage::Status(node, s) => c.on_status(&node, s, now),
-                    };
-                    match result {
-                        Ok(p) => publish.extend(p),
-                        Err(e) => tracing::error!("controller: {e}"),
-                    }
-                }
-                Ok::<_, controller::ControllerError>(((), publish))
-            })
-            .await;
-    }
-}
-
-/// How long lines of a workload that was removed from its node are still accepted (they were
-/// printed just before it stopped, and travel in the agent's log batches).
-const LATE_LINES_MS: u64 = 30_000;
-/// Log batches written in one transaction at most.
-const LOG_BATCHES_PER_WRITE: usize = 256;
-/// How often retention runs even without new lines.
-const LOG_TRIM_EVERY: Duration = Duration::from_secs(60);
-
-/// Writes log batches to the log store. A line is kept only if its workload is placed on the
-/// node that sent it (or was, moments ago): a node cannot write into another deployment's
-/// logs by naming its workloads.
-async fn log_writer(
-    controller: ControllerHandle,
-    store: LogStore,
-    mut queue: LogQueue,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let store = Arc::new(AsyncMutex::new((store, Attribution::default())));
-    let mut last_trim = tokio::time::Instant::now();
-    loop {
-        let first = tokio::select! {
-            _ = shutdown.changed() => return,
-            next = tokio::time::timeout(LOG_TRIM_EVERY, queue.recv()) => next,
-        };
-        let mut batches = Vec::new();
-        match first {
-            Ok(None) => return,
-            Ok(Some(b)) => batches.push(b),
-            Err(_) => {}
-        }
-        while batches.len() < LOG_BATCHES_PER_WRITE {
-            match queue.try_recv() {
-                Some(b) => batches.push(b),
-                None => break,
-            }
-        }
-        let trim = last_trim.elapsed() >= LOG_TRIM_EVERY;
-        if trim {
-            last_trim = tokio::time::Instant::now();
-        }
-        let snapshot = controller.snapshot();
-        let store = store.clone().lock_owned().await;
-        let done = tokio::task::spawn_blocking(move || {
-            let mut store = store;
-            let (logs, attribution) = &mut *store;
-            let now = now_ms();
-            let records = attribution.records(&snapshot, batches, now);
-            if let Err(e) = logs.append(&records, now) {
-                tracing::error!("writing logs: {e}");
-            }
-            if trim && let Err(e) = logs.trim(now) {
-                tracing::warn!("trimming logs: {e}");
-            }
-        })
-        .await;
-        if let Err(e) = done {
-            tracing::error!("log writer failed: {e}");
-        }
-    }
-}
-
-/// Which deployment a node's workload belongs to, remembering recent placements.
-#[derive(Debug, Default)]
-struct Attribution {
-    recent: HashMap<(String, String), (String, u64)>,
-}
-
-impl Attribution {
-    fn deployment(
-        &mut self,
-        snapshot: &FleetSnapshot,
-        node: &str,
-        workload: &str,
-        now: u64,
-    ) -> Option<String> {
-        let key = (node.to_owned(), workload.to_owned());
-        if let Some(d) = snapshot.deployment_on(node, workload) {
-            self.recent.insert(key, (d.to_owned(), now));
-            return Some(d.to_owned());
-        }
-        match self.recent.get(&key) {
-            Some((d, seen)) if now.saturating_sub(*seen) < LATE_LINES_MS => Some(d.clone()),
-            _ => None,
-        }
-    }
-
-    fn records(
-        &mut self,
-        snapshot: &FleetSnapshot,
-        batches: Vec<(String, Vec<u8>)>,
-        now: u64,
-    ) -> Vec<LogRecord> {
-        self.recent
-            .retain(|_, (_, seen)| now.saturating_sub(*seen) < LATE_LINES_MS);
-        let mut out = Vec::new();
-        let mut refused = 0usize;
-        for (node, payload) in batches {
-            let batch = match wasmfleet_proto::decode::<LogBatch>(&payload) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!(%node, "dropping undecodable log batch: {e}");
-                    continue;
-                }
-            };
-            for l in batch.lines {
-                let Some(deployment) = self.deployment(snapshot, &node, &l.workload, now) else {
-                    refused += 1;
-                    continue;
-                };
-                let mut line = l.line;
-                if line.len() > MAX_LOG_LINE {
-                    line.truncate(line.floor_char_boundary(MAX_LOG_LINE));
-                }
-                out.push(LogRecord {
-                    id: 0,
-                    ts_ms: l.ts_ms,
-                    deployment,
-                    workload: l.workload,
-                    node: node.clone(),
-                    stream: l.stream.as_str().into(),
-                    line,
-                });
-            }
-        }
-        if refused > 0 {
-            tracing::debug!(
-                refused,
-                "log lines of workloads not placed on their node dropped"
-            );
-        }
-        out
-    }
-}
-
-/// Chunk requests answered at once.
-const BLOB_SERVERS: usize = 16;
-
-/// Answers chunk requests from the blob store, at most [`BLOB_SERVERS`] at a time (the queue
-/// in front of them is bounded; nodes re-ask after a timeout).
-async fn blob_servers(blobs: BlobStore, link: Link, mut queue: BlobQueue) {
-    let permits = Arc::new(Semaphore::new(BLOB_SERVERS));
-    while let Some((node, req)) = queue.recv().await {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
-        let (blobs, link) = (blobs.clone(), link.clone());
-        tokio::spawn(async move {
-            serve_blob(blobs, link, node, req).await;
-            drop(permit);
-        });
-    }
-}
-
-/// Answers one chunk request on the asking node's blob topic.
-async fn serve_blob(blobs: BlobStore, link: Link, node: String, req: BlobRequest) {
-    let len = req.len.min(MAX_BLOB_CHUNK);
-    let digest = req.digest;
-    let read =
-        tokio::task::spawn_blocking(move || blobs.read_range(&digest, req.offset, len)).await;
-    let reply = match read {
-        Ok(Ok(Some((total, data)))) => BlobReply::Chunk {
-            digest,
-            offset: req.offset,
-            total,
-            data,
-        },
-        Ok(Ok(None)) => BlobReply::NotFound { digest },
-        Ok(Err(e)) => {
-            tracing::error!("serving blob {digest} to {node}: {e}");
-            BlobReply::NotFound { digest }
-        }
-        Err(_) => return,
-    };
-    let topic = topic::node_topic(&node, NodeTopic::Blob);
-    link.publish(topic, wasmfleet_proto::encode(&reply), false)
-        .await;
 }
 
 /// Periodic controller work: snapshot refresh, grace periods and retries, retention, and a

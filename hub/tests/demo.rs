@@ -7,11 +7,19 @@ use std::process::Command;
 
 use common::*;
 
+/// As a user runs it after `cargo install`: the binaries copied to a directory of their own,
+/// run from elsewhere, with no source tree and no `--module`: the example module is embedded.
 #[test]
 fn demo_deploys_to_three_agents_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    agent_bin(); // fail early with a clear message if it was not built
-    let out = Command::new(wasmfleet_bin())
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::copy(wasmfleet_bin(), bin.join("wasmfleet")).unwrap();
+    std::fs::copy(agent_bin(), bin.join("edge-agent")).unwrap();
+    let elsewhere = dir.path().join("home");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let out = Command::new(bin.join("wasmfleet"))
+        .current_dir(&elsewhere)
         .args([
             "demo",
             "--run-for",
@@ -20,10 +28,8 @@ fn demo_deploys_to_three_agents_and_stops_cleanly() {
             &format!("127.0.0.1:{}", free_port()),
         ])
         .args(["--mqtt", &format!("127.0.0.1:{}", free_port())])
-        .arg("--module")
-        .arg(hello_wasm())
         .arg("--data")
-        .arg(dir.path())
+        .arg(dir.path().join("data"))
         .output()
         .expect("run demo");
     let stdout = String::from_utf8_lossy(&out.stdout);

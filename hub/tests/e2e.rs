@@ -63,15 +63,25 @@ fn apply_converges_streams_logs_updates_and_deletes() {
     hub.ok(&["delete", "deployment", "hello"]);
     hub.wait_nodes_idle();
     assert_eq!(hub.ok(&["get", "workloads"]), "No resources found.\n");
-    // Lines printed just before the stop may still be in the agent's 200 ms log batch: let
-    // them land, then require silence for 7 intervals of the module.
-    std::thread::sleep(Duration::from_millis(1000));
-    let last: Vec<serde_json::Value> = serde_json::from_str(&http_get(
-        &hub,
-        "/v1/deployments/hello/logs?after=0&limit=10000",
-    ))
-    .unwrap();
-    let cursor = last.last().map_or(0, |l| l["id"].as_u64().unwrap());
+    // Lines printed just before the stop may still be in the agent's 200 ms log batch: wait
+    // until the last line id holds still across a batch period, then require silence for 7
+    // intervals of the module (a negative check can only watch for a while).
+    let last_id = || {
+        let all: Vec<serde_json::Value> = serde_json::from_str(&http_get(
+            &hub,
+            "/v1/deployments/hello/logs?after=0&limit=10000",
+        ))
+        .unwrap();
+        all.last().map_or(0, |l| l["id"].as_u64().unwrap())
+    };
+    let mut previous = last_id();
+    let cursor = wait_until("in-flight log lines have landed", || {
+        std::thread::sleep(Duration::from_millis(400));
+        let now = last_id();
+        let settled = now == previous;
+        previous = now;
+        settled.then_some(now)
+    });
     std::thread::sleep(Duration::from_millis(1400));
     let after = http_get(&hub, &format!("/v1/deployments/hello/logs?after={cursor}"));
     assert_eq!(

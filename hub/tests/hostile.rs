@@ -203,11 +203,15 @@ fn shutdown_lets_a_request_in_flight_finish() {
     let (first, rest) = module.split_at(module.len() / 2);
     s.write_all(first).unwrap();
     s.flush().unwrap();
+    // Give the hub a moment to read the headers: the request is then in flight.
     std::thread::sleep(Duration::from_millis(300));
     unsafe {
         libc::kill(hub.proc.child.id() as libc::pid_t, libc::SIGTERM);
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // Shutdown has begun once new connections are refused.
+    wait_until("the hub stops accepting connections", || {
+        std::net::TcpStream::connect(&addr).is_err().then_some(())
+    });
     s.write_all(rest).unwrap();
     let mut resp = Vec::new();
     s.read_to_end(&mut resp).unwrap();

@@ -18,19 +18,11 @@ fn runs_against_an_external_mosquitto() {
     .unwrap();
     let mosquitto = which("mosquitto")
         .expect("mosquitto is not installed: apt-get install -y mosquitto (the CI script does)");
-    let _broker = {
-        let log = std::fs::File::create(dir.path().join("mosquitto.log")).unwrap();
-        let child = Command::new(mosquitto)
-            .arg("-c")
-            .arg(&conf)
-            .stderr(log)
-            .spawn()
-            .expect("start mosquitto");
-        Proc {
-            child,
-            name: "mosquitto".into(),
-        }
-    };
+    let _broker = Proc::spawn(
+        "mosquitto",
+        Command::new(mosquitto).arg("-c").arg(&conf),
+        &dir.path().join("mosquitto.log"),
+    );
     wait_until("mosquitto listens", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).ok()
     });

@@ -245,7 +245,7 @@ async fn events(
         s.events.events(object, limit)
     })
     .await?;
-    Ok(Json(events.into_iter().map(Into::into).collect()))
+    Ok(Json(events))
 }
 
 async fn deployment_events(
@@ -255,7 +255,7 @@ async fn deployment_events(
 ) -> ApiResult<Json<Vec<types::Event>>> {
     let limit = q.limit.unwrap_or(50).min(10_000);
     let events = blocking(move || s.events.deployment_events(&name, limit)).await?;
-    Ok(Json(events.into_iter().map(Into::into).collect()))
+    Ok(Json(events))
 }
 
 #[derive(Deserialize)]
@@ -277,7 +277,7 @@ async fn logs(
         ));
     }
     let lines = blocking(move || s.logs.logs(&name, q.after, limit)).await?;
-    Ok(Json(lines.into_iter().map(Into::into).collect()))
+    Ok(Json(lines))
 }
 
 fn parse_digest(text: &str) -> ApiResult<Digest> {

@@ -4,6 +4,7 @@
 pub mod deployment;
 pub mod manifest;
 pub mod node;
+pub mod records;
 pub mod views;
 pub mod workload;
 
@@ -12,5 +13,6 @@ pub use wasmfleet_common::quantity;
 
 pub use deployment::{DeploymentRecord, DeploymentSpec, SpecError};
 pub use node::NodeRecord;
+pub use records::{Event, LogRecord};
 pub use views::{ApplyOutcome, DeploymentView, NodeView};
 pub use workload::WorkloadView;

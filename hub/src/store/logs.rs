@@ -10,31 +10,9 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use serde::{Deserialize, Serialize};
-
-use super::StoreError;
 use super::sqlite::{connect, db, file_uri, incremental_vacuum, memory_uri};
-
-/// One output line of a workload, as stored by the hub.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LogRecord {
-    /// Ascending id: the cursor for `logs -f`.
-    pub id: u64,
-    /// Node time of the line, ms since the Unix epoch.
-    pub ts_ms: u64,
-    /// Deployment the workload belongs to.
-    pub deployment: String,
-    /// Workload name.
-    pub workload: String,
-    /// Node that ran it.
-    pub node: String,
-    /// `stdout`, `stderr`, or `agent` (written by the agent about the workload).
-    pub stream: String,
-    /// The text.
-    pub line: String,
-}
+use super::{LogRecord, StoreError};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 /// How much log the hub keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,14 +10,14 @@ mod sqlite;
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use wasmfleet_proto::DesiredState;
 
 pub use blobs::{BlobError, BlobStore};
-pub use logs::{LogReader, LogRecord, LogStore, Retention};
+pub use logs::{LogReader, LogStore, Retention};
 pub use sqlite::{EventReader, SqliteStore};
 
 use crate::model::{DeploymentRecord, NodeRecord};
+pub use crate::model::{Event, LogRecord};
 
 /// Why the store failed. Messages name what was being read or written.
 #[derive(Debug, thiserror::Error)]
@@ -53,27 +53,6 @@ pub struct Snapshot {
     pub nodes: BTreeMap<String, NodeRecord>,
     /// The last desired state sent to each node.
     pub desired: BTreeMap<String, DesiredState>,
-}
-
-/// Something that happened, for `wasmfleet describe` (like Kubernetes events).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Event {
-    /// Ascending id (0 before it is stored).
-    pub id: u64,
-    /// When, ms since the Unix epoch.
-    pub ts_ms: u64,
-    /// `Deployment`, `Node` or `Workload`.
-    pub kind: String,
-    /// Name of the object.
-    pub object: String,
-    /// CamelCase reason, e.g. `Scheduled`, `NodeNotReady`.
-    pub reason: String,
-    /// Detail.
-    pub message: String,
-    /// The deployment it concerns (itself, or the deployment of a workload), so `describe`
-    /// finds every event of a deployment by index however many others happened since.
-    pub deployment: Option<String>,
 }
 
 /// Writes that must land together (one reconcile pass), or not at all.

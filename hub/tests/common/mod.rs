@@ -55,10 +55,13 @@ pub fn agent_bin() -> PathBuf {
 pub struct Proc {
     pub child: Child,
     pub name: String,
+    /// Where its stderr (its log) goes.
+    pub log: PathBuf,
 }
 
 impl Proc {
-    fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Proc {
+    /// Starts `cmd`, its stderr to `log`.
+    pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Proc {
         let err = std::fs::File::create(log).expect("log file");
         let child = cmd
             .stdout(Stdio::null())
@@ -68,7 +71,13 @@ impl Proc {
         Proc {
             child,
             name: name.into(),
+            log: log.to_path_buf(),
         }
+    }
+
+    /// What it has logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// SIGKILL: a crash, no goodbye.
@@ -349,10 +358,7 @@ pub fn parse_response(resp: &[u8]) -> (u16, Vec<u8>) {
         return (status, body.to_vec());
     }
     let mut out = Vec::new();
-    loop {
-        let Some(eol) = body.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(eol) = body.windows(2).position(|w| w == b"\r\n") {
         let size =
             usize::from_str_radix(String::from_utf8_lossy(&body[..eol]).trim(), 16).unwrap_or(0);
         if size == 0 {

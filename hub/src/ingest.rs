@@ -1,0 +1,324 @@
+//! What the hub does with what the fleet sends, each off the MQTT loop and off the async
+//! workers: presence and status into the controller ([`fleet_ingest`]), log batches into the
+//! log store ([`log_writer`]), chunk requests answered from the blob store
+//! ([`blob_servers`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Mutex as AsyncMutex, Semaphore, watch};
+use wasmfleet_proto::topic::{self, NodeTopic};
+use wasmfleet_proto::{BlobReply, BlobRequest, LogBatch, MAX_BLOB_CHUNK, MAX_LOG_LINE};
+
+use crate::clock::now_ms;
+use crate::controller::handle::Visibility;
+use crate::controller::{self, ControllerHandle, FleetSnapshot};
+use crate::mqtt::inbox::{BlobQueue, FleetInbox, LogQueue};
+use crate::mqtt::{FleetMessage, Link};
+use crate::store::{BlobStore, LogRecord, LogStore};
+
+/// Feeds coalesced presence and status to the controller, one change per drained batch.
+pub async fn fleet_ingest(
+    controller: ControllerHandle,
+    inbox: Arc<FleetInbox>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            () = inbox.wait() => {}
+        }
+        let messages = inbox.drain();
+        if messages.is_empty() {
+            continue;
+        }
+        let _ = controller
+            .change(Visibility::Soon, move |c| {
+                let now = now_ms();
+                let mut publish = Vec::new();
+                for m in messages {
+                    let result = match m {
+                        FleetMessage::Connected => Ok(c.republish_all(now)),
+                        FleetMessage::Presence(node, p) => c.on_presence(&node, p, now),
+                        FleetMessage::Status(node, s) => c.on_status(&node, s, now),
+                    };
+                    match result {
+                        Ok(p) => publish.extend(p),
+                        Err(e) => tracing::error!("controller: {e}"),
+                    }
+                }
+                Ok::<_, controller::ControllerError>(((), publish))
+            })
+            .await;
+    }
+}
+
+/// How long lines of a workload that was removed from its node are still accepted (they were
+/// printed just before it stopped, and travel in the agent's log batches).
+const LATE_LINES_MS: u64 = 30_000;
+/// Log batches written in one transaction at most.
+const LOG_BATCHES_PER_WRITE: usize = 256;
+/// How often retention runs even without new lines.
+const LOG_TRIM_EVERY: Duration = Duration::from_secs(60);
+
+/// Writes log batches to the log store. A line is kept only if its workload is placed on the
+/// node that sent it (or was, moments ago): a node cannot write into another deployment's
+/// logs by naming its workloads.
+pub async fn log_writer(
+    controller: ControllerHandle,
+    store: LogStore,
+    mut queue: LogQueue,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let store = Arc::new(AsyncMutex::new((store, Attribution::default())));
+    let mut last_trim = tokio::time::Instant::now();
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.changed() => return,
+            next = tokio::time::timeout(LOG_TRIM_EVERY, queue.recv()) => next,
+        };
+        let mut batches = Vec::new();
+        match first {
+            Ok(None) => return,
+            Ok(Some(b)) => batches.push(b),
+            Err(_) => {}
+        }
+        while batches.len() < LOG_BATCHES_PER_WRITE {
+            match queue.try_recv() {
+                Some(b) => batches.push(b),
+                None => break,
+            }
+        }
+        let trim = last_trim.elapsed() >= LOG_TRIM_EVERY;
+        if trim {
+            last_trim = tokio::time::Instant::now();
+        }
+        let snapshot = controller.snapshot();
+        let store = store.clone().lock_owned().await;
+        let done = tokio::task::spawn_blocking(move || {
+            let mut store = store;
+            let (logs, attribution) = &mut *store;
+            let now = now_ms();
+            let records = attribution.records(&snapshot, batches, now);
+            if let Err(e) = logs.append(&records, now) {
+                tracing::error!("writing logs: {e}");
+            }
+            if trim && let Err(e) = logs.trim(now) {
+                tracing::warn!("trimming logs: {e}");
+            }
+        })
+        .await;
+        if let Err(e) = done {
+            tracing::error!("log writer failed: {e}");
+        }
+    }
+}
+
+/// Which deployment a node's workload belongs to, remembering recent placements.
+#[derive(Debug, Default)]
+struct Attribution {
+    recent: HashMap<(String, String), (String, u64)>,
+}
+
+impl Attribution {
+    fn deployment(
+        &mut self,
+        snapshot: &FleetSnapshot,
+        node: &str,
+        workload: &str,
+        now: u64,
+    ) -> Option<String> {
+        let key = (node.to_owned(), workload.to_owned());
+        if let Some(d) = snapshot.deployment_on(node, workload) {
+            self.recent.insert(key, (d.to_owned(), now));
+            return Some(d.to_owned());
+        }
+        match self.recent.get(&key) {
+            Some((d, seen)) if now.saturating_sub(*seen) < LATE_LINES_MS => Some(d.clone()),
+            _ => None,
+        }
+    }
+
+    fn records(
+        &mut self,
+        snapshot: &FleetSnapshot,
+        batches: Vec<(String, Vec<u8>)>,
+        now: u64,
+    ) -> Vec<LogRecord> {
+        self.recent
+            .retain(|_, (_, seen)| now.saturating_sub(*seen) < LATE_LINES_MS);
+        let mut out = Vec::new();
+        let mut refused = 0usize;
+        for (node, payload) in batches {
+            let batch = match wasmfleet_proto::decode::<LogBatch>(&payload) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(%node, "dropping undecodable log batch: {e}");
+                    continue;
+                }
+            };
+            for l in batch.lines {
+                let Some(deployment) = self.deployment(snapshot, &node, &l.workload, now) else {
+                    refused += 1;
+                    continue;
+                };
+                let mut line = l.line;
+                if line.len() > MAX_LOG_LINE {
+                    line.truncate(line.floor_char_boundary(MAX_LOG_LINE));
+                }
+                out.push(LogRecord {
+                    id: 0,
+                    ts_ms: l.ts_ms,
+                    deployment,
+                    workload: l.workload,
+                    node: node.clone(),
+                    stream: l.stream.as_str().into(),
+                    line,
+                });
+            }
+        }
+        if refused > 0 {
+            tracing::debug!(
+                refused,
+                "log lines of workloads not placed on their node dropped"
+            );
+        }
+        out
+    }
+}
+
+/// Chunk requests answered at once.
+const BLOB_SERVERS: usize = 16;
+
+/// Answers chunk requests from the blob store, at most [`BLOB_SERVERS`] at a time (the queue
+/// in front of them is bounded; nodes re-ask after a timeout).
+pub async fn blob_servers(blobs: BlobStore, link: Link, mut queue: BlobQueue) {
+    let permits = Arc::new(Semaphore::new(BLOB_SERVERS));
+    while let Some((node, req)) = queue.recv().await {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let (blobs, link) = (blobs.clone(), link.clone());
+        tokio::spawn(async move {
+            serve_blob(blobs, link, node, req).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Answers one chunk request on the asking node's blob topic.
+async fn serve_blob(blobs: BlobStore, link: Link, node: String, req: BlobRequest) {
+    let len = req.len.min(MAX_BLOB_CHUNK);
+    let digest = req.digest;
+    let read =
+        tokio::task::spawn_blocking(move || blobs.read_range(&digest, req.offset, len)).await;
+    let reply = match read {
+        Ok(Ok(Some((total, data)))) => BlobReply::Chunk {
+            digest,
+            offset: req.offset,
+            total,
+            data,
+        },
+        Ok(Ok(None)) => BlobReply::NotFound { digest },
+        Ok(Err(e)) => {
+            tracing::error!("serving blob {digest} to {node}: {e}");
+            BlobReply::NotFound { digest }
+        }
+        Err(_) => return,
+    };
+    let topic = topic::node_topic(&node, NodeTopic::Blob);
+    link.publish(topic, wasmfleet_proto::encode(&reply), false)
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use wasmfleet_proto::{DesiredState, LogLine, Stream, WorkloadSpec};
+
+    use super::*;
+    use crate::scheduler::tests::deployment;
+
+    fn snapshot(placed: &[(&str, WorkloadSpec)]) -> FleetSnapshot {
+        let mut s = FleetSnapshot::default();
+        for (node, w) in placed {
+            s.desired
+                .entry(node.to_string())
+                .or_insert_with(DesiredState::default)
+                .workloads
+                .push(w.clone());
+        }
+        s
+    }
+
+    fn batch(workload: &str, line: &str) -> Vec<u8> {
+        wasmfleet_proto::encode(&LogBatch {
+            lines: vec![LogLine {
+                workload: workload.into(),
+                stream: Stream::Stdout,
+                ts_ms: 1,
+                line: line.into(),
+            }],
+        })
+    }
+
+    #[test]
+    fn a_node_writes_only_into_the_logs_of_workloads_placed_on_it() {
+        let w = deployment("hello", 1).workload_spec(0).unwrap();
+        let placed = snapshot(&[("a", w)]);
+        let mut attribution = Attribution::default();
+        let records = attribution.records(
+            &placed,
+            vec![
+                ("a".into(), batch("hello-0", "mine")),
+                ("b".into(), batch("hello-0", "forged by another node")),
+                ("a".into(), batch("other-0", "not placed anywhere")),
+                ("a".into(), b"garbage".to_vec()),
+            ],
+            1_000,
+        );
+        let kept: Vec<_> = records
+            .iter()
+            .map(|r| (r.node.as_str(), r.line.as_str()))
+            .collect();
+        assert_eq!(kept, [("a", "mine")]);
+        assert_eq!(records[0].deployment, "hello");
+        assert_eq!(records[0].stream, "stdout");
+    }
+
+    #[test]
+    fn last_words_of_a_removed_workload_are_kept_for_a_while() {
+        let w = deployment("hello", 1).workload_spec(0).unwrap();
+        let mut attribution = Attribution::default();
+        attribution.records(
+            &snapshot(&[("a", w)]),
+            vec![("a".into(), batch("hello-0", "1"))],
+            1_000,
+        );
+        let removed = snapshot(&[]);
+        let late = attribution.records(
+            &removed,
+            vec![("a".into(), batch("hello-0", "2"))],
+            1_000 + LATE_LINES_MS - 1,
+        );
+        assert_eq!(late.len(), 1, "printed just before the stop");
+        let later = attribution.records(
+            &removed,
+            vec![("a".into(), batch("hello-0", "3"))],
+            2_000 + LATE_LINES_MS,
+        );
+        assert!(later.is_empty(), "not forever");
+    }
+
+    #[test]
+    fn over_long_lines_from_a_node_are_cut() {
+        let w = deployment("hello", 1).workload_spec(0).unwrap();
+        let long = "é".repeat(MAX_LOG_LINE);
+        let records = Attribution::default().records(
+            &snapshot(&[("a", w)]),
+            vec![("a".into(), batch("hello-0", &long))],
+            1,
+        );
+        assert!(records[0].line.len() <= MAX_LOG_LINE);
+    }
+}
