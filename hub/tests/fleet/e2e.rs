@@ -1,11 +1,9 @@
 //! End to end with real processes: `wasmfleet serve` (embedded rmqtt broker + SQLite) and
 //! `edge-agent`s on 127.0.0.1, driven through the CLI.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn apply_converges_streams_logs_updates_and_deletes() {

@@ -1,10 +1,8 @@
 //! The same hub and agents against an external broker: a real mosquitto started here.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn runs_against_an_external_mosquitto() {

@@ -1,7 +1,5 @@
 //! The agent in-process, without a broker: autonomy from disk and garbage desired states.
 
-mod common;
-
 use std::time::Duration;
 
 use edge_agent::blobs::BlobStore;
@@ -9,7 +7,7 @@ use edge_agent::{Agent, Config, state};
 use wasmfleet_common::BrokerUrl;
 use wasmfleet_proto::{BlobReply, DesiredState, Phase, RestartPolicy};
 
-use common::*;
+use crate::common::*;
 
 /// A port nothing listens on.
 fn closed_port() -> u16 {

@@ -1,11 +1,9 @@
 //! The README's main command, `wasmfleet demo`, runs to completion: hub, 3 agents, the
 //! example module deployed and Running on all, logs streamed, everything stopped.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 /// As a user runs it after `cargo install`: the binaries copied to a directory of their own,
 /// run from elsewhere, with no source tree and no `--module`: the example module is embedded.

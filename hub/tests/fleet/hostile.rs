@@ -2,11 +2,9 @@
 //! terminal escape sequences, racing uploads of one module, modules agents could not run, an
 //! upload in flight when the hub is told to stop, and a hub that is not there.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use wasmfleet_common::digest::sha256;
 
 /// A module printing 4 KiB lines flat out, beside a calm neighbour on the same node: the hub

@@ -1,9 +1,7 @@
 //! Restarts: the hub loses nothing across a restart, and an agent restarted while the hub is
 //! down brings its workloads back on its own.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn hub_restart_loses_nothing_and_agents_run_without_it() {

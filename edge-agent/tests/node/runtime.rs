@@ -1,8 +1,6 @@
 //! The runtime against the real `hello` guest: arguments, environment, output, exits, traps,
 //! memory limits, stopping, corrupt modules and the compiled-code cache.
 
-mod common;
-
 use std::time::Duration;
 
 use edge_agent::reconcile::Exit;
@@ -10,7 +8,7 @@ use edge_agent::runtime::{CacheOutcome, InstanceContext, Runtime};
 use tokio::sync::mpsc;
 use wasmfleet_proto::{LogLine, Stream, WorkloadSpec};
 
-use common::*;
+use crate::common::*;
 
 struct Setup {
     _dir: tempfile::TempDir,
