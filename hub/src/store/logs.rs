@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use super::sqlite::{connect, db, file_uri, incremental_vacuum, memory_uri};
+use super::sqlite::{RW, connect, db, incremental_vacuum, memory_uri, open_file};
 use super::{LogRecord, StoreError};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
@@ -46,8 +46,6 @@ CREATE INDEX IF NOT EXISTS logs_deployment ON logs (deployment, id);
 CREATE INDEX IF NOT EXISTS logs_at ON logs (at_ms);
 ";
 
-const RW: OpenFlags = OpenFlags::SQLITE_OPEN_READ_WRITE.union(OpenFlags::SQLITE_OPEN_CREATE);
-
 /// The writer of the log store (one per hub: the log ingest task).
 #[derive(Debug)]
 pub struct LogStore {
@@ -61,15 +59,8 @@ pub struct LogStore {
 impl LogStore {
     /// Opens (creating if needed) the log store at `path`.
     pub fn open(path: &Path, retention: Retention) -> Result<LogStore, StoreError> {
-        let uri = file_uri(path);
-        let conn = connect(&uri, RW)?;
-        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
-            .map_err(db("enabling auto_vacuum on the log store"))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db("enabling WAL on the log store"))?;
         // Losing the last lines in a power cut is acceptable; an fsync per batch is not.
-        conn.pragma_update(None, "synchronous", "OFF")
-            .map_err(db("setting synchronous on the log store"))?;
+        let (conn, uri) = open_file(path, "OFF")?;
         Self::init(conn, uri, retention)
     }
 

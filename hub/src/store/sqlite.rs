@@ -99,20 +99,33 @@ pub(super) fn memory_uri(what: &str) -> String {
     )
 }
 
-const RW: OpenFlags = OpenFlags::SQLITE_OPEN_READ_WRITE.union(OpenFlags::SQLITE_OPEN_CREATE);
+pub(super) const RW: OpenFlags =
+    OpenFlags::SQLITE_OPEN_READ_WRITE.union(OpenFlags::SQLITE_OPEN_CREATE);
+
+/// Opens (creating if needed) a database file the way the hub keeps them: WAL, so readers
+/// never wait for the writer; `auto_vacuum = INCREMENTAL`, set before the first table exists,
+/// so trimmed rows give their pages back; and the given `synchronous` level. Returns the
+/// connection and the URI further connections use.
+pub(super) fn open_file(
+    path: &Path,
+    synchronous: &str,
+) -> Result<(Connection, String), StoreError> {
+    let uri = file_uri(path);
+    let conn = connect(&uri, RW)?;
+    let at = |what: &str| db(format!("{what} on {}", path.display()));
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+        .map_err(at("enabling auto_vacuum"))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(at("enabling WAL"))?;
+    conn.pragma_update(None, "synchronous", synchronous)
+        .map_err(at("setting synchronous"))?;
+    Ok((conn, uri))
+}
 
 impl SqliteStore {
     /// Opens (creating and migrating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let uri = file_uri(path);
-        let conn = connect(&uri, RW)?;
-        // Before the first table exists, so trimmed events give their pages back.
-        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
-            .map_err(db("enabling auto_vacuum"))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db("enabling WAL"))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(db("setting synchronous"))?;
+        let (conn, uri) = open_file(path, "NORMAL")?;
         Self::init(conn, uri)
     }
 
