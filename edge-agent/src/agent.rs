@@ -11,15 +11,16 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::{AbortHandle, JoinError, JoinSet};
 use wasmfleet_proto::topic::{NodeTopic, node_topic, parse_node_topic};
 use wasmfleet_proto::{
-    BlobReply, Capacity, DesiredState, DeviceClass, Digest, Hello, LogBatch, LogLine,
+    BlobReply, Capacity, Code, DesiredState, DeviceClass, Digest, Hello, LogBatch, LogLine,
     MAX_FRAME_LEN, ModuleRef, NodeStatus, Presence, WorkloadSpec, decode, encode,
 };
 
+use crate::admission::{self, NodeOffer};
 use crate::blobs::{BlobStore, Fetcher, ReplyOutcome};
 use crate::config::Config;
 use crate::link::{LinkEvent, MqttLink, mqtt};
 use crate::reconcile::{self, Action, Actual, Exit, RunState, WorkloadActual};
-use crate::runtime::{InstanceContext, Runtime, RuntimeError};
+use crate::runtime::{CodeKind, HAS_COMPILER, InstanceContext, Runtime, RuntimeError};
 use crate::state;
 
 /// Reconcile and blob-timeout period.
@@ -165,15 +166,21 @@ impl Agent {
     fn step(&mut self) {
         let now = self.now();
         let store = &self.store;
-        let actions = reconcile::reconcile(&self.desired, &self.actual, &|d| store.has(d), now);
+        let verdicts = admission::admit(&self.desired, &self.offer());
+        let actions = reconcile::reconcile(
+            &self.desired,
+            &self.actual,
+            &verdicts,
+            &|d| store.has(d),
+            now,
+        );
         for action in actions {
             self.execute(action);
         }
-        let wanted: HashSet<Digest> = self
-            .desired
-            .workloads
-            .iter()
-            .map(|w| w.module.digest)
+        let wanted: HashSet<Digest> = verdicts
+            .values()
+            .filter_map(|v| v.blob())
+            .map(|b| b.digest)
             .collect();
         self.fetcher.retain(|d| wanted.contains(d));
         self.send_blob_requests(now);
@@ -227,15 +234,32 @@ impl Agent {
         self.fetcher.want(module, have);
     }
 
+    /// What this node offers, as announced.
+    fn offer(&self) -> NodeOffer {
+        NodeOffer {
+            max_workloads: self.config.max_workloads,
+            memory_bytes: self.config.memory_bytes,
+            compiler: HAS_COMPILER,
+        }
+    }
+
     fn spawn(&mut self, spec: WorkloadSpec, actual: WorkloadActual) {
+        let Some(blob) = admission::code_of(&spec, HAS_COMPILER).blob().copied() else {
+            return; // not runnable here: admission said so and status reports why
+        };
         let ctx = InstanceContext {
             node: self.config.node.clone(),
-            wasm_path: self.store.path(&spec.module.digest),
+            code_path: self.store.path(&blob.digest),
+            code_digest: blob.digest,
+            code: match spec.code {
+                Code::Precompiled(_) => CodeKind::Precompiled,
+                _ => CodeKind::Source,
+            },
             log_limits: self.config.log_limits,
         };
         let run = self.runtime.run(spec.clone(), ctx, self.log_tx.clone());
         let handle = self.tasks.spawn(run);
-        tracing::info!(workload = %spec.name, digest = %spec.module.digest.short(), "started");
+        tracing::info!(workload = %spec.name, code = %blob.digest.short(), "started");
         if let Some(old) = self.instances.insert(spec.name.clone(), handle) {
             old.abort();
         }
@@ -307,6 +331,7 @@ impl Agent {
                 max_workloads: self.config.max_workloads,
             },
             labels: self.config.labels.clone(),
+            engine: wasmfleet_common::engine::host_profile(HAS_COMPILER),
         };
         let topic = node_topic(&self.config.node, NodeTopic::Online);
         link.publish(
@@ -372,13 +397,9 @@ impl Agent {
     /// Removes modules and compiled artifacts no workload needs (keeping a few spares for
     /// rollbacks), so rollouts do not fill the device's disk.
     fn prune_disk(&self) {
-        let mut keep: HashSet<Digest> = self
-            .desired
-            .workloads
-            .iter()
-            .map(|w| w.module.digest)
-            .collect();
-        keep.extend(self.actual.workloads.values().map(|a| a.spec.module.digest));
+        let code = |w: &WorkloadSpec| admission::code_of(w, HAS_COMPILER).blob().map(|b| b.digest);
+        let mut keep: HashSet<Digest> = self.desired.workloads.iter().filter_map(code).collect();
+        keep.extend(self.actual.workloads.values().filter_map(|a| code(&a.spec)));
         let pruned = self
             .store
             .prune(&keep)
@@ -449,10 +470,15 @@ impl Agent {
 
     /// Publishes status when it changed, when [`STATUS_REFRESH`] passed, or when forced.
     fn publish_status(&mut self, now: Duration, force: bool) {
+        let verdicts = admission::admit(&self.desired, &self.offer());
         let (store, fetcher) = (&self.store, &self.fetcher);
-        let status = reconcile::status(&self.desired, &self.actual, &|d| store.has(d), &|d| {
-            fetcher.problem(d)
-        });
+        let status = reconcile::status(
+            &self.desired,
+            &self.actual,
+            &verdicts,
+            &|d| store.has(d),
+            &|d| fetcher.problem(d),
+        );
         self.status_tx.send_if_modified(|cur| {
             let changed = *cur != status;
             if changed {

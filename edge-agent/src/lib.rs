@@ -4,6 +4,8 @@
 //! Everything lives in this library so tests can drive it in-process; `main.rs` only parses
 //! arguments and calls [`Agent::run`].
 //!
+//! - [`admission`] decides which desired workloads this node takes on (its announced capacity)
+//!   and which code blob each runs (the hub's precompiled artifact, or source with a compiler).
 //! - [`reconcile`] is the pure core: desired + actual + time → actions and status.
 //! - [`blobs`] stores modules by digest and fetches them chunk by chunk (sans-IO requester).
 //! - [`logbudget`] bounds what each workload may print (sans-IO token buckets).
@@ -12,6 +14,7 @@
 //! - [`link`] is the MQTT driver.
 //! - [`agent`] is the event loop that ties them together.
 
+pub mod admission;
 pub mod agent;
 pub mod blobs;
 pub mod config;

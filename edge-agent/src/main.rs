@@ -6,7 +6,10 @@ use clap::Parser as _;
 use edge_agent::{Agent, Cli};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
+/// One thread runs the agent loop and every instance: guests yield at each epoch tick, so
+/// they share it fairly, and a small device pays for one runtime thread, not one per core.
+/// (Blocking work, such as disk writes and local compiles, goes to tokio's blocking pool.)
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -1,6 +1,9 @@
 //! The pure core of the agent: from the desired state, what is actually running and the time,
 //! decide what to do ([`reconcile`]) and what to report ([`status`]).
 //!
+//! Which desired workloads the node takes on, and from which blob, is decided before, by
+//! [`crate::admission`]; its verdicts are an input here.
+//!
 //! No tokio, no wasmtime, no I/O, no clock: `now` is a parameter (time since an arbitrary
 //! origin, e.g. agent start). The agent loop carries out the returned [`Action`]s and records
 //! their outcome in [`Actual`]. Reconciling is idempotent: calling it again with the same
@@ -12,6 +15,11 @@ use std::time::Duration;
 use wasmfleet_proto::{
     DesiredState, Digest, ModuleRef, NodeStatus, Phase, RestartPolicy, WorkloadSpec, WorkloadStatus,
 };
+
+use crate::admission::Verdict;
+
+/// Verdicts of [`crate::admission::admit`], by workload name.
+pub type Verdicts = BTreeMap<String, Verdict>;
 
 /// First restart delay; doubles with each restart of a crash streak.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
@@ -97,6 +105,9 @@ pub struct Exit {
     pub code: Option<i32>,
     /// Empty on success; otherwise why it failed (trap message, compile error, exit code).
     pub message: String,
+    /// Never restarted whatever the restart policy (the run exceeded its `maxRunTime`, as a
+    /// Kubernetes pod past its `activeDeadlineSeconds`).
+    pub terminal: bool,
 }
 
 impl Exit {
@@ -105,6 +116,7 @@ impl Exit {
         Exit {
             code: Some(0),
             message: String::new(),
+            terminal: false,
         }
     }
 
@@ -113,6 +125,15 @@ impl Exit {
         Exit {
             code,
             message: message.into(),
+            terminal: false,
+        }
+    }
+
+    /// A run stopped for exceeding its `maxRunTime`: failed, and not restarted.
+    pub fn deadline(message: impl Into<String>) -> Exit {
+        Exit {
+            terminal: true,
+            ..Exit::failure(None, message)
         }
     }
 
@@ -142,6 +163,9 @@ pub fn backoff(streak: u32) -> Duration {
 
 /// Whether an exit is followed by a restart under `policy`.
 fn restarts_after(policy: RestartPolicy, exit: &Exit) -> bool {
+    if exit.terminal {
+        return false;
+    }
     match policy {
         RestartPolicy::Always => true,
         RestartPolicy::OnFailure => !exit.is_success(),
@@ -150,27 +174,33 @@ fn restarts_after(policy: RestartPolicy, exit: &Exit) -> bool {
 }
 
 /// Diffs desired against actual. Stops come before starts, so a changed spec is replaced
-/// (stop old, start new) in one pass.
+/// (stop old, start new) in one pass. Only workloads admitted to run (`verdicts`) start; an
+/// instance whose workload is no longer admitted is stopped.
 pub fn reconcile(
     desired: &DesiredState,
     actual: &Actual,
+    verdicts: &Verdicts,
     blobs_present: &impl Fn(&Digest) -> bool,
     now: Duration,
 ) -> Vec<Action> {
     let mut stops = Vec::new();
     let mut starts = Vec::new();
+    let runnable = |name: &str| verdicts.get(name).and_then(Verdict::blob).copied();
     for name in actual.workloads.keys() {
-        if !desired.workloads.iter().any(|w| &w.name == name) {
+        if !desired.workloads.iter().any(|w| &w.name == name) || runnable(name).is_none() {
             stops.push(Action::Stop(name.clone()));
         }
     }
     for spec in &desired.workloads {
+        let Some(blob) = runnable(&spec.name) else {
+            continue;
+        };
         match actual.workloads.get(&spec.name) {
             Some(a) if a.spec != *spec => {
                 stops.push(Action::Stop(spec.name.clone()));
-                starts.push(start_or_fetch(spec, blobs_present));
+                starts.push(start_or_fetch(spec, blob, blobs_present));
             }
-            None => starts.push(start_or_fetch(spec, blobs_present)),
+            None => starts.push(start_or_fetch(spec, blob, blobs_present)),
             Some(WorkloadActual {
                 run: RunState::Running,
                 ..
@@ -183,7 +213,7 @@ pub fn reconcile(
             ) => {
                 if restarts_after(spec.restart, exit) && now >= *at + backoff(a.effective_streak())
                 {
-                    starts.push(match start_or_fetch(spec, blobs_present) {
+                    starts.push(match start_or_fetch(spec, blob, blobs_present) {
                         Action::Start(s) => Action::Restart(s),
                         fetch => fetch,
                     });
@@ -195,11 +225,15 @@ pub fn reconcile(
     stops
 }
 
-fn start_or_fetch(spec: &WorkloadSpec, blobs_present: &impl Fn(&Digest) -> bool) -> Action {
-    if blobs_present(&spec.module.digest) {
+fn start_or_fetch(
+    spec: &WorkloadSpec,
+    blob: ModuleRef,
+    blobs_present: &impl Fn(&Digest) -> bool,
+) -> Action {
+    if blobs_present(&blob.digest) {
         Action::Start(spec.clone())
     } else {
-        Action::FetchBlob(spec.module)
+        Action::FetchBlob(blob)
     }
 }
 
@@ -208,6 +242,7 @@ fn start_or_fetch(spec: &WorkloadSpec, blobs_present: &impl Fn(&Digest) -> bool)
 pub fn status(
     desired: &DesiredState,
     actual: &Actual,
+    verdicts: &Verdicts,
     blobs_present: &impl Fn(&Digest) -> bool,
     blob_problem: &impl Fn(&Digest) -> Option<String>,
 ) -> NodeStatus {
@@ -215,12 +250,26 @@ pub fn status(
         .workloads
         .iter()
         .map(|spec| {
-            workload_status(
-                spec,
-                actual.workloads.get(&spec.name),
-                blobs_present,
-                blob_problem,
-            )
+            let not_run = |phase: Phase, message: &str| WorkloadStatus {
+                name: spec.name.clone(),
+                revision: spec.revision,
+                phase,
+                restarts: 0,
+                exit_code: None,
+                message: message.to_owned(),
+            };
+            match verdicts.get(&spec.name) {
+                Some(Verdict::Run(blob)) => workload_status(
+                    spec,
+                    blob,
+                    actual.workloads.get(&spec.name),
+                    blobs_present,
+                    blob_problem,
+                ),
+                Some(Verdict::Wait(why)) => not_run(Phase::Pending, why),
+                Some(Verdict::Refuse(why)) => not_run(Phase::Failed, why),
+                None => not_run(Phase::Pending, "not admitted yet"),
+            }
         })
         .collect();
     workloads.sort_by(|a, b| a.name.cmp(&b.name));
@@ -233,6 +282,7 @@ pub fn status(
 
 fn workload_status(
     spec: &WorkloadSpec,
+    blob: &ModuleRef,
     actual: Option<&WorkloadActual>,
     blobs_present: &impl Fn(&Digest) -> bool,
     blob_problem: &impl Fn(&Digest) -> Option<String>,
@@ -246,7 +296,7 @@ fn workload_status(
         message,
     };
     let Some(a) = actual.filter(|a| a.spec == *spec) else {
-        let digest = spec.module.digest;
+        let digest = blob.digest;
         return pending(if blobs_present(&digest) {
             "starting".into()
         } else if let Some(problem) = blob_problem(&digest) {
@@ -291,7 +341,33 @@ fn workload_status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasmfleet_proto::Limits;
+    use crate::admission::{NodeOffer, admit};
+    use wasmfleet_proto::{Code, Limits};
+
+    /// An agent with a compiler and room for everything: each spec runs its source module.
+    const OFFER: NodeOffer = NodeOffer {
+        max_workloads: 100,
+        memory_bytes: u64::MAX,
+        compiler: true,
+    };
+
+    fn r(
+        d: &DesiredState,
+        a: &Actual,
+        present: &impl Fn(&Digest) -> bool,
+        now: Duration,
+    ) -> Vec<Action> {
+        reconcile(d, a, &admit(d, &OFFER), present, now)
+    }
+
+    fn status_of(
+        d: &DesiredState,
+        a: &Actual,
+        present: &impl Fn(&Digest) -> bool,
+        problem: &impl Fn(&Digest) -> Option<String>,
+    ) -> NodeStatus {
+        status(d, a, &admit(d, &OFFER), present, problem)
+    }
 
     const S: Duration = Duration::from_secs(1);
 
@@ -308,8 +384,11 @@ mod tests {
             env: vec![],
             limits: Limits {
                 memory_bytes: 1 << 24,
+                cpu_millis: None,
+                max_run_ms: None,
             },
             restart: policy,
+            code: Code::Source,
         }
     }
 
@@ -359,14 +438,14 @@ mod tests {
         let a = spec("a", RestartPolicy::Always);
         let d = desired(vec![a.clone()]);
         assert_eq!(
-            reconcile(&d, &Actual::default(), &NO, S),
+            r(&d, &Actual::default(), &NO, S),
             vec![Action::FetchBlob(a.module)]
         );
         assert_eq!(
-            reconcile(&d, &Actual::default(), &YES, S),
+            r(&d, &Actual::default(), &YES, S),
             vec![Action::Start(a.clone())]
         );
-        let st = status(&d, &Actual::default(), &NO, &NONE);
+        let st = status_of(&d, &Actual::default(), &NO, &NONE);
         assert_eq!(st.observed_generation, 3);
         assert_eq!(st.workloads[0].phase, Phase::Pending);
         assert!(
@@ -376,7 +455,7 @@ mod tests {
         );
         let problem = |_: &Digest| Some("hub has no module".to_string());
         assert_eq!(
-            status(&d, &Actual::default(), &NO, &problem).workloads[0].message,
+            status_of(&d, &Actual::default(), &NO, &problem).workloads[0].message,
             "hub has no module"
         );
     }
@@ -385,11 +464,8 @@ mod tests {
     fn running_is_left_alone() {
         let a = spec("a", RestartPolicy::Always);
         let actual = with(vec![(a.clone(), RunState::Running, 2)]);
-        assert_eq!(
-            reconcile(&desired(vec![a.clone()]), &actual, &YES, S),
-            vec![]
-        );
-        let st = status(&desired(vec![a]), &actual, &YES, &NONE);
+        assert_eq!(r(&desired(vec![a.clone()]), &actual, &YES, S), vec![]);
+        let st = status_of(&desired(vec![a]), &actual, &YES, &NONE);
         assert_eq!(
             (st.workloads[0].phase, st.workloads[0].restarts),
             (Phase::Running, 2)
@@ -403,14 +479,14 @@ mod tests {
         new.args = vec!["--count".into(), "1".into()];
         let actual = with(vec![(old, RunState::Running, 0)]);
         assert_eq!(
-            reconcile(&desired(vec![new.clone()]), &actual, &YES, S),
+            r(&desired(vec![new.clone()]), &actual, &YES, S),
             vec![Action::Stop("a".into()), Action::Start(new.clone())]
         );
         // A new module that is not here yet: stop the old one, fetch the new one.
         new.module.digest = Digest([9; 32]);
         let present = |d: &Digest| d.0[0] == 1;
         assert_eq!(
-            reconcile(&desired(vec![new.clone()]), &actual, &present, S),
+            r(&desired(vec![new.clone()]), &actual, &present, S),
             vec![Action::Stop("a".into()), Action::FetchBlob(new.module)]
         );
     }
@@ -424,11 +500,11 @@ mod tests {
             (b, exited(Some(1), S), 0),
         ]);
         assert_eq!(
-            reconcile(&desired(vec![a]), &actual, &YES, S),
+            r(&desired(vec![a]), &actual, &YES, S),
             vec![Action::Stop("b".into())]
         );
         assert_eq!(
-            reconcile(&desired(vec![]), &actual, &YES, S),
+            r(&desired(vec![]), &actual, &YES, S),
             vec![Action::Stop("a".into()), Action::Stop("b".into())]
         );
     }
@@ -438,7 +514,7 @@ mod tests {
         let a = spec("a", RestartPolicy::Always);
         let d = desired(vec![a.clone()]);
         let actual = with(vec![(a.clone(), exited(Some(1), 10 * S), 2)]);
-        let st = status(&d, &actual, &YES, &NONE);
+        let st = status_of(&d, &actual, &YES, &NONE);
         assert_eq!(st.workloads[0].phase, Phase::Failed);
         assert_eq!(st.workloads[0].restarts, 2);
         assert!(
@@ -465,8 +541,8 @@ mod tests {
         let d = desired(vec![a.clone()]);
         let at = 10 * S;
         let actual = with(vec![(a.clone(), exited(Some(0), at), 3)]); // backoff(3) = 8 s
-        assert_eq!(reconcile(&d, &actual, &YES, at + 7 * S), vec![]);
-        let st = status(&d, &actual, &YES, &NONE);
+        assert_eq!(r(&d, &actual, &YES, at + 7 * S), vec![]);
+        let st = status_of(&d, &actual, &YES, &NONE);
         assert_eq!(st.workloads[0].phase, Phase::Pending);
         assert!(
             st.workloads[0]
@@ -476,12 +552,12 @@ mod tests {
             st.workloads[0]
         );
         assert_eq!(
-            reconcile(&d, &actual, &YES, at + 8 * S),
+            r(&d, &actual, &YES, at + 8 * S),
             vec![Action::Restart(a.clone())]
         );
         // Blob vanished meanwhile: fetch it first.
         assert_eq!(
-            reconcile(&d, &actual, &NO, at + 8 * S),
+            r(&d, &actual, &NO, at + 8 * S),
             vec![Action::FetchBlob(a.module)]
         );
     }
@@ -491,19 +567,19 @@ mod tests {
         let a = spec("a", RestartPolicy::OnFailure);
         let d = desired(vec![a.clone()]);
         let failed = with(vec![(a.clone(), exited(Some(2), S), 0)]);
-        assert_eq!(reconcile(&d, &failed, &YES, S + S / 2), vec![]);
+        assert_eq!(r(&d, &failed, &YES, S + S / 2), vec![]);
         assert_eq!(
-            reconcile(&d, &failed, &YES, 2 * S),
+            r(&d, &failed, &YES, 2 * S),
             vec![Action::Restart(a.clone())]
         );
         let trapped = with(vec![(a.clone(), exited(None, S), 0)]);
         assert_eq!(
-            reconcile(&d, &trapped, &YES, 2 * S),
+            r(&d, &trapped, &YES, 2 * S),
             vec![Action::Restart(a.clone())]
         );
         let ok = with(vec![(a.clone(), exited(Some(0), S), 1)]);
-        assert_eq!(reconcile(&d, &ok, &YES, 1000 * S), vec![]);
-        let st = status(&d, &ok, &YES, &NONE);
+        assert_eq!(r(&d, &ok, &YES, 1000 * S), vec![]);
+        let st = status_of(&d, &ok, &YES, &NONE);
         assert_eq!(
             (st.workloads[0].phase, st.workloads[0].exit_code),
             (Phase::Succeeded, Some(0))
@@ -515,15 +591,15 @@ mod tests {
         let a = spec("a", RestartPolicy::Never);
         let d = desired(vec![a.clone()]);
         let failed = with(vec![(a.clone(), exited(Some(3), S), 0)]);
-        assert_eq!(reconcile(&d, &failed, &YES, 1000 * S), vec![]);
-        let st = &status(&d, &failed, &YES, &NONE).workloads[0];
+        assert_eq!(r(&d, &failed, &YES, 1000 * S), vec![]);
+        let st = &status_of(&d, &failed, &YES, &NONE).workloads[0];
         assert_eq!(
             (st.phase, st.exit_code, st.message.as_str()),
             (Phase::Failed, Some(3), "boom")
         );
         let ok = with(vec![(a, exited(Some(0), S), 0)]);
         assert_eq!(
-            status(&d, &ok, &YES, &NONE).workloads[0].phase,
+            status_of(&d, &ok, &YES, &NONE).workloads[0].phase,
             Phase::Succeeded
         );
     }
@@ -536,7 +612,7 @@ mod tests {
         );
         let stale = spec("zz", RestartPolicy::Always);
         let actual = with(vec![(stale, RunState::Running, 0)]);
-        let st = status(&desired(vec![b, a]), &actual, &YES, &NONE);
+        let st = status_of(&desired(vec![b, a]), &actual, &YES, &NONE);
         let names: Vec<_> = st.workloads.iter().map(|w| w.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         assert!(
@@ -552,9 +628,9 @@ mod tests {
         let d = desired(vec![a.clone()]);
         // A crash streak of 5: the next restart waits 32 s...
         let mut actual = with(vec![(a.clone(), exited(Some(1), 100 * S), 5)]);
-        assert_eq!(reconcile(&d, &actual, &YES, 131 * S), vec![]);
+        assert_eq!(r(&d, &actual, &YES, 131 * S), vec![]);
         assert_eq!(
-            reconcile(&d, &actual, &YES, 132 * S),
+            r(&d, &actual, &YES, 132 * S),
             vec![Action::Restart(a.clone())]
         );
         // ...but after a run of ten minutes, a crash is the first of a new streak.
@@ -567,11 +643,11 @@ mod tests {
         };
         let crashed_at = 200 * S + BACKOFF_RESET;
         assert_eq!(
-            reconcile(&d, &actual, &YES, crashed_at + S),
+            r(&d, &actual, &YES, crashed_at + S),
             vec![Action::Restart(a.clone())],
             "1 s back-off, not 60 s"
         );
-        let st = status(&d, &actual, &YES, &NONE);
+        let st = status_of(&d, &actual, &YES, &NONE);
         assert!(
             st.workloads[0].message.contains("after 1s back-off"),
             "{:?}",
@@ -646,17 +722,17 @@ mod tests {
                         let now = 1000 * S;
                         for _ in 0..3 {
                             let present = |d: &Digest| blobs.contains(d);
-                            let actions = reconcile(&d, &actual, &present, now);
+                            let actions = r(&d, &actual, &present, now);
                             execute(&actions, &mut actual, &mut blobs, now);
                         }
                         let present = |d: &Digest| blobs.contains(d);
-                        let left = reconcile(&d, &actual, &present, now);
+                        let left = r(&d, &actual, &present, now);
                         assert_eq!(
                             left,
                             vec![],
                             "case {desired_mask}/{actual_variant}/{ai}/{bi}"
                         );
-                        let st = status(&d, &actual, &present, &NONE);
+                        let st = status_of(&d, &actual, &present, &NONE);
                         assert!(
                             st.workloads.iter().all(|w| w.phase == Phase::Running),
                             "case {desired_mask}/{actual_variant}/{ai}/{bi}: {st:?}"

@@ -78,8 +78,11 @@ mod tests {
                 env: vec![],
                 limits: Limits {
                     memory_bytes: 1 << 20,
+                    cpu_millis: None,
+                    max_run_ms: None,
                 },
                 restart: RestartPolicy::OnFailure,
+                code: wasmfleet_proto::Code::Source,
             }],
         }
     }

@@ -7,6 +7,7 @@
 //! (SQLite), [`mqtt`] (embedded broker and client), [`api`] (HTTP), [`cli`] (the client).
 
 pub mod api;
+pub mod artifacts;
 pub mod cli;
 pub mod clock;
 pub mod controller;

@@ -153,10 +153,12 @@ pub async fn start(opts: Options) -> Result<RunningHub, ServeError> {
         addr: opts.http,
         source,
     })?;
+    let artifacts = crate::artifacts::Artifacts::new(blobs.clone());
     let state = AppState {
         controller: controller.clone(),
         blobs: blobs.clone(),
         checker,
+        artifacts: artifacts.clone(),
         events,
         logs,
         uploads: Arc::new(Semaphore::new(api::CONCURRENT_UPLOADS)),
@@ -187,6 +189,11 @@ pub async fn start(opts: Options) -> Result<RunningHub, ServeError> {
             shutdown_rx.clone(),
         )),
         tokio::spawn(blob_servers(blobs, link.clone(), blob_queue)),
+        tokio::spawn(crate::artifacts::run(
+            artifacts,
+            controller.clone(),
+            shutdown_rx.clone(),
+        )),
         tokio::spawn(ticker(controller, drops, shutdown_rx)),
     ];
     tracing::info!(http = %http_addr, mqtt = %public_broker, data = %opts.data.display(), "hub started");

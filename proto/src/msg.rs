@@ -77,6 +77,27 @@ pub struct WorkloadSpec {
     pub limits: Limits,
     /// What the agent does when the instance exits.
     pub restart: RestartPolicy,
+    /// Which code the node runs: the hub's precompiled artifact for the node's engine, or the
+    /// source module compiled on the node.
+    pub code: Code,
+}
+
+/// The code a node runs for a workload. The hub compiles each module once per engine profile
+/// ([`EngineProfile`]) and names the artifact here, so nodes carry no compiler and a fleet
+/// does not compile the same module once per device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Code {
+    /// A precompiled artifact for the node's engine profile, by content address. The node
+    /// fetches only this blob, not the source module, and trusts it because its digest is
+    /// named in the desired state it received from its hub.
+    Precompiled(ModuleRef),
+    /// The hub is compiling the module for the node's profile; a newer desired state will name
+    /// the artifact. The node waits (Pending).
+    Compiling,
+    /// The hub cannot compile for the node's profile (another wasmtime version or engine
+    /// settings, or an architecture the hub has no backend for): a node with a compiler
+    /// compiles [`WorkloadSpec::module`] itself; one without reports the workload Failed.
+    Source,
 }
 
 /// A module by content address and size (the size lets agents check free space and progress).
@@ -100,8 +121,13 @@ pub struct EnvVar {
 /// Resource limits for one instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
-    /// Ceiling on linear memory (all memories together), in bytes.
+    /// Ceiling on all linear memories and tables of the instance together, in bytes.
     pub memory_bytes: u64,
+    /// Share of one core in millicores (`cpu: 200m` is 200): the instance is throttled to it
+    /// over a short window. `None`: unthrottled (it still yields to its neighbours).
+    pub cpu_millis: Option<u32>,
+    /// Longest a run may last, in milliseconds, before the agent stops it as Failed.
+    pub max_run_ms: Option<u64>,
 }
 
 /// Restart behaviour, as a Kubernetes pod's `restartPolicy`.
@@ -193,6 +219,30 @@ pub struct Hello {
     pub capacity: Capacity,
     /// Operator-given labels (`--label k=v`), sorted by key.
     pub labels: Vec<Label>,
+    /// What the node's WebAssembly engine runs: decides which precompiled artifacts it loads.
+    /// (Defaults to empty when read from a hub's store written before it existed.)
+    #[serde(default)]
+    pub engine: EngineProfile,
+}
+
+/// A node's WebAssembly engine, as far as precompiled code is concerned. The hub compiles a
+/// module once for every distinct profile in the fleet.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+pub struct EngineProfile {
+    /// Target the engine runs code for: a Rust target triple such as
+    /// `aarch64-unknown-linux-gnu`, or `pulley32` for the interpreter on microcontrollers.
+    pub target: String,
+    /// CPU features the node detected (e.g. `has_avx2`). Informational: the hub compiles for
+    /// the target's baseline, so one artifact runs on every CPU of that architecture.
+    pub cpu_features: Vec<String>,
+    /// wasmtime version, e.g. `50.0.1`: artifacts load only into the version that made them.
+    pub wasmtime: String,
+    /// Fingerprint of the engine settings that decide whether an artifact loads (memory
+    /// reservation, guards, epoch interruption, wasm features...). Hub and node compute it
+    /// with the same code; equal fingerprints and versions mean the hub's artifact fits.
+    pub settings: u64,
+    /// Whether the node can compile source modules itself (the agent's `compiler` feature).
+    pub compiler: bool,
 }
 
 /// Runtime profile of a node: decides how modules are compiled for it.

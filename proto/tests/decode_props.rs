@@ -36,8 +36,20 @@ fn workload() -> impl Strategy<Value = WorkloadSpec> {
                         .into_iter()
                         .map(|(name, value)| EnvVar { name, value })
                         .collect(),
-                    limits: Limits { memory_bytes },
+                    limits: Limits {
+                        memory_bytes,
+                        cpu_millis: (memory_bytes % 3 == 0).then_some(250),
+                        max_run_ms: (memory_bytes % 5 == 0).then_some(memory_bytes / 7),
+                    },
                     restart,
+                    code: match memory_bytes % 3 {
+                        0 => Code::Source,
+                        1 => Code::Compiling,
+                        _ => Code::Precompiled(ModuleRef {
+                            digest,
+                            size: size / 2,
+                        }),
+                    },
                 }
             },
         )

@@ -22,8 +22,14 @@ fn sample_desired() -> DesiredState {
             }],
             limits: Limits {
                 memory_bytes: 16 << 20,
+                cpu_millis: Some(200),
+                max_run_ms: None,
             },
             restart: RestartPolicy::OnFailure,
+            code: Code::Precompiled(ModuleRef {
+                digest: Digest([0xcd; 32]),
+                size: 4096,
+            }),
         }],
     }
 }
@@ -38,7 +44,7 @@ fn desired_state_bytes() {
     assert_eq!(
         hex(&bytes),
         concat!(
-            "02",
+            "03",
             "b424", // version, fleet 0x1234 (varint)
             "03",
             "01",               // generation, 1 workload
@@ -50,7 +56,12 @@ fn desired_state_bytes() {
             "01022d76",         // args ["-v"]
             "0101410162",       // env [A=b]
             "80808008",         // memory 16 MiB (varint)
+            "01c801",           // cpu Some(200m)
+            "00",               // max run time None
             "01",               // restart OnFailure
+            "00",               // code Precompiled
+            "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd", // artifact digest
+            "8020",             // artifact size 4096
         )
     );
     assert_eq!(decode::<DesiredState>(&bytes).unwrap(), sample_desired());
@@ -70,9 +81,9 @@ fn status_presence_blob_and_log_bytes() {
             message: "trap".into(),
         }],
     };
-    assert_eq!(hex(&encode(&status)), "02070301017701030201010474726170");
+    assert_eq!(hex(&encode(&status)), "03070301017701030201010474726170");
 
-    assert_eq!(hex(&encode(&Presence::Offline)), "0201");
+    assert_eq!(hex(&encode(&Presence::Offline)), "0301");
     let hello = Presence::Online(Hello {
         agent_version: "0.1.0".into(),
         device_class: DeviceClass::Linux,
@@ -84,19 +95,36 @@ fn status_presence_blob_and_log_bytes() {
             key: "k".into(),
             value: "v".into(),
         }],
+        engine: EngineProfile {
+            target: "x86_64".into(),
+            cpu_features: vec!["sse".into()],
+            wasmtime: "50.0.1".into(),
+            settings: 5,
+            compiler: false,
+        },
     });
-    assert_eq!(hex(&encode(&hello)), "020005302e312e300080080801016b0176");
+    assert_eq!(
+        hex(&encode(&hello)),
+        concat!(
+            "030005302e312e300080080801016b0176", // as in version 2
+            "067838365f3634",                     // target "x86_64"
+            "0103737365",                         // cpu features ["sse"]
+            "0635302e302e31",                     // wasmtime "50.0.1"
+            "05",                                 // settings fingerprint
+            "00",                                 // no compiler
+        )
+    );
 
     let req = BlobRequest {
         digest: Digest([1; 32]),
         offset: 5,
         len: 7,
     };
-    assert_eq!(hex(&encode(&req)), format!("02{}0507", "01".repeat(32)));
+    assert_eq!(hex(&encode(&req)), format!("03{}0507", "01".repeat(32)));
     let reply = BlobReply::NotFound {
         digest: Digest([2; 32]),
     };
-    assert_eq!(hex(&encode(&reply)), format!("0201{}", "02".repeat(32)));
+    assert_eq!(hex(&encode(&reply)), format!("0301{}", "02".repeat(32)));
 
     let logs = LogBatch {
         lines: vec![LogLine {
@@ -106,7 +134,7 @@ fn status_presence_blob_and_log_bytes() {
             line: "hi".into(),
         }],
     };
-    assert_eq!(hex(&encode(&logs)), "020101770101026869");
+    assert_eq!(hex(&encode(&logs)), "030101770101026869");
     let marker = LogBatch {
         lines: vec![LogLine {
             workload: "w".into(),
@@ -115,7 +143,7 @@ fn status_presence_blob_and_log_bytes() {
             line: "".into(),
         }],
     };
-    assert_eq!(hex(&encode(&marker)), "02010177020100");
+    assert_eq!(hex(&encode(&marker)), "03010177020100");
 }
 
 #[test]

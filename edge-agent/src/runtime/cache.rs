@@ -1,7 +1,7 @@
-//! Compiled-module cache: `DIR/cache/<hex>-<engine hash>.cwasm`, so a restarted agent does not
-//! recompile its modules (Cranelift is the slow part of starting a workload on a small
-//! gateway). The engine hash in the name keeps artifacts of another wasmtime build or config
-//! from ever being loaded.
+//! Cache of modules this agent compiled itself (feature `compiler`, source modules only):
+//! `DIR/cache/<hex>-<engine hash>.cwasm`, so a restarted agent does not recompile them. The
+//! engine hash in the name keeps artifacts of another wasmtime build or config from ever being
+//! loaded. Artifacts the hub precompiled are loaded straight from the blob store.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};

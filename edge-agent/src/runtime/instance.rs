@@ -1,26 +1,34 @@
 //! One running workload: a WASI preview1 command module in its own `Store`, with the spec's
-//! arguments, environment and memory limit, and its output captured line by line.
+//! arguments, environment, memory and CPU limits and longest run, and its output captured
+//! line by line.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use wasmfleet_proto::{LogLine, Stream, WorkloadSpec};
-use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{CallHook, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
-use super::Runtime;
+use super::cpu::Meter;
+use super::memory::{MemoryBudget, MemoryExceeded};
 use super::output::{LineSink, SharedBudget};
+use super::{CodeKind, Runtime};
 use crate::logbudget::Limits;
 use crate::reconcile::Exit;
 
-/// Where an instance runs and where its module is.
+/// Where an instance runs and which code it runs.
 #[derive(Debug, Clone)]
 pub struct InstanceContext {
     /// Node name, passed to the guest as `WASMFLEET_NODE`.
     pub node: String,
-    /// The verified module file in the blob store.
-    pub wasm_path: PathBuf,
+    /// The verified code blob in the blob store (artifact or source module).
+    pub code_path: PathBuf,
+    /// Its digest.
+    pub code_digest: wasmfleet_proto::Digest,
+    /// What that blob is.
+    pub code: CodeKind,
     /// How much output the instance may ship.
     pub log_limits: Limits,
 }
@@ -28,20 +36,33 @@ pub struct InstanceContext {
 /// Store data of one instance.
 pub(super) struct Host {
     pub(super) wasi: WasiP1Ctx,
-    limits: StoreLimits,
+    memory: MemoryBudget,
+    cpu: Meter,
 }
 
-/// Runs the instance to its end; flushes a last unterminated output line afterwards.
+/// Runs the instance to its end (or its `max_run_ms`); flushes a last unterminated output line
+/// afterwards.
 pub(super) async fn run(
     rt: Runtime,
     spec: WorkloadSpec,
     ctx: InstanceContext,
     logs: mpsc::Sender<LogLine>,
 ) -> Exit {
+    let _running = rt.running_guard();
     let budget = SharedBudget::new(ctx.log_limits);
     let stdout = LineSink::new(&spec.name, Stream::Stdout, logs.clone(), budget.clone());
     let stderr = LineSink::new(&spec.name, Stream::Stderr, logs, budget);
-    let mut exit = execute(&rt, &spec, &ctx, &stdout, &stderr).await;
+    let execution = execute(&rt, &spec, &ctx, &stdout, &stderr);
+    let mut exit = match spec.limits.max_run_ms {
+        Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), execution).await {
+            Ok(exit) => exit,
+            Err(_) => Exit::deadline(format!(
+                "DeadlineExceeded: stopped after running longer than its maxRunTime of {}",
+                human(Duration::from_millis(ms))
+            )),
+        },
+        None => execution.await,
+    };
     stdout.flush_partial();
     stderr.flush_partial();
     // A trap says where, not why; the guest usually said why on stderr just before.
@@ -53,6 +74,13 @@ pub(super) async fn run(
     exit
 }
 
+fn human(d: Duration) -> String {
+    match d.as_millis() {
+        ms if ms % 1000 != 0 => format!("{ms}ms"),
+        ms => format!("{}s", ms / 1000),
+    }
+}
+
 async fn execute(
     rt: &Runtime,
     spec: &WorkloadSpec,
@@ -60,30 +88,30 @@ async fn execute(
     stdout: &LineSink,
     stderr: &LineSink,
 ) -> Exit {
-    // Compiling is CPU-heavy and blocking: keep it off the async executor.
-    let (rt2, digest, path) = (rt.clone(), spec.module.digest, ctx.wasm_path.clone());
-    let compiled = tokio::task::spawn_blocking(move || {
-        super::cache::load(rt2.engine(), &rt2.inner.cache_dir, &digest, &path)
-    })
-    .await;
-    let module = match compiled {
-        Ok(Ok((module, _))) => module,
-        Ok(Err(e)) => return Exit::failure(None, e.to_string()),
-        Err(e) => return Exit::failure(None, format!("compiling module {}: {e}", digest.short())),
+    let pre = match rt.instance_pre(ctx).await {
+        Ok(pre) => pre,
+        Err(e) => return Exit::failure(None, e.to_string()),
     };
-    // The hub ran the same check at upload; this covers modules that reached the node
-    // another way (side-loaded, or stored by an older hub).
-    if let Err(e) = wasmfleet_common::engine::check_module(rt.linker(), &module) {
-        return Exit::failure(None, format!("module {}: {e}", digest.short()));
-    }
     let mut store = Store::new(rt.engine(), host(spec, ctx, stdout, stderr));
-    store.limiter(|h| &mut h.limits);
-    // Yield to the executor at every epoch tick: a busy guest cannot block the agent's loop,
-    // and dropping the future (stop) takes effect within one tick. This is not a CPU limit:
-    // the guest is resumed right after yielding.
+    store.limiter(|h| &mut h.memory);
+    // Exact CPU time: the clock runs only while the guest executes wasm.
+    store.call_hook(|mut s, hook| {
+        let cpu = &mut s.data_mut().cpu;
+        match hook {
+            CallHook::CallingWasm | CallHook::ReturningFromHost => cpu.enter(),
+            CallHook::CallingHost | CallHook::ReturningFromWasm => cpu.leave(),
+        }
+        Ok(())
+    });
+    // At every epoch tick the guest yields to the executor (a busy loop cannot hold up the
+    // agent or a neighbour, and dropping the future stops it within a tick), and pauses for
+    // as long as it is over its CPU share.
     store.set_epoch_deadline(1);
-    store.epoch_deadline_async_yield_and_update(1);
-    let instance = match rt.linker().instantiate_async(&mut store, &module).await {
+    store.epoch_deadline_callback(|mut s| {
+        let (_, resume) = s.data_mut().cpu.tick();
+        Ok(UpdateDeadline::YieldCustom(1, Box::pin(resume)))
+    });
+    let instance = match pre.instantiate_async(&mut store).await {
         Ok(i) => i,
         Err(e) => return map_error(&e, "cannot instantiate module"),
     };
@@ -110,25 +138,25 @@ fn host(spec: &WorkloadSpec, ctx: &InstanceContext, stdout: &LineSink, stderr: &
         .env("WASMFLEET_DEPLOYMENT", &spec.deployment)
         .stdout(stdout.clone())
         .stderr(stderr.clone());
-    let memory = usize::try_from(spec.limits.memory_bytes).unwrap_or(usize::MAX);
-    let limits = StoreLimitsBuilder::new()
-        .memory_size(memory)
-        .instances(1)
-        .build();
     Host {
         wasi: b.build_p1(),
-        limits,
+        memory: MemoryBudget::new(spec.limits.memory_bytes),
+        cpu: Meter::new(spec.limits.cpu_millis),
     }
 }
 
-/// `proc_exit(0)` is success, `proc_exit(n)` a failure with code n, a trap a failure with the
-/// trap's message; anything else a failure with the error chain.
+/// `proc_exit(0)` is success, `proc_exit(n)` a failure with code n, the memory limit
+/// `OOMKilled`, a trap a failure with the trap's message; anything else a failure with the
+/// error chain.
 fn map_error(e: &wasmtime::Error, context: &str) -> Exit {
     if let Some(I32Exit(code)) = e.downcast_ref::<I32Exit>() {
         return match code {
             0 => Exit::success(),
             n => Exit::failure(Some(*n), format!("exited with code {n}")),
         };
+    }
+    if let Some(oom) = e.downcast_ref::<MemoryExceeded>() {
+        return Exit::failure(None, format!("OOMKilled: {oom}"));
     }
     if let Some(trap) = e.downcast_ref::<Trap>() {
         let text = trap.to_string();

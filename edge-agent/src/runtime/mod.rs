@@ -1,39 +1,62 @@
 //! The WebAssembly runtime: the only module that imports wasmtime.
 //!
-//! One [`Runtime`] per process owns the shared `Engine` (Cranelift, epoch interruption with a
-//! ticker thread), the WASI preview1 linker and the compiled-code cache. Engine configuration
-//! and linker come from `wasmfleet_common::engine`, which the hub checks uploads with, so a
-//! module the hub accepted is one this runtime can instantiate. Instances run as futures
-//! ([`Runtime::run`]) that the agent spawns as tokio tasks; stopping an instance is dropping
-//! its future.
+//! One [`Runtime`] per process owns the shared `Engine` (no compiler unless the agent is built
+//! with feature `compiler`; epoch interruption with a ticker thread that sleeps while nothing
+//! runs), the WASI preview1 linker and a cache of ready-to-instantiate modules
+//! (`InstancePre`), so starting a cached module is a fresh `Store` and an instantiation.
+//! Engine settings and linker come from `wasmfleet_common::engine`, which the hub compiles and
+//! checks modules with. Instances run as futures ([`Runtime::run`]) that the agent spawns as
+//! tokio tasks; stopping an instance is dropping its future.
 //!
-//! CPU: every [`EPOCH_TICK`] a running guest yields to the executor, so a busy loop cannot
-//! block the agent's loop or keep an instance from being stopped. It is not a CPU limit: a
-//! guest that never sleeps still takes its share of a core (limits per workload are planned).
+//! Code: the hub's precompiled artifact for this node's engine profile, loaded with
+//! `Module::deserialize_file`. Deserializing runs native code the artifact contains, so only
+//! trusted artifacts may be loaded: the agent loads only blobs whose SHA-256 digest is named
+//! in the desired state its hub sent (verified when the blob was stored). With feature
+//! `compiler`, source modules are compiled here and cached in `cache/`.
+//!
+//! Limits: memory ([`memory`]) over all memories and tables; CPU ([`cpu`]) measured exactly
+//! and throttled to `resources.cpu` at every [`EPOCH_TICK`]; `maxRunTime` as a deadline.
 
+#[cfg(feature = "compiler")]
 mod cache;
+pub mod cpu;
 mod instance;
+pub mod memory;
 mod output;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use wasmfleet_common::engine;
 use wasmfleet_proto::{Digest, LogLine, WorkloadSpec};
-use wasmtime::{Engine, Linker};
+use wasmtime::{Engine, InstancePre, Linker, Module};
 
+#[cfg(feature = "compiler")]
 pub use cache::CacheOutcome;
 pub use instance::InstanceContext;
 
 use crate::reconcile::Exit;
 
-/// How often the epoch advances. With a deadline of one tick, a CPU-bound guest yields to the
-/// executor at least this often (it is then resumed: yielding is not throttling).
+/// How often the epoch advances: a running guest yields (and is throttled) at least this
+/// often. While no instance runs, the ticker sleeps.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Whether this agent can compile source modules (built with feature `compiler`).
+pub const HAS_COMPILER: bool = cfg!(feature = "compiler");
+
+/// What a code blob is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeKind {
+    /// A precompiled artifact the hub made for this node's engine profile.
+    Precompiled,
+    /// A source module (`.wasm`), compiled here (feature `compiler`).
+    Source,
+}
 
 /// Why the runtime could not be set up or a module not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +92,9 @@ struct Inner {
     engine: Engine,
     linker: Linker<instance::Host>,
     cache_dir: PathBuf,
+    /// Modules ready to instantiate, by code blob path (the path names the digest).
+    ready: Mutex<HashMap<PathBuf, InstancePre<instance::Host>>>,
+    running: Arc<AtomicUsize>,
     stop_ticker: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
 }
@@ -85,8 +111,18 @@ impl Drop for Inner {
     fn drop(&mut self) {
         self.stop_ticker.store(true, Ordering::Relaxed);
         if let Some(t) = self.ticker.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
+    }
+}
+
+/// Counts a running instance while alive; wakes the epoch ticker.
+pub(crate) struct RunningGuard(Arc<AtomicUsize>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -102,12 +138,19 @@ impl Runtime {
         let linker =
             engine::wasi_linker(&engine, |h: &mut instance::Host| &mut h.wasi).map_err(setup)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
+        let running = Arc::new(AtomicUsize::new(0));
         let ticker = {
-            let (engine, stop) = (engine.weak(), stop_ticker.clone());
+            let (engine, stop, running) = (engine.weak(), stop_ticker.clone(), running.clone());
             std::thread::Builder::new()
                 .name("wasm-epoch".into())
+                .stack_size(64 << 10)
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
+                        if running.load(Ordering::Relaxed) == 0 {
+                            // Idle: no wake-ups until an instance starts (it unparks us).
+                            std::thread::park_timeout(Duration::from_secs(1));
+                            continue;
+                        }
                         std::thread::sleep(EPOCH_TICK);
                         match engine.upgrade() {
                             Some(e) => e.increment_epoch(),
@@ -121,6 +164,8 @@ impl Runtime {
             engine,
             linker,
             cache_dir: cache_dir.to_path_buf(),
+            ready: Mutex::new(HashMap::new()),
+            running,
             stop_ticker,
             ticker: Some(ticker),
         };
@@ -129,18 +174,28 @@ impl Runtime {
         })
     }
 
-    /// Compiles the module at `wasm_path` (or loads it from the cache) without running it, and
-    /// says which happened. Blocking: call from `spawn_blocking` in async code.
+    /// Compiles the source module at `wasm_path` (or loads it from the cache) without running
+    /// it, and says which happened. Blocking: call from `spawn_blocking` in async code.
+    #[cfg(feature = "compiler")]
     pub fn prepare(&self, digest: &Digest, wasm_path: &Path) -> Result<CacheOutcome, RuntimeError> {
         cache::load(&self.inner.engine, &self.inner.cache_dir, digest, wasm_path)
             .map(|(_, outcome)| outcome)
     }
 
     /// Deletes compiled artifacts whose module is no longer held, and those compiled by
-    /// another engine build or configuration (they can never load again).
+    /// another engine build or configuration (they can never load again); forgets loaded
+    /// modules whose blob is gone.
     pub fn prune_cache(&self, held: &[Digest]) -> std::io::Result<usize> {
+        #[cfg(feature = "compiler")]
         let keep: std::collections::HashSet<PathBuf> =
             held.iter().map(|d| self.cache_path(d)).collect();
+        // Without a compiler nothing here can be used (a previous build's leftovers).
+        #[cfg(not(feature = "compiler"))]
+        let keep = {
+            let _ = held;
+            std::collections::HashSet::<PathBuf>::new()
+        };
+        self.ready().retain(|path, _| path.exists());
         let mut removed = 0;
         for entry in std::fs::read_dir(&self.inner.cache_dir)? {
             let path = entry?.path();
@@ -152,7 +207,8 @@ impl Runtime {
         Ok(removed)
     }
 
-    /// Path of the cached compiled artifact of `digest` for this engine.
+    /// Path of the locally compiled artifact of source module `digest` for this engine.
+    #[cfg(feature = "compiler")]
     pub fn cache_path(&self, digest: &Digest) -> PathBuf {
         cache::artifact_path(&self.inner.engine, &self.inner.cache_dir, digest)
     }
@@ -168,11 +224,84 @@ impl Runtime {
         instance::run(self.clone(), spec, ctx, logs)
     }
 
-    fn engine(&self) -> &Engine {
-        &self.inner.engine
+    fn ready(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, InstancePre<instance::Host>>> {
+        self.inner.ready.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn linker(&self) -> &Linker<instance::Host> {
-        &self.inner.linker
+    /// The module of `ctx`'s code, ready to instantiate: from memory, else loaded (an
+    /// artifact: mapped from its file, fast) or compiled (a source module, off the executor).
+    async fn instance_pre(
+        &self,
+        ctx: &InstanceContext,
+    ) -> Result<InstancePre<instance::Host>, String> {
+        if let Some(pre) = self.ready().get(&ctx.code_path) {
+            return Ok(pre.clone());
+        }
+        let module = match ctx.code {
+            CodeKind::Precompiled => self.load_artifact(&ctx.code_path)?,
+            CodeKind::Source => {
+                self.compile_source(&ctx.code_digest, &ctx.code_path)
+                    .await?
+            }
+        };
+        // The hub ran the same check when the module was uploaded; this covers code that
+        // reached the node another way (side-loaded, an older hub).
+        engine::check_module(&self.inner.linker, &module).map_err(|e| e.to_string())?;
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| format!("cannot link module: {e:#}"))?;
+        self.ready().insert(ctx.code_path.clone(), pre.clone());
+        Ok(pre)
+    }
+
+    fn load_artifact(&self, path: &Path) -> Result<Module, String> {
+        // SAFETY: deserializing trusts the artifact to contain code wasmtime produced. This
+        // blob's SHA-256 digest was named in the desired state from this node's hub (which
+        // compiled it) and verified when the blob was stored; nothing else writes the blob
+        // store. wasmtime still checks its version, target and settings before loading.
+        unsafe { Module::deserialize_file(&self.inner.engine, path) }.map_err(|e| {
+            format!(
+                "cannot load the precompiled artifact {}: {e:#}",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            )
+        })
+    }
+
+    #[cfg(feature = "compiler")]
+    async fn compile_source(&self, digest: &Digest, path: &Path) -> Result<Module, String> {
+        let digest = *digest;
+        let (engine, dir, path) = (
+            self.inner.engine.clone(),
+            self.inner.cache_dir.clone(),
+            path.to_path_buf(),
+        );
+        // Compiling is CPU-heavy and blocking: keep it off the executor.
+        tokio::task::spawn_blocking(move || cache::load(&engine, &dir, &digest, &path))
+            .await
+            .map_err(|e| format!("compiling module {}: {e}", digest.short()))?
+            .map(|(module, _)| module)
+            .map_err(|e| e.to_string())
+    }
+
+    #[cfg(not(feature = "compiler"))]
+    async fn compile_source(&self, digest: &Digest, _: &Path) -> Result<Module, String> {
+        Err(format!(
+            "module {} is source code and this agent has no compiler (build edge-agent with feature `compiler`)",
+            digest.short()
+        ))
+    }
+
+    pub(crate) fn running_guard(&self) -> RunningGuard {
+        self.inner.running.fetch_add(1, Ordering::Relaxed);
+        if let Some(t) = &self.inner.ticker {
+            t.thread().unpark();
+        }
+        RunningGuard(self.inner.running.clone())
+    }
+
+    fn engine(&self) -> &Engine {
+        &self.inner.engine
     }
 }

@@ -34,10 +34,19 @@ fn config(dir: &std::path::Path) -> Config {
 async fn starts_persisted_workloads_without_a_broker() {
     let dir = tempfile::tempdir().unwrap();
     let bytes = hello_bytes();
-    let digest = BlobStore::open(dir.path()).unwrap().put(&bytes).unwrap();
-    let mut spec = spec("hello-0", module_ref(&bytes), &["--interval", "100ms"]);
+    // The node holds only the hub's artifact, as it would after fetching it.
+    let artifact = precompile(&bytes);
+    let digest = BlobStore::open(dir.path()).unwrap().put(&artifact).unwrap();
+    let mut spec = with_artifact(
+        spec("hello-0", module_ref(&bytes), &["--interval", "100ms"]),
+        &artifact,
+    );
     spec.restart = RestartPolicy::Always;
-    assert_eq!(spec.module.digest, digest);
+    assert_eq!(
+        spec.code,
+        wasmfleet_proto::Code::Precompiled(module_ref(&artifact))
+    );
+    assert_eq!(module_ref(&artifact).digest, digest);
     state::save_desired(
         dir.path(),
         &DesiredState {
@@ -90,13 +99,68 @@ async fn starts_persisted_workloads_without_a_broker() {
         .expect("shutdown hung")
         .unwrap();
     assert!(
-        dir.path()
-            .join("cache")
-            .read_dir()
+        !BlobStore::open(dir.path())
             .unwrap()
-            .next()
-            .is_some(),
-        "compiled module cached"
+            .has(&module_ref(&bytes).digest),
+        "the source module was never needed"
+    );
+}
+
+/// Raw wasm reaches an agent without a compiler only if its hub could not precompile for it:
+/// the workload fails with a reason that says what to do, and nothing is fetched.
+#[cfg(not(feature = "compiler"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_compiler_raw_wasm_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = Agent::new(config(dir.path())).unwrap();
+    let status = agent.status_watch();
+    let module = module_ref(&hello_bytes());
+    let desired = DesiredState {
+        fleet: 1,
+        generation: 1,
+        workloads: vec![spec("w-0", module, &[])],
+    };
+    agent.handle_desired("wf/v1/n/edge-1/desired", &wasmfleet_proto::encode(&desired));
+    let st = status.borrow().clone();
+    let w = &st.workloads[0];
+    assert_eq!(w.phase, Phase::Failed);
+    assert!(
+        w.message.contains("this agent has no compiler")
+            && w.message.contains(&module.digest.short())
+            && w.message.contains("feature `compiler`"),
+        "{}",
+        w.message
+    );
+    let store = BlobStore::open(dir.path()).unwrap();
+    assert_eq!(store.part_len(&module.digest), 0, "nothing fetched");
+}
+
+/// The agent holds to the capacity it announced, whatever a hub asks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_workloads_than_announced_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.max_workloads = 1;
+    let mut agent = Agent::new(config).unwrap();
+    let status = agent.status_watch();
+    let artifact = module_ref(&[1u8; 10]);
+    let code = wasmfleet_proto::Code::Precompiled(artifact);
+    let mut a = spec("a-0", artifact, &[]);
+    let mut b = spec("b-0", artifact, &[]);
+    (a.code, b.code) = (code, code);
+    let desired = DesiredState {
+        fleet: 1,
+        generation: 1,
+        workloads: vec![a, b],
+    };
+    agent.handle_desired("wf/v1/n/edge-1/desired", &wasmfleet_proto::encode(&desired));
+    let st = status.borrow().clone();
+    assert_eq!(st.workloads[0].phase, Phase::Pending, "a-0 is admitted");
+    assert_eq!(st.workloads[1].phase, Phase::Failed);
+    assert!(
+        st.workloads[1].message.contains("at most 1 workloads"),
+        "{}",
+        st.workloads[1].message
     );
 }
 
@@ -168,10 +232,12 @@ async fn a_spoofed_blob_reply_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut agent = Agent::new(config(dir.path())).unwrap();
     let module = module_ref(&[7u8; 100]);
+    // The agent fetches this blob (an artifact, as a hub would name it).
+    let w = with_artifact(spec("w-0", module, &[]), &[7u8; 100]);
     let desired = DesiredState {
         fleet: 1,
         generation: 1,
-        workloads: vec![spec("w-0", module, &[])],
+        workloads: vec![w],
     };
     agent.handle_desired("wf/v1/n/edge-1/desired", &wasmfleet_proto::encode(&desired));
     let forged = BlobReply::Chunk {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use wasmfleet_proto::{Digest, EnvVar, Limits, ModuleRef, RestartPolicy, WorkloadSpec};
+use wasmfleet_proto::{Code, Digest, EnvVar, Limits, ModuleRef, RestartPolicy, WorkloadSpec};
 
 /// Builds `examples/hello` for wasm32-wasip1 (once per process; cargo's lock serialises
 /// concurrent test processes) and returns the `.wasm` path.
@@ -52,9 +52,26 @@ pub fn spec(name: &str, module: ModuleRef, args: &[&str]) -> WorkloadSpec {
         }],
         limits: Limits {
             memory_bytes: 64 << 20,
+            cpu_millis: None,
+            max_run_ms: None,
         },
         restart: RestartPolicy::Never,
+        code: Code::Source,
     }
+}
+
+/// The artifact the hub would ship for `wasm` to a node like this one.
+pub fn precompile(wasm: &[u8]) -> Vec<u8> {
+    let profile = wasmfleet_common::engine::host_profile(false);
+    wasmfleet_common::engine::Compiler::new()
+        .compile(&profile, wasm)
+        .expect("precompile for this host")
+}
+
+/// `spec` running the hub's artifact `artifact` (of source module `spec.module`).
+pub fn with_artifact(mut spec: WorkloadSpec, artifact: &[u8]) -> WorkloadSpec {
+    spec.code = Code::Precompiled(module_ref(artifact));
+    spec
 }
 
 /// A module reference for `bytes`.

@@ -1,10 +1,14 @@
-//! The runtime against the real `hello` guest: arguments, environment, output, exits, traps,
-//! memory limits, stopping, corrupt modules and the compiled-code cache.
+//! The runtime against the real `hello` guest, run from the artifact a hub would ship:
+//! arguments, environment, output, exits, traps, memory and CPU limits, deadlines, stopping,
+//! corrupt artifacts, and (feature `compiler`) the local compiled-code cache.
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use edge_agent::reconcile::Exit;
-use edge_agent::runtime::{CacheOutcome, InstanceContext, Runtime};
+#[cfg(feature = "compiler")]
+use edge_agent::runtime::CacheOutcome;
+use edge_agent::runtime::{CodeKind, InstanceContext, Runtime};
 use tokio::sync::mpsc;
 use wasmfleet_proto::{LogLine, Stream, WorkloadSpec};
 
@@ -13,8 +17,10 @@ use crate::common::*;
 struct Setup {
     _dir: tempfile::TempDir,
     runtime: Runtime,
+    /// Runs the precompiled artifact.
     ctx: InstanceContext,
     module: wasmfleet_proto::ModuleRef,
+    wasm_path: PathBuf,
 }
 
 fn setup() -> Setup {
@@ -22,10 +28,15 @@ fn setup() -> Setup {
     let bytes = hello_bytes();
     let wasm_path = dir.path().join("hello.wasm");
     std::fs::write(&wasm_path, &bytes).unwrap();
+    let artifact = precompiled_hello();
+    let code_path = dir.path().join("hello.cwasm");
+    std::fs::write(&code_path, &artifact).unwrap();
     let runtime = Runtime::new(&dir.path().join("cache")).unwrap();
     let ctx = InstanceContext {
         node: "node-a".into(),
-        wasm_path,
+        code_path,
+        code_digest: module_ref(&artifact).digest,
+        code: CodeKind::Precompiled,
         log_limits: Default::default(),
     };
     Setup {
@@ -33,6 +44,24 @@ fn setup() -> Setup {
         runtime,
         ctx,
         module: module_ref(&bytes),
+        wasm_path,
+    }
+}
+
+/// The hub's artifact of `hello` for this host (compiled once per test process).
+fn precompiled_hello() -> Vec<u8> {
+    static ART: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    ART.get_or_init(|| precompile(&hello_bytes())).clone()
+}
+
+/// Runs the source module instead (compiled here: feature `compiler`).
+#[cfg(feature = "compiler")]
+fn source_ctx(s: &Setup) -> InstanceContext {
+    InstanceContext {
+        code_path: s.wasm_path.clone(),
+        code_digest: s.module.digest,
+        code: CodeKind::Source,
+        ..s.ctx.clone()
     }
 }
 
@@ -119,6 +148,7 @@ async fn memory_limit_is_enforced() {
     spec.limits.memory_bytes = 16 << 20;
     let (exit, lines) = run(&s, spec.clone()).await;
     assert!(!exit.is_success(), "{exit:?}");
+    assert!(exit.message.starts_with("OOMKilled: "), "{}", exit.message);
     assert!(
         stdout(&lines).is_empty(),
         "must not get past the allocation: {lines:?}"
@@ -151,14 +181,62 @@ async fn stop_is_prompt_even_while_the_guest_sleeps() {
     assert!(res.unwrap_err().is_cancelled());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn corrupt_module_fails_clearly() {
-    let s = setup();
-    let garbage: Vec<u8> = (0..4096u32)
+fn garbage() -> Vec<u8> {
+    (0..4096u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
-    std::fs::write(&s.ctx.wasm_path, &garbage).unwrap();
-    let (exit, _) = run(&s, spec("w", module_ref(&garbage), &[])).await;
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_artifact_fails_clearly() {
+    let s = setup();
+    std::fs::write(&s.ctx.code_path, garbage()).unwrap();
+    let (exit, _) = run(&s, spec("w", s.module, &[])).await;
+    assert_eq!(exit.code, None);
+    assert!(
+        exit.message
+            .contains("cannot load the precompiled artifact hello.cwasm"),
+        "{}",
+        exit.message
+    );
+}
+
+/// Without a compiler, a source module is refused with the reason (the agent's admission
+/// normally keeps it from getting this far; this is the runtime's own guard).
+#[cfg(not(feature = "compiler"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_compiler_source_modules_are_refused() {
+    let s = setup();
+    let ctx = InstanceContext {
+        code_path: s.wasm_path.clone(),
+        code_digest: s.module.digest,
+        code: CodeKind::Source,
+        ..s.ctx.clone()
+    };
+    let (tx, _rx) = mpsc::channel(16);
+    let exit = s.runtime.run(spec("w", s.module, &[]), ctx, tx).await;
+    assert!(
+        exit.message.contains("this agent has no compiler"),
+        "{}",
+        exit.message
+    );
+}
+
+#[cfg(feature = "compiler")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_source_module_fails_clearly() {
+    let s = setup();
+    let garbage = garbage();
+    std::fs::write(&s.wasm_path, &garbage).unwrap();
+    let ctx = InstanceContext {
+        code_digest: module_ref(&garbage).digest,
+        ..source_ctx(&s)
+    };
+    let (tx, _rx) = mpsc::channel(16);
+    let exit = s
+        .runtime
+        .run(spec("w", module_ref(&garbage), &[]), ctx, tx)
+        .await;
     assert_eq!(exit.code, None);
     assert!(
         exit.message.contains("invalid WebAssembly module"),
@@ -172,6 +250,7 @@ async fn corrupt_module_fails_clearly() {
     );
 }
 
+#[cfg(feature = "compiler")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compiled_module_is_cached_and_reused() {
     let s = setup();
@@ -179,7 +258,7 @@ async fn compiled_module_is_cached_and_reused() {
     let cwasm = s.runtime.cache_path(&digest);
     assert!(!cwasm.exists());
     assert_eq!(
-        s.runtime.prepare(&digest, &s.ctx.wasm_path).unwrap(),
+        s.runtime.prepare(&digest, &s.wasm_path).unwrap(),
         CacheOutcome::Compiled
     );
     assert!(cwasm.is_file());
@@ -195,14 +274,18 @@ async fn compiled_module_is_cached_and_reused() {
     // A fresh runtime (as after an agent restart) loads the artifact instead of compiling.
     let again = Runtime::new(cwasm.parent().unwrap()).unwrap();
     assert_eq!(
-        again.prepare(&digest, &s.ctx.wasm_path).unwrap(),
+        again.prepare(&digest, &s.wasm_path).unwrap(),
         CacheOutcome::Hit
     );
     assert_eq!(
         std::fs::metadata(&cwasm).unwrap().modified().unwrap(),
         written
     );
-    let (exit, _) = run(&s, spec("w", s.module, &["--count", "1"])).await;
+    let (tx, _rx) = mpsc::channel(16);
+    let exit = s
+        .runtime
+        .run(spec("w", s.module, &["--count", "1"]), source_ctx(&s), tx)
+        .await;
     assert_eq!(exit, Exit::success());
 }
 
@@ -233,6 +316,7 @@ async fn one_failing_instance_does_not_affect_another() {
 
 /// A cache that cannot be written (a full disk, here a file where the directory was) must not
 /// stop the workload: it runs from memory.
+#[cfg(feature = "compiler")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unwritable_cache_still_runs_the_module() {
     let s = setup();
@@ -245,16 +329,13 @@ async fn unwritable_cache_still_runs_the_module() {
     std::fs::remove_dir_all(&cache).unwrap();
     std::fs::write(&cache, b"not a directory").unwrap();
     assert_eq!(
-        s.runtime
-            .prepare(&s.module.digest, &s.ctx.wasm_path)
-            .unwrap(),
+        s.runtime.prepare(&s.module.digest, &s.wasm_path).unwrap(),
         CacheOutcome::Uncached
     );
-    let (exit, lines) = run(
-        &s,
-        spec("w", s.module, &["--count", "1", "--interval", "1ms"]),
-    )
-    .await;
+    let (tx, mut rx) = mpsc::channel(1024);
+    let w = spec("w", s.module, &["--count", "1", "--interval", "1ms"]);
+    let exit = s.runtime.run(w, source_ctx(&s), tx).await;
+    let lines: Vec<LogLine> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
     assert!(exit.is_success(), "{}", exit.message);
     assert!(
         lines
@@ -266,11 +347,12 @@ async fn unwritable_cache_still_runs_the_module() {
 
 /// Artifacts of modules no longer held, or of another engine build, are removed; the
 /// artifact of a held module stays.
+#[cfg(feature = "compiler")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_prune_keeps_only_held_modules_of_this_engine() {
     let s = setup();
     let digest = s.module.digest;
-    s.runtime.prepare(&digest, &s.ctx.wasm_path).unwrap();
+    s.runtime.prepare(&digest, &s.wasm_path).unwrap();
     let cwasm = s.runtime.cache_path(&digest);
     let stale = cwasm.with_file_name(format!("{}-0000000000000000.cwasm", digest.to_hex()));
     std::fs::write(&stale, b"from an older agent build").unwrap();
@@ -280,9 +362,9 @@ async fn cache_prune_keeps_only_held_modules_of_this_engine() {
     assert!(!cwasm.exists());
 }
 
-/// A guest in a busy loop yields at every epoch tick: even on a single-threaded executor, a
-/// neighbour keeps running and the spinner can be stopped. (This is not a CPU limit: the
-/// spinner gets its share of the core.)
+/// A guest in a busy loop (no CPU limit) yields at every epoch tick: on the agent's
+/// single-threaded executor a neighbour keeps its timing (ten lines 20 ms apart take about
+/// 0.2 s, not seconds) and the spinner can be stopped.
 #[tokio::test(flavor = "current_thread")]
 async fn a_busy_loop_neither_starves_a_neighbour_nor_resists_a_stop() {
     let s = setup();
@@ -302,17 +384,144 @@ async fn a_busy_loop_neither_starves_a_neighbour_nor_resists_a_stop() {
         }
     }
     let good = s.runtime.run(
-        spec("good", s.module, &["--count", "3", "--interval", "20ms"]),
+        spec("good", s.module, &["--count", "10", "--interval", "20ms"]),
         s.ctx.clone(),
         tx,
     );
+    let started = Instant::now();
     let exit = tokio::time::timeout(Duration::from_secs(60), good)
         .await
         .expect("the neighbour was starved");
     assert_eq!(exit, Exit::success());
+    // Each 20 ms sleep may end up to one epoch tick (10 ms) late: 0.3 s at worst, plus the
+    // instantiation. Generous for a loaded CI machine, far below starvation.
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "neighbour took {took:?}"
+    );
     spinner.abort();
     let res = tokio::time::timeout(Duration::from_secs(10), spinner)
         .await
         .expect("the spinner could not be stopped");
     assert!(res.unwrap_err().is_cancelled());
+}
+
+/// CPU time this thread has used (the current-thread runtime runs every instance on it).
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid pointer to a timespec, and a clock id the kernel knows.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0);
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// A busy loop limited to `cpu: 200m` is throttled to about a fifth of the core, measured
+/// as the CPU time of the thread that runs it; without the limit it takes all of it.
+#[tokio::test(flavor = "current_thread")]
+async fn cpu_limit_throttles_a_busy_loop() {
+    let s = setup();
+    let measure = |millis: Option<u32>| {
+        let s = &s;
+        async move {
+            let (tx, _rx) = mpsc::channel(1024);
+            let mut w = spec("spinner", s.module, &["--spin"]);
+            w.limits.cpu_millis = millis;
+            let task = s.runtime.run(w, s.ctx.clone(), tx);
+            let (cpu0, wall0) = (thread_cpu(), Instant::now());
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+            (thread_cpu() - cpu0).as_secs_f64() / wall0.elapsed().as_secs_f64()
+        }
+    };
+    let limited = measure(Some(200)).await;
+    let free = measure(None).await;
+    assert!(
+        (0.1..0.35).contains(&limited),
+        "200m used {limited:.2} of a core"
+    );
+    assert!(free > 0.8, "unlimited used {free:.2} of a core");
+}
+
+/// `maxRunTime` stops a run that lasts too long, as a terminal failure naming the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_run_time_stops_a_long_run_for_good() {
+    let s = setup();
+    let mut w = spec("w", s.module, &["--spin"]);
+    w.limits.max_run_ms = Some(300);
+    let started = Instant::now();
+    let (exit, _) = run(&s, w).await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(exit.terminal && !exit.is_success(), "{exit:?}");
+    assert!(
+        exit.message.contains("DeadlineExceeded") && exit.message.contains("maxRunTime of 300ms"),
+        "{}",
+        exit.message
+    );
+}
+
+/// Runs a WAT command module (precompiled like the hub would) under `memory_bytes`.
+async fn run_wat(s: &Setup, text: &str, memory_bytes: u64) -> Exit {
+    let artifact = precompile(&wat::parse_str(text).unwrap());
+    let path = s
+        .ctx
+        .code_path
+        .with_file_name(format!("{}.cwasm", module_ref(&artifact).digest));
+    std::fs::write(&path, &artifact).unwrap();
+    let ctx = InstanceContext {
+        code_path: path,
+        code_digest: module_ref(&artifact).digest,
+        ..s.ctx.clone()
+    };
+    let mut w = spec("hog", s.module, &[]);
+    w.limits.memory_bytes = memory_bytes;
+    let (tx, _rx) = mpsc::channel(16);
+    tokio::time::timeout(Duration::from_secs(60), s.runtime.run(w, ctx, tx))
+        .await
+        .unwrap()
+}
+
+/// `resources.memory` caps all memories and tables together: two memories that each fit, a
+/// table that grows past the rest, and a memory that grows past it are all stopped with a
+/// reason that says memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_limit_covers_every_memory_and_table() {
+    let s = setup();
+    // Two memories of 10 pages (640 KiB) each: each fits 1 MiB alone, not together.
+    let two = r#"(module (memory 10) (memory 10) (func (export "_start")))"#;
+    let exit = run_wat(&s, two, 1 << 20).await;
+    assert!(
+        exit.message.starts_with("OOMKilled: memory limit exceeded"),
+        "{}",
+        exit.message
+    );
+    assert_eq!(
+        run_wat(&s, two, 2 << 20).await,
+        Exit::success(),
+        "fits in 2 MiB"
+    );
+
+    // A table grown to a million entries (8 MiB) inside a 4 MiB limit.
+    let table = r#"(module (table 1 funcref)
+        (func (export "_start")
+          (drop (table.grow 0 (ref.null func) (i32.const 1000000)))))"#;
+    let exit = run_wat(&s, table, 4 << 20).await;
+    assert!(exit.message.contains("growing a table"), "{}", exit.message);
+    assert!(
+        exit.message.contains("over its limit of 4Mi"),
+        "{}",
+        exit.message
+    );
+
+    // The second memory grows past what the first leaves.
+    let grow = r#"(module (memory 1) (memory $b 1)
+        (func (export "_start") (drop (memory.grow $b (i32.const 40)))))"#;
+    let exit = run_wat(&s, grow, 2 << 20).await;
+    assert!(
+        exit.message.contains("growing a linear memory"),
+        "{}",
+        exit.message
+    );
 }

@@ -21,6 +21,8 @@ use http_body_util::BodyExt;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 use wasmfleet_common::engine::Checker;
+
+use crate::artifacts::Artifacts;
 use wasmfleet_proto::Digest;
 
 use crate::clock::now_ms;
@@ -46,6 +48,8 @@ pub struct AppState {
     pub blobs: BlobStore,
     /// The agents' admission check for modules.
     pub checker: Arc<Checker>,
+    /// Compiles modules for the fleet's engine profiles.
+    pub artifacts: Artifacts,
     /// Event queries.
     pub events: Arc<EventReader>,
     /// Log queries.
@@ -187,6 +191,23 @@ async fn apply(
             ));
         }
         Some(_) => {}
+    }
+    // Compile for every engine profile of the fleet first: a module that does not compile
+    // for one is refused now, naming it, rather than failing on those devices later.
+    let (built, refusal) = s
+        .artifacts
+        .build_for_fleet(&s.controller.snapshot(), digest)
+        .await;
+    if !built.is_empty() {
+        s.controller
+            .change(Visibility::Soon, move |c| {
+                let publish = c.record_artifacts(built, now_ms())?;
+                Ok::<_, ControllerError>(((), publish))
+            })
+            .await?;
+    }
+    if let Some(refusal) = refusal {
+        return Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, refusal));
     }
     let deployment = name.clone();
     let (outcome, generation) = s
@@ -337,14 +358,30 @@ async fn put_blob(
         .acquire_owned()
         .await
         .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    let (blobs, checker) = (s.blobs.clone(), s.checker.clone());
-    let stored = tokio::task::spawn_blocking(move || {
-        blobs.finish(upload, &digest, |bytes| {
-            checker.check(bytes).map(|_| ()).map_err(|e| e.to_string())
-        })
+    let (blobs, checker, artifacts) = (s.blobs.clone(), s.checker.clone(), s.artifacts.clone());
+    let (stored, host_artifact) = tokio::task::spawn_blocking(move || {
+        let mut compiled = None;
+        let stored = blobs.finish(upload, &digest, |bytes| {
+            let module = checker.check(bytes).map_err(|e| e.to_string())?;
+            compiled = module.serialize().ok();
+            Ok(())
+        });
+        // The check compiled for the hub's architecture: that is the artifact for nodes of
+        // the hub's own profile, at no further cost.
+        let host = compiled.map(|bytes| artifacts.keep_host_artifact(digest, &bytes));
+        (stored, host)
     })
     .await
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let stored = stored?;
+    if let Some(entry) = host_artifact {
+        s.controller
+            .change(Visibility::Soon, move |c| {
+                let publish = c.record_artifacts(vec![entry], now_ms())?;
+                Ok::<_, ControllerError>(((), publish))
+            })
+            .await?;
+    }
     Ok(match stored {
         Stored::Created => StatusCode::CREATED,
         Stored::Existed => StatusCode::OK,

@@ -44,6 +44,8 @@ pub fn prepare(doc: &DeploymentManifest) -> Result<(Vec<u8>, DeploymentSpec)> {
         args: doc.args.clone(),
         env: doc.env.clone(),
         memory_bytes: doc.memory_bytes,
+        cpu_millis: doc.cpu_millis,
+        max_run_ms: doc.max_run_ms,
         restart_policy: doc.restart_policy,
     };
     spec.validate().with_context(|| doc.name.clone())?;
@@ -84,6 +86,10 @@ pub struct RunArgs<'a> {
     pub env: &'a [String],
     /// Memory limit text (e.g. 64Mi).
     pub memory: &'a str,
+    /// CPU limit text (e.g. 200m).
+    pub cpu: Option<&'a str>,
+    /// Longest run (e.g. 30s).
+    pub max_run_time: Option<&'a str>,
     /// Restart policy.
     pub restart: RestartPolicyName,
     /// Module arguments.
@@ -108,6 +114,17 @@ pub async fn run(client: &Client, a: RunArgs<'_>) -> Result<ApplyResponse> {
         env,
         memory_bytes: crate::model::quantity::parse_bytes(a.memory)
             .map_err(|e| anyhow::anyhow!("--memory: {e}"))?,
+        cpu_millis: a
+            .cpu
+            .map(crate::model::quantity::parse_cpu_millis)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--cpu: {e}"))?,
+        max_run_ms: a
+            .max_run_time
+            .map(crate::model::quantity::parse_duration)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--max-run-time: {e}"))?
+            .map(|d| d.as_millis() as u64),
         restart_policy: a.restart,
     };
     let (bytes, spec) = prepare(&doc)?;

@@ -185,6 +185,8 @@ async fn drive(
             replicas: args.replicas,
             env: &env,
             memory: "16Mi",
+            cpu: None,
+            max_run_time: None,
             restart: RestartPolicyName::Always,
             args: &run_args,
         },

@@ -147,7 +147,7 @@ fn filter_one<T>(
 fn nodes_table(nodes: &[NodeView], wide: bool, now: u64) -> String {
     let mut header = vec!["NAME", "STATUS", "WORKLOADS", "MEMORY", "AGE", "VERSION"];
     if wide {
-        header.extend(["CLASS", "GENERATION", "LABELS"]);
+        header.extend(["CLASS", "GENERATION", "ENGINE", "LABELS"]);
     }
     let rows: Vec<Vec<String>> = nodes
         .iter()
@@ -166,6 +166,11 @@ fn nodes_table(nodes: &[NodeView], wide: bool, now: u64) -> String {
                 row.extend([
                     n.device_class.clone(),
                     format!("{}/{}", n.observed_generation, n.desired_generation),
+                    format!(
+                        "{}{}",
+                        visible(&n.engine),
+                        if n.compiler { "+compiler" } else { "" }
+                    ),
                     if labels.is_empty() {
                         "<none>".into()
                     } else {
@@ -267,6 +272,18 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> Result<String>
                 out += &format!("  {}={}\n", visible(k), visible(v));
             }
             out += &format!("Memory limit:    {}\n", format_bytes(s.memory_bytes));
+            out += &format!(
+                "CPU limit:       {}\n",
+                s.cpu_millis.map_or(
+                    "<none>".into(),
+                    wasmfleet_common::quantity::format_cpu_millis
+                )
+            );
+            out += &format!(
+                "Max run time:    {}\n",
+                s.max_run_ms
+                    .map_or("<none>".into(), |ms| format!("{}s", ms as f64 / 1000.0))
+            );
             out += &format!("Restart policy:  {:?}\n", s.restart_policy);
             let wls: Vec<WorkloadView> = client
                 .get(&with_query("/v1/workloads", &[("deployment", name)]))
@@ -294,6 +311,15 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> Result<String>
             );
             out += &format!("Agent version:   {}\n", visible(&n.agent_version));
             out += &format!("Device class:    {}\n", n.device_class);
+            out += &format!(
+                "Engine:          {}{}\n",
+                visible(&n.engine),
+                if n.compiler {
+                    " (compiles source modules)"
+                } else {
+                    ""
+                }
+            );
             out += &format!(
                 "Capacity:        {} memory, {} workloads\n",
                 format_bytes(n.memory_bytes),

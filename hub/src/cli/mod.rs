@@ -22,29 +22,7 @@ use crate::mqtt::BrokerUrl;
 use client::Client;
 use get::{Kind, Output};
 
-/// Parses `500ms`, `30s`, `5m`, `24h` (a bare number is seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 30s, 5m or 24h"))?;
-    let ms = match unit {
-        "ms" => Some(n),
-        "" | "s" => n.checked_mul(1000),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        "d" => n.checked_mul(86_400_000),
-        other => {
-            return Err(format!(
-                "{text:?} has an unknown unit {other:?}: use ms, s, m, h or d"
-            ));
-        }
-    };
-    ms.map(Duration::from_millis)
-        .ok_or_else(|| format!("{text:?} is too long"))
-}
+pub use wasmfleet_common::quantity::parse_duration;
 
 fn parse_quantity(text: &str) -> Result<u64, String> {
     crate::model::quantity::parse_bytes(text).map_err(|e| e.to_string())
@@ -93,9 +71,15 @@ pub enum Command {
         /// Environment variable, KEY=VALUE (repeatable).
         #[arg(long = "env", short = 'e')]
         env: Vec<String>,
-        /// Memory limit per instance.
+        /// Memory limit per instance (all its memories and tables together).
         #[arg(long, default_value = "64Mi")]
         memory: String,
+        /// CPU limit per instance, as in Kubernetes: `200m` is a fifth of one core.
+        #[arg(long)]
+        cpu: Option<String>,
+        /// Stop a run that lasts longer than this (e.g. `30s`, `5m`) as Failed.
+        #[arg(long)]
+        max_run_time: Option<String>,
         /// Restart policy.
         #[arg(long, value_enum, default_value = "Always")]
         restart: RestartArg,
@@ -271,6 +255,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             replicas,
             env,
             memory,
+            cpu,
+            max_run_time,
             restart,
             args,
         } => {
@@ -282,6 +268,8 @@ pub async fn run(cli: Cli) -> Result<()> {
                     replicas,
                     env: &env,
                     memory: &memory,
+                    cpu: cpu.as_deref(),
+                    max_run_time: max_run_time.as_deref(),
                     restart: restart.into(),
                     args: &args,
                 },

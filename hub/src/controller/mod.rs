@@ -16,7 +16,10 @@ use std::collections::BTreeMap;
 use wasmfleet_proto::{DesiredState, NodeStatus, Presence, topic};
 
 use crate::model::deployment::deployment_of_workload;
-use crate::model::{ApplyOutcome, DeploymentRecord, DeploymentSpec, NodeRecord, deployment};
+use crate::model::{
+    ApplyOutcome, ArtifactKey, ArtifactState, DeploymentRecord, DeploymentSpec, NodeRecord,
+    code_for, deployment,
+};
 use crate::reconcile::{current_placement, node_desired_states};
 use crate::scheduler::{self, Placement};
 use crate::store::{Batch, Event, Store, StoreError};
@@ -82,6 +85,8 @@ pub struct Controller {
     placement: Placement,
     /// When each node's desired state was last published, to pace re-sends.
     sent_ms: BTreeMap<String, u64>,
+    /// Precompiled artifacts by module and engine profile.
+    artifacts: BTreeMap<ArtifactKey, ArtifactState>,
 }
 
 /// How long a node may report an older generation than it was sent before the hub sends its
@@ -157,6 +162,7 @@ impl Controller {
             statuses: BTreeMap::new(),
             placement: Placement::default(),
             sent_ms: BTreeMap::new(),
+            artifacts: snap.artifacts,
         };
         c.placement.assigned = current_placement(&c.desired);
         Ok(c)
@@ -182,7 +188,50 @@ impl Controller {
             desired: self.desired.clone(),
             statuses: self.statuses.clone(),
             placement: self.placement.clone(),
+            artifacts: self.artifacts.clone(),
         }
+    }
+
+    /// Records artifacts the hub compiled (or could not) and sends nodes waiting for them
+    /// their new desired states.
+    pub fn record_artifacts(
+        &mut self,
+        artifacts: Vec<(ArtifactKey, ArtifactState)>,
+        now_ms: u64,
+    ) -> Result<Vec<Publish>, ControllerError> {
+        let fresh: Vec<_> = artifacts
+            .into_iter()
+            .filter(|(k, v)| self.artifacts.get(k) != Some(v))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut batch = Batch {
+            put_artifacts: fresh.clone(),
+            ..Batch::default()
+        };
+        for ((module, profile), state) in &fresh {
+            if let ArtifactState::Unavailable { reason } | ArtifactState::Failed { reason } = state
+            {
+                batch.events.push(event(
+                    now_ms,
+                    "Module",
+                    &module.to_hex(),
+                    "CompileSkipped",
+                    format!("no artifact for {profile}; nodes get the source module: {reason}"),
+                ));
+            }
+        }
+        // Persisted with the reconcile pass below, which reads the new table.
+        let mut next = self.artifacts.clone();
+        next.extend(fresh);
+        let previous = std::mem::replace(&mut self.artifacts, next);
+        let result = self.reconcile_into(self.deployments.clone(), &mut batch, now_ms);
+        if result.is_err() {
+            self.artifacts = previous;
+        }
+        self.version += 1;
+        result
     }
 
     /// Every node's desired state, to publish after (re)connecting to the broker: retained
@@ -501,8 +550,21 @@ impl Controller {
             now_ms,
             not_ready_grace_ms: self.config.not_ready_grace_ms,
         });
-        let changed = node_desired_states(&deployments, &placement, &self.desired, self.fleet)
-            .map_err(|e| ControllerError::Invalid(e.to_string()))?;
+        let (nodes, artifacts, put_nodes) = (&self.nodes, &self.artifacts, &batch.put_nodes);
+        let code = |node: &str, spec: &wasmfleet_proto::WorkloadSpec| {
+            // The node's latest announcement, including one being recorded in this pass.
+            let record = put_nodes
+                .iter()
+                .find(|n| n.name == node)
+                .or(nodes.get(node));
+            match record {
+                Some(n) => code_for(artifacts, &spec.module.digest, &n.hello.engine),
+                None => wasmfleet_proto::Code::Source,
+            }
+        };
+        let changed =
+            node_desired_states(&deployments, &placement, &self.desired, self.fleet, &code)
+                .map_err(|e| ControllerError::Invalid(e.to_string()))?;
         self.placement_events(&placement, now_ms, batch);
         batch
             .put_desired

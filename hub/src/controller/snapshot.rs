@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 
 use wasmfleet_proto::{DesiredState, NodeStatus};
 
-use crate::model::{DeploymentRecord, DeploymentView, NodeRecord, NodeView, WorkloadView};
+use crate::model::{
+    ArtifactKey, ArtifactState, DeploymentRecord, DeploymentView, NodeRecord, NodeView,
+    WorkloadView,
+};
 use crate::reconcile::workload_views;
 use crate::scheduler::Placement;
 
@@ -27,6 +30,8 @@ pub struct FleetSnapshot {
     pub statuses: BTreeMap<String, NodeStatus>,
     /// Where every replica goes.
     pub placement: Placement,
+    /// Precompiled artifacts by module and engine profile.
+    pub artifacts: BTreeMap<ArtifactKey, ArtifactState>,
 }
 
 impl FleetSnapshot {
@@ -55,6 +60,8 @@ impl FleetSnapshot {
                     .get(&n.name)
                     .filter(|s| s.observed_fleet == self.fleet)
                     .map_or(0, |s| s.observed_generation),
+                engine: crate::model::profile_key(&n.hello.engine),
+                compiler: n.hello.engine.compiler,
             })
             .collect()
     }

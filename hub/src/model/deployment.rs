@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use wasmfleet_proto::{Digest, EnvVar, Limits, ModuleRef, RestartPolicy, WorkloadSpec};
+use wasmfleet_proto::{Code, Digest, EnvVar, Limits, ModuleRef, RestartPolicy, WorkloadSpec};
 
 /// Most replicas one deployment may ask for.
 pub const MAX_REPLICAS: u32 = 10_000;
@@ -33,8 +33,14 @@ pub struct DeploymentSpec {
     /// Environment variables.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// Linear-memory limit per instance, in bytes.
+    /// Memory limit per instance (all its memories and tables), in bytes.
     pub memory_bytes: u64,
+    /// CPU limit per instance in millicores; none: unthrottled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_millis: Option<u32>,
+    /// Longest run in milliseconds before the agent stops it as Failed; none: unbounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_run_ms: Option<u64>,
     /// What agents do when an instance exits.
     #[serde(default)]
     pub restart_policy: RestartPolicyName,
@@ -217,8 +223,12 @@ impl DeploymentRecord {
                 .collect(),
             limits: Limits {
                 memory_bytes: spec.memory_bytes,
+                cpu_millis: spec.cpu_millis,
+                max_run_ms: spec.max_run_ms,
             },
             restart: spec.restart_policy.into(),
+            // Which code depends on the node it is placed on; see `reconcile::desired`.
+            code: Code::Source,
         })
     }
 }
@@ -235,6 +245,8 @@ pub(crate) mod tests {
             args: vec!["--interval".into(), "1s".into()],
             env: BTreeMap::from([("GREETING".into(), "hi".into())]),
             memory_bytes: 16 << 20,
+            cpu_millis: None,
+            max_run_ms: None,
             restart_policy: RestartPolicyName::Always,
         }
     }

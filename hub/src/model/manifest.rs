@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::deployment::{RestartPolicyName, validate_name};
-use super::quantity::parse_bytes;
+use super::quantity::{parse_bytes, parse_cpu_millis, parse_duration};
 
 /// The API version manifests must declare.
 pub const API_VERSION: &str = "wasmfleet.dev/v1";
@@ -40,6 +40,10 @@ pub struct DeploymentManifest {
     pub env: BTreeMap<String, String>,
     /// `spec.resources.memory` in bytes (default 64Mi).
     pub memory_bytes: u64,
+    /// `spec.resources.cpu` in millicores (default: unthrottled).
+    pub cpu_millis: Option<u32>,
+    /// `spec.resources.maxRunTime` in milliseconds (default: none).
+    pub max_run_ms: Option<u64>,
     /// `spec.restartPolicy` (default Always).
     pub restart_policy: RestartPolicyName,
 }
@@ -94,9 +98,11 @@ fn one() -> u32 {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Resources {
     memory: Option<String>,
+    cpu: Option<String>,
+    max_run_time: Option<String>,
 }
 
 /// Reads every document of the manifest file at `path`.
@@ -157,10 +163,24 @@ fn to_deployment(doc: Document, base: &Path) -> Result<DeploymentManifest, Strin
     let name = doc.metadata.name;
     validate_name(&name).map_err(|e| format!("metadata.name: {e}"))?;
     let spec = doc.spec;
-    let memory_bytes = match spec.resources.memory {
+    let memory_bytes = match spec.resources.memory.clone() {
         Some(text) => parse_bytes(&text).map_err(|e| format!("spec.resources.memory: {e}"))?,
         None => DEFAULT_MEMORY,
     };
+    let cpu_millis = spec
+        .resources
+        .cpu
+        .map(|t| parse_cpu_millis(&t).map_err(|e| format!("spec.resources.cpu: {e}")))
+        .transpose()?;
+    let max_run_ms = spec
+        .resources
+        .max_run_time
+        .map(|t| match parse_duration(&t) {
+            Ok(d) if d.is_zero() => Err("spec.resources.maxRunTime: must be more than 0".into()),
+            Ok(d) => Ok(d.as_millis() as u64),
+            Err(e) => Err(format!("spec.resources.maxRunTime: {e}")),
+        })
+        .transpose()?;
     if spec.module.trim().is_empty() {
         return Err("spec.module: must name a .wasm file".into());
     }
@@ -171,6 +191,8 @@ fn to_deployment(doc: Document, base: &Path) -> Result<DeploymentManifest, Strin
         args: spec.args,
         env: spec.env,
         memory_bytes,
+        cpu_millis,
+        max_run_ms,
         restart_policy: spec.restart_policy,
     })
 }
@@ -188,7 +210,7 @@ spec:
   replicas: 2
   args: [\"--interval\", \"1s\"]
   env: {GREETING: hi}
-  resources: {memory: 16Mi}
+  resources: {memory: 16Mi, cpu: 250m, maxRunTime: 90s}
 ";
 
     #[test]
@@ -202,6 +224,8 @@ spec:
         assert_eq!(d.args, ["--interval", "1s"]);
         assert_eq!(d.env["GREETING"], "hi");
         assert_eq!(d.memory_bytes, 16 << 20);
+        assert_eq!(d.cpu_millis, Some(250));
+        assert_eq!(d.max_run_ms, Some(90_000));
         assert_eq!(d.restart_policy, RestartPolicyName::Always);
     }
 
@@ -239,6 +263,12 @@ spec:
     fn bad_quantity_and_name_are_named() {
         let err = parse(&HELLO.replace("16Mi", "16MB"), Path::new(".")).unwrap_err();
         assert!(err.starts_with("spec.resources.memory"), "{err}");
+        let err = parse(&HELLO.replace("250m", "lots"), Path::new(".")).unwrap_err();
+        assert!(err.starts_with("spec.resources.cpu: \"lots\""), "{err}");
+        let err = parse(&HELLO.replace("90s", "0s"), Path::new(".")).unwrap_err();
+        assert!(err.starts_with("spec.resources.maxRunTime"), "{err}");
+        let err = parse(&HELLO.replace("90s", "soon"), Path::new(".")).unwrap_err();
+        assert!(err.starts_with("spec.resources.maxRunTime"), "{err}");
         let err = parse(
             &HELLO.replace("name: hello", "name: Hello_World"),
             Path::new("."),

@@ -1,6 +1,7 @@
 //! The hub's domain types: what users declare (deployments), what nodes are, and how both are
 //! validated. Pure data: no I/O, shared by the API, the controllers and the CLI.
 
+pub mod artifact;
 pub mod deployment;
 pub mod manifest;
 pub mod node;
@@ -11,6 +12,7 @@ pub mod workload;
 /// Byte quantities: the grammar shared with `edge-agent --memory`.
 pub use wasmfleet_common::quantity;
 
+pub use artifact::{ArtifactKey, ArtifactState, code_for, profile_key};
 pub use deployment::{DeploymentRecord, DeploymentSpec, SpecError};
 pub use node::NodeRecord;
 pub use records::{Event, LogRecord};

@@ -45,6 +45,12 @@ pub struct NodeView {
     pub desired_generation: u64,
     /// Generation it last reported acting on.
     pub observed_generation: u64,
+    /// Its engine profile: target, wasmtime version and settings fingerprint.
+    #[serde(default)]
+    pub engine: String,
+    /// Whether it compiles source modules itself.
+    #[serde(default)]
+    pub compiler: bool,
 }
 
 /// A deployment in `get deployments`.

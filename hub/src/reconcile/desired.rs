@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use wasmfleet_proto::DesiredState;
+use wasmfleet_proto::{Code, DesiredState, WorkloadSpec};
 
 use crate::model::{DeploymentRecord, SpecError};
 use crate::scheduler::Placement;
@@ -23,12 +23,14 @@ pub fn current_placement(desired: &BTreeMap<String, DesiredState>) -> BTreeMap<S
 /// Builds the desired state of every node touched by `placement` or holding workloads in
 /// `previous`, and returns those that differ from `previous`, each with its generation bumped
 /// and stamped with `fleet`. Unchanged nodes are not returned, so re-applying the same
-/// deployments publishes nothing.
+/// deployments publishes nothing. `code` says which code a workload runs on a node (the
+/// artifact for the node's engine profile, see [`crate::model::code_for`]).
 pub fn node_desired_states(
     deployments: &BTreeMap<String, DeploymentRecord>,
     placement: &Placement,
     previous: &BTreeMap<String, DesiredState>,
     fleet: u64,
+    code: &impl Fn(&str, &WorkloadSpec) -> Code,
 ) -> Result<BTreeMap<String, DesiredState>, SpecError> {
     let mut next: BTreeMap<String, DesiredState> = previous
         .keys()
@@ -36,8 +38,9 @@ pub fn node_desired_states(
         .collect();
     for dep in deployments.values() {
         for ordinal in 0..dep.spec.replicas {
-            let spec = dep.workload_spec(ordinal)?;
+            let mut spec = dep.workload_spec(ordinal)?;
             if let Some(node) = placement.assigned.get(&spec.name) {
+                spec.code = code(node, &spec);
                 next.entry(node.clone()).or_default().workloads.push(spec);
             }
         }
@@ -64,6 +67,8 @@ mod tests {
     use super::*;
     use crate::scheduler::tests::deployment;
 
+    const SOURCE: fn(&str, &WorkloadSpec) -> Code = |_, _| Code::Source;
+
     fn placement(pairs: &[(&str, &str)]) -> Placement {
         Placement {
             assigned: pairs
@@ -78,7 +83,7 @@ mod tests {
     fn first_placement_creates_generation_one() {
         let d = BTreeMap::from([("hello".to_string(), deployment("hello", 2))]);
         let p = placement(&[("hello-0", "a"), ("hello-1", "b")]);
-        let out = node_desired_states(&d, &p, &BTreeMap::new(), 7).unwrap();
+        let out = node_desired_states(&d, &p, &BTreeMap::new(), 7, &SOURCE).unwrap();
         assert_eq!(out.len(), 2);
         assert_eq!(out["a"].generation, 1);
         assert_eq!(out["a"].fleet, 7, "stamped with the fleet");
@@ -90,17 +95,28 @@ mod tests {
     fn unchanged_inputs_change_nothing() {
         let d = BTreeMap::from([("hello".to_string(), deployment("hello", 2))]);
         let p = placement(&[("hello-0", "a"), ("hello-1", "a")]);
-        let first = node_desired_states(&d, &p, &BTreeMap::new(), 7).unwrap();
-        assert!(node_desired_states(&d, &p, &first, 7).unwrap().is_empty());
+        let first = node_desired_states(&d, &p, &BTreeMap::new(), 7, &SOURCE).unwrap();
+        assert!(
+            node_desired_states(&d, &p, &first, 7, &SOURCE)
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(current_placement(&first), p.assigned);
     }
 
     #[test]
     fn removal_sends_an_empty_state_with_a_new_generation() {
         let d = BTreeMap::from([("hello".to_string(), deployment("hello", 1))]);
-        let first =
-            node_desired_states(&d, &placement(&[("hello-0", "a")]), &BTreeMap::new(), 7).unwrap();
-        let out = node_desired_states(&BTreeMap::new(), &Placement::default(), &first, 7).unwrap();
+        let first = node_desired_states(
+            &d,
+            &placement(&[("hello-0", "a")]),
+            &BTreeMap::new(),
+            7,
+            &SOURCE,
+        )
+        .unwrap();
+        let out = node_desired_states(&BTreeMap::new(), &Placement::default(), &first, 7, &SOURCE)
+            .unwrap();
         assert_eq!(out["a"].generation, 2);
         assert!(out["a"].workloads.is_empty());
     }
@@ -109,13 +125,31 @@ mod tests {
     fn template_change_bumps_generation_and_revision_reaches_the_node() {
         let mut d = BTreeMap::from([("hello".to_string(), deployment("hello", 1))]);
         let p = placement(&[("hello-0", "a")]);
-        let first = node_desired_states(&d, &p, &BTreeMap::new(), 7).unwrap();
+        let first = node_desired_states(&d, &p, &BTreeMap::new(), 7, &SOURCE).unwrap();
         let dep = d.get_mut("hello").unwrap();
         dep.revision = 2;
         dep.spec.env.insert("X".into(), "1".into());
-        let out = node_desired_states(&d, &p, &first, 7).unwrap();
+        let out = node_desired_states(&d, &p, &first, 7, &SOURCE).unwrap();
         assert_eq!(out["a"].generation, 2);
         assert_eq!(out["a"].workloads[0].revision, 2);
         assert_eq!(out["a"].workloads[0].env.len(), 2);
+    }
+
+    #[test]
+    fn each_node_gets_the_code_for_its_engine() {
+        let d = BTreeMap::from([("hello".to_string(), deployment("hello", 2))]);
+        let p = placement(&[("hello-0", "arm"), ("hello-1", "x86")]);
+        let code = |node: &str, _: &WorkloadSpec| match node {
+            "arm" => Code::Compiling,
+            _ => Code::Source,
+        };
+        let out = node_desired_states(&d, &p, &BTreeMap::new(), 7, &code).unwrap();
+        assert_eq!(out["arm"].workloads[0].code, Code::Compiling);
+        assert_eq!(out["x86"].workloads[0].code, Code::Source);
+        // The artifact arriving is a change: the node is sent a new generation.
+        let ready = |_: &str, _: &WorkloadSpec| Code::Source;
+        let again = node_desired_states(&d, &p, &out, 7, &ready).unwrap();
+        assert_eq!(again.keys().collect::<Vec<_>>(), ["arm"]);
+        assert_eq!(again["arm"].generation, 2);
     }
 }

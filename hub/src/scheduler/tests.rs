@@ -16,6 +16,7 @@ pub(crate) fn node(name: &str, ready: bool, memory: u64, max: u32) -> NodeRecord
                 max_workloads: max,
             },
             labels: vec![],
+            engine: wasmfleet_common::engine::host_profile(false),
         },
         ready,
         since_ms: 0,

@@ -227,6 +227,18 @@ impl BlobStore {
             }),
         }
     }
+
+    /// The whole blob, if held (modules the hub compiles; bounded by the upload limit).
+    pub fn read_all(&self, digest: &Digest) -> Result<Option<Vec<u8>>, BlobError> {
+        match std::fs::read(self.path(digest)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(BlobError::Io {
+                path: self.path(digest),
+                source,
+            }),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ pub use blobs::{BlobError, BlobStore};
 pub use logs::{LogReader, LogStore, Retention};
 pub use sqlite::{EventReader, SqliteStore};
 
-use crate::model::{DeploymentRecord, NodeRecord};
+use crate::model::{ArtifactKey, ArtifactState, DeploymentRecord, NodeRecord};
 pub use crate::model::{Event, LogRecord};
 
 /// Why the store failed. Messages name what was being read or written.
@@ -53,6 +53,8 @@ pub struct Snapshot {
     pub nodes: BTreeMap<String, NodeRecord>,
     /// The last desired state sent to each node.
     pub desired: BTreeMap<String, DesiredState>,
+    /// Precompiled artifacts by module and engine profile.
+    pub artifacts: BTreeMap<ArtifactKey, ArtifactState>,
 }
 
 /// Writes that must land together (one reconcile pass), or not at all.
@@ -68,6 +70,8 @@ pub struct Batch {
     pub put_desired: Vec<(String, DesiredState)>,
     /// Events to record.
     pub events: Vec<Event>,
+    /// Artifacts compiled (or found impossible to compile).
+    pub put_artifacts: Vec<(ArtifactKey, ArtifactState)>,
 }
 
 impl Batch {
@@ -78,6 +82,7 @@ impl Batch {
             && self.put_nodes.is_empty()
             && self.put_desired.is_empty()
             && self.events.is_empty()
+            && self.put_artifacts.is_empty()
     }
 }
 

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use wasmfleet_proto::{DesiredState, Hello};
 
 use super::{Batch, Event, Snapshot, Store, StoreError};
-use crate::model::{DeploymentRecord, NodeRecord};
+use crate::model::{ArtifactState, DeploymentRecord, NodeRecord};
 
 /// Events kept; older ones are trimmed.
 const KEEP_EVENTS: u64 = 10_000;
@@ -32,6 +32,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE events ADD COLUMN deployment TEXT;
     CREATE INDEX IF NOT EXISTS events_deployment ON events (deployment, id);
     DROP TABLE IF EXISTS logs;
+    ",
+    // 2: precompiled artifacts per module and engine profile.
+    "
+    CREATE TABLE IF NOT EXISTS artifacts (module TEXT NOT NULL, profile TEXT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (module, profile));
     ",
 ];
 
@@ -263,6 +267,27 @@ impl Store for SqliteStore {
             };
             snap.desired.insert(node, state);
         }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT module, profile, state FROM artifacts")
+            .map_err(db("reading artifacts"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(db("reading artifacts"))?;
+        for row in rows {
+            let (module, profile, state) = row.map_err(db("reading artifacts"))?;
+            let what = || format!("artifact of module {module} for {profile}");
+            let digest = module.parse().map_err(|e| corrupt(what(), e))?;
+            let state: ArtifactState =
+                serde_json::from_str(&state).map_err(|e| corrupt(what(), e))?;
+            snap.artifacts.insert((digest, profile), state);
+        }
         Ok(snap)
     }
 
@@ -302,6 +327,17 @@ impl Store for SqliteStore {
                 params![node, wasmfleet_proto::encode(state)],
             )
             .map_err(db(format!("writing the desired state of node {node}")))?;
+        }
+        for ((module, profile), state) in &batch.put_artifacts {
+            let json = serde_json::to_string(state)
+                .map_err(|e| corrupt(format!("artifact of module {module}"), e))?;
+            tx.execute(
+                "INSERT OR REPLACE INTO artifacts (module, profile, state) VALUES (?1, ?2, ?3)",
+                params![module.to_hex(), profile, json],
+            )
+            .map_err(db(format!(
+                "writing the artifact of module {module} for {profile}"
+            )))?;
         }
         for ev in &batch.events {
             tx.execute(
@@ -428,6 +464,16 @@ mod tests {
                 put_nodes: vec![node("a", true, 1 << 30, 4)],
                 put_desired: vec![("a".into(), desired.clone())],
                 events: vec![event("hello", "Created")],
+                put_artifacts: vec![(
+                    (
+                        wasmfleet_proto::Digest([7; 32]),
+                        "x86_64/wasmtime-50.0.1/1".into(),
+                    ),
+                    ArtifactState::Ready {
+                        digest: "ab".repeat(32),
+                        size: 9,
+                    },
+                )],
                 ..Batch::default()
             })
             .unwrap();
@@ -446,6 +492,11 @@ mod tests {
         assert_eq!(snap.deployments["hello"], deployment("hello", 2));
         assert_eq!(snap.nodes["a"], node("a", true, 1 << 30, 4));
         assert_eq!(snap.desired["a"], desired);
+        let art = &snap.artifacts[&(
+            wasmfleet_proto::Digest([7; 32]),
+            "x86_64/wasmtime-50.0.1/1".to_string(),
+        )];
+        assert_eq!(art.blob().unwrap().size, 9);
         let r = s.reader().unwrap();
         assert_eq!(
             r.events(Some(("Deployment", "hello")), 10).unwrap()[0].reason,
@@ -527,7 +578,7 @@ mod tests {
         let s = SqliteStore::in_memory().unwrap();
         s.conn
             .execute(
-                "INSERT INTO desired (node, frame) VALUES ('n1', x'0203')",
+                "INSERT INTO desired (node, frame) VALUES ('n1', x'0303')",
                 [],
             )
             .unwrap();

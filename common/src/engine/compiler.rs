@@ -1,0 +1,197 @@
+//! Compiling modules (feature `compiler`): the hub's admission check and its per-profile
+//! compiler, and local compilation on agents built with a compiler.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use wasmfleet_proto::EngineProfile;
+use wasmtime::{Config, Engine, Linker, Module};
+use wasmtime_wasi::p1::WasiP1Ctx;
+
+use super::{AdmitError, WASMTIME_VERSION, check_header, check_module, settings_fingerprint};
+
+/// The agents' configuration, compiling for `target` (a Rust target triple) at the target's
+/// baseline: no optional CPU features, so the code runs on every CPU of that architecture.
+pub fn config_for(target: &str) -> Result<Config, AdmitError> {
+    let mut config = super::config();
+    config
+        .target(target)
+        .map_err(|e| AdmitError::Setup(format!("target {target:?}: {e:#}")))?;
+    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    Ok(config)
+}
+
+/// Compiles modules for nodes, once per engine profile. Engines are built on first use per
+/// target and kept: creating one costs milliseconds, compiling with it is the real work.
+pub struct Compiler {
+    engines: Mutex<BTreeMap<String, Result<Engine, String>>>,
+}
+
+impl std::fmt::Debug for Compiler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiler").finish_non_exhaustive()
+    }
+}
+
+impl Default for Compiler {
+    fn default() -> Self {
+        Compiler::new()
+    }
+}
+
+impl Compiler {
+    /// A compiler with no engines built yet.
+    pub fn new() -> Compiler {
+        Compiler {
+            engines: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Whether artifacts of this hub load on a node of `profile`; the error says why not
+    /// (the node then compiles the source module itself, if it can).
+    pub fn fits(&self, profile: &EngineProfile) -> Result<(), String> {
+        if profile.wasmtime != WASMTIME_VERSION {
+            return Err(format!(
+                "the node runs wasmtime {}, this hub compiles with wasmtime {WASMTIME_VERSION}",
+                profile.wasmtime
+            ));
+        }
+        if profile.settings != settings_fingerprint() {
+            return Err(format!(
+                "the node's engine settings (fingerprint {:016x}) differ from this hub's ({:016x})",
+                profile.settings,
+                settings_fingerprint()
+            ));
+        }
+        self.engine(&profile.target).map(|_| ())
+    }
+
+    /// Compiles `wasm` for `profile`. CPU-heavy: call from a blocking context.
+    pub fn compile(&self, profile: &EngineProfile, wasm: &[u8]) -> Result<Vec<u8>, AdmitError> {
+        self.fits(profile).map_err(AdmitError::Setup)?;
+        let engine = self.engine(&profile.target).map_err(AdmitError::Setup)?;
+        engine
+            .precompile_module(wasm)
+            .map_err(|e| AdmitError::Invalid(format!("{e:#}")))
+    }
+
+    fn engine(&self, target: &str) -> Result<Engine, String> {
+        let mut engines = self.engines.lock().unwrap_or_else(|p| p.into_inner());
+        engines
+            .entry(target.to_owned())
+            .or_insert_with(|| {
+                let config = config_for(target).map_err(|e| e.to_string())?;
+                Engine::new(&config)
+                    .map_err(|e| format!("this hub cannot compile for target {target}: {e:#}"))
+            })
+            .clone()
+    }
+}
+
+/// The hub's admission check: compiles a module the way agents will and checks it against
+/// the agents' linker.
+pub struct Checker {
+    engine: Engine,
+    linker: Linker<WasiP1Ctx>,
+}
+
+impl std::fmt::Debug for Checker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checker").finish_non_exhaustive()
+    }
+}
+
+impl Checker {
+    /// A checker with the agents' engine configuration and linker, for this host's
+    /// architecture at its baseline (so the module it compiles is also the artifact for
+    /// nodes of the hub's own architecture).
+    pub fn new() -> Result<Checker, AdmitError> {
+        let engine = Engine::new(&config_for(&target_lexicon::HOST.to_string())?)
+            .map_err(|e| AdmitError::Setup(format!("{e:#}")))?;
+        let linker = super::wasi_linker(&engine, |c: &mut WasiP1Ctx| c)?;
+        Ok(Checker { engine, linker })
+    }
+
+    /// Compiles `bytes` and checks it. CPU-heavy: call from a blocking context.
+    pub fn check(&self, bytes: &[u8]) -> Result<Module, AdmitError> {
+        check_header(bytes)?;
+        let module =
+            Module::new(&self.engine, bytes).map_err(|e| AdmitError::Invalid(format!("{e:#}")))?;
+        check_module(&self.linker, &module)?;
+        Ok(module)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wat(text: &str) -> Vec<u8> {
+        wat::parse_str(text).unwrap()
+    }
+
+    const COMMAND: &str = r#"(module (func (export "_start")))"#;
+
+    #[test]
+    fn accepts_a_command_and_refuses_the_rest_with_reasons() {
+        let c = Checker::new().unwrap();
+        c.check(&wat(COMMAND)).unwrap();
+        assert_eq!(c.check(b"#!/bin/sh\n").unwrap_err(), AdmitError::NotWasm);
+        assert_eq!(
+            c.check(b"\0asm\x0d\0\x01\0").unwrap_err(),
+            AdmitError::NotCoreModule
+        );
+        let err = c
+            .check(&wat(r#"(module (func (export "main")))"#))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("exports no `_start`"), "{err}");
+        let err = c
+            .check(&wat(
+                r#"(module (import "env" "f" (func)) (func (export "_start")))"#,
+            ))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("env::f"), "names the import: {err}");
+        let err = c
+            .check(&wat(r#"(module (func (export "_start") (param i32)))"#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not a function taking and returning nothing"),
+            "{err}"
+        );
+        let truncated = &wat(COMMAND)[..20];
+        let err = c.check(truncated).unwrap_err();
+        assert!(matches!(err, AdmitError::Invalid(_)), "{err}");
+    }
+
+    #[test]
+    #[cfg(feature = "cross")]
+    fn compiles_for_another_architecture_and_explains_profiles_it_cannot_serve() {
+        let compiler = Compiler::new();
+        let mut arm = crate::engine::host_profile(false);
+        arm.target = "aarch64-unknown-linux-gnu".into();
+        let artifact = compiler.compile(&arm, &wat(COMMAND)).unwrap();
+        // An ELF object for machine 183 (EM_AARCH64).
+        assert_eq!(&artifact[..4], b"\x7fELF");
+        assert_eq!(u16::from_le_bytes([artifact[18], artifact[19]]), 183);
+
+        let mut old = arm.clone();
+        old.wasmtime = "49.0.0".into();
+        let why = compiler.fits(&old).unwrap_err();
+        assert!(why.contains("wasmtime 49.0.0"), "{why}");
+        let mut other = arm.clone();
+        other.settings ^= 1;
+        assert!(
+            compiler
+                .fits(&other)
+                .unwrap_err()
+                .contains("engine settings")
+        );
+        let mut exotic = arm;
+        exotic.target = "s390x-unknown-linux-gnu".into();
+        let why = compiler.fits(&exotic).unwrap_err();
+        assert!(why.contains("s390x"), "{why}");
+    }
+}

@@ -1,0 +1,236 @@
+//! Compile once, at the hub: every module is compiled once per engine profile in the fleet
+//! (not once per device), stored as a content-addressed blob, and named in the desired state
+//! of each node of that profile, which fetches only the artifact over the chunked blob path.
+//!
+//! Three moments compile:
+//! - an upload: the admission check compiles for the hub's own architecture anyway; that
+//!   module is kept as the artifact of the hub's profile ([`Artifacts::keep_host_artifact`]);
+//! - an apply: the module is compiled for every profile the fleet has, so a module that does
+//!   not compile for one is refused at `apply` with the module and profile named
+//!   ([`Artifacts::build_for_fleet`]);
+//! - a node of a new profile joins: [`run`] compiles what nodes wait for (their desired state
+//!   says `Compiling` meanwhile).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, watch};
+use wasmfleet_common::digest::sha256;
+use wasmfleet_common::engine::{AdmitError, Compiler, describe};
+use wasmfleet_proto::{Code, Digest, EngineProfile};
+
+use crate::clock::now_ms;
+use crate::controller::handle::Visibility;
+use crate::controller::{ControllerError, ControllerHandle, FleetSnapshot};
+use crate::model::{ArtifactKey, ArtifactState, profile_key};
+use crate::store::BlobStore;
+
+/// Compiles at once; more wait (compiling is CPU- and memory-heavy, and the hub serves the
+/// fleet meanwhile).
+pub const CONCURRENT_COMPILES: usize = 2;
+
+/// How often the worker looks for nodes waiting for an artifact.
+const POLL: Duration = Duration::from_millis(100);
+
+/// The hub's compiler and where its artifacts go. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    compiler: Arc<Compiler>,
+    blobs: BlobStore,
+    permits: Arc<Semaphore>,
+}
+
+impl Artifacts {
+    /// Artifacts stored in `blobs`.
+    pub fn new(blobs: BlobStore) -> Artifacts {
+        Artifacts {
+            compiler: Arc::new(Compiler::new()),
+            blobs,
+            permits: Arc::new(Semaphore::new(CONCURRENT_COMPILES)),
+        }
+    }
+
+    /// Compiles `module` (held in the blob store) for `profile` and stores the artifact.
+    pub async fn build(&self, module: Digest, profile: &EngineProfile) -> ArtifactState {
+        if let Err(reason) = self.compiler.fits(profile) {
+            return ArtifactState::Unavailable { reason };
+        }
+        let _permit = self.permits.acquire().await;
+        let (this, profile) = (self.clone(), profile.clone());
+        let built = tokio::task::spawn_blocking(move || {
+            let wasm = match this.blobs.read_all(&module) {
+                Ok(Some(wasm)) => wasm,
+                Ok(None) => {
+                    return ArtifactState::Unavailable {
+                        reason: format!("module {module} is not in the hub's blob store"),
+                    };
+                }
+                Err(e) => {
+                    return ArtifactState::Unavailable {
+                        reason: e.to_string(),
+                    };
+                }
+            };
+            match this.compiler.compile(&profile, &wasm) {
+                Ok(artifact) => this.store(&artifact),
+                Err(AdmitError::Invalid(reason)) => ArtifactState::Failed { reason },
+                Err(e) => ArtifactState::Unavailable {
+                    reason: e.to_string(),
+                },
+            }
+        })
+        .await;
+        built.unwrap_or_else(|e| ArtifactState::Unavailable {
+            reason: format!("compiler task failed: {e}"),
+        })
+    }
+
+    /// Stores artifact bytes as a blob. Blocking.
+    fn store(&self, artifact: &[u8]) -> ArtifactState {
+        let digest = sha256(artifact);
+        match self.blobs.put(&digest, artifact, |_| Ok(())) {
+            Ok(_) => ArtifactState::Ready {
+                digest: digest.to_hex(),
+                size: artifact.len() as u64,
+            },
+            Err(e) => ArtifactState::Unavailable {
+                reason: format!("cannot store the artifact: {e}"),
+            },
+        }
+    }
+
+    /// Keeps the module the upload check compiled (for the hub's own architecture, at its
+    /// baseline) as the artifact of the hub's profile. Blocking.
+    pub fn keep_host_artifact(
+        &self,
+        module: Digest,
+        serialized: &[u8],
+    ) -> (ArtifactKey, ArtifactState) {
+        let key = (
+            module,
+            profile_key(&wasmfleet_common::engine::host_profile(false)),
+        );
+        (key, self.store(serialized))
+    }
+
+    /// Compiles `module` for every profile of the fleet that has no artifact of it yet.
+    /// Returns every outcome (to record) and the first profile it does not compile for.
+    pub async fn build_for_fleet(
+        &self,
+        snapshot: &FleetSnapshot,
+        module: Digest,
+    ) -> (Vec<(ArtifactKey, ArtifactState)>, Option<String>) {
+        let mut profiles: BTreeMap<String, &EngineProfile> = BTreeMap::new();
+        for n in snapshot.nodes.values() {
+            profiles.insert(profile_key(&n.hello.engine), &n.hello.engine);
+        }
+        let mut out = Vec::new();
+        let mut refusal = None;
+        for (key, profile) in profiles {
+            let key = (module, key);
+            if snapshot.artifacts.contains_key(&key) {
+                continue;
+            }
+            let state = self.build(module, profile).await;
+            if let ArtifactState::Failed { reason } = &state {
+                refusal.get_or_insert_with(|| {
+                    format!(
+                        "spec.module: module sha256:{} does not compile for the engine of the fleet's {} nodes: {reason}",
+                        module.short(),
+                        describe(profile)
+                    )
+                });
+            }
+            out.push((key, state));
+        }
+        (out, refusal)
+    }
+}
+
+/// What nodes wait for: every (module, profile) some desired state marks `Compiling`.
+pub fn wanted(snapshot: &FleetSnapshot) -> BTreeMap<ArtifactKey, (Digest, EngineProfile)> {
+    let mut out = BTreeMap::new();
+    for (node, state) in &snapshot.desired {
+        let Some(n) = snapshot.nodes.get(node) else {
+            continue;
+        };
+        for w in state.workloads.iter().filter(|w| w.code == Code::Compiling) {
+            let key = (w.module.digest, profile_key(&n.hello.engine));
+            if !snapshot.artifacts.contains_key(&key) {
+                out.insert(key, (w.module.digest, n.hello.engine.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Compiles what nodes wait for, until shutdown.
+pub async fn run(
+    artifacts: Artifacts,
+    controller: ControllerHandle,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut seen = u64::MAX;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            () = tokio::time::sleep(POLL) => {}
+        }
+        let snapshot = controller.snapshot();
+        if snapshot.version == seen {
+            continue;
+        }
+        seen = snapshot.version;
+        for (key, (module, profile)) in wanted(&snapshot) {
+            let state = artifacts.build(module, &profile).await;
+            tracing::info!(module = %module.short(), profile = %key.1, ?state, "compiled for a node's engine");
+            let recorded = controller
+                .change(Visibility::Now, move |c| {
+                    let publish = c.record_artifacts(vec![(key, state)], now_ms())?;
+                    Ok::<_, ControllerError>(((), publish))
+                })
+                .await;
+            if let Err(e) = recorded {
+                tracing::error!(error = %e, "cannot record an artifact");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::NodeRecord;
+    use wasmfleet_proto::DesiredState;
+
+    #[test]
+    fn nodes_waiting_for_code_are_wanted_once_per_profile() {
+        let mut snap = FleetSnapshot::default();
+        let spec = |name: &str, code: Code| {
+            let mut s = crate::scheduler::tests::deployment("d", 1)
+                .workload_spec(0)
+                .unwrap();
+            s.name = name.into();
+            s.code = code;
+            s
+        };
+        for (node, target) in [("a", "x86"), ("b", "x86"), ("c", "arm")] {
+            let mut rec: NodeRecord = crate::scheduler::tests::node(node, true, 1 << 30, 4);
+            rec.hello.engine.target = target.into();
+            snap.nodes.insert(node.into(), rec);
+            snap.desired.insert(
+                node.into(),
+                DesiredState {
+                    fleet: 1,
+                    generation: 1,
+                    workloads: vec![spec(&format!("{node}-w"), Code::Compiling)],
+                },
+            );
+        }
+        snap.desired.get_mut("c").unwrap().workloads[0].code = Code::Source;
+        let w = wanted(&snap);
+        assert_eq!(w.len(), 1, "a and b share a profile; c waits for nothing");
+        assert_eq!(w.values().next().unwrap().1.target, "x86");
+    }
+}
