@@ -4,5 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build --release --workspace
+# Built apart, as shipped: the hub with its compilers, the agent without one (built together,
+# cargo would unify their wasmtime features and give the agent Cranelift too).
+cargo build --release -p wasmfleet-hub
+cargo build --release -p edge-agent
 exec target/release/wasmfleet demo "$@"

@@ -271,8 +271,10 @@ async fn ticker(
         }
         ticks += 1;
         if !ticks.is_multiple_of(per_second) {
-            let c = controller.clone();
-            let _ = tokio::task::spawn_blocking(move || c.refresh()).await;
+            if controller.is_stale() {
+                let c = controller.clone();
+                let _ = tokio::task::spawn_blocking(move || c.refresh_if_due()).await;
+            }
             continue;
         }
         let result = controller

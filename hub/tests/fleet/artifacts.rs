@@ -55,7 +55,8 @@ fn fake_node(mqtt: &str, name: &str, engine: EngineProfile) -> FakeNode {
                     }
                 }
                 Ok(_) => {}
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                // Dropped, or taken over by a new session of the same node: done.
+                Err(_) => break,
             }
         }
     });
@@ -68,10 +69,16 @@ fn fake_node(mqtt: &str, name: &str, engine: EngineProfile) -> FakeNode {
 impl FakeNode {
     /// The first desired state with a workload whose code is decided (not `Compiling`).
     fn wait_code(&self) -> Code {
+        self.wait_code_other_than(None)
+    }
+
+    /// [`FakeNode::wait_code`], skipping states that still name `old`.
+    fn wait_code_other_than(&self, old: Option<Code>) -> Code {
         wait_until("a desired state with decided code", || {
             while let Ok(state) = self.desired.try_recv() {
                 if let Some(w) = state.workloads.first()
                     && w.code != Code::Compiling
+                    && Some(w.code) != old
                 {
                     return Some(w.code);
                 }
@@ -152,14 +159,40 @@ fn each_engine_profile_gets_one_artifact_and_unknown_ones_get_the_source() {
     );
     assert!(wide.contains("wasmtime-49.0.0"), "{wide}");
 
-    // Compiled once per profile: the module, the host artifact and the aarch64 one; scaling
-    // out compiles nothing more.
+    // Compiled once per profile: the module, the host artifact and the aarch64 one.
     let hub_blobs = || {
         std::fs::read_dir(dir.path().join("hub/blobs"))
             .unwrap()
             .count()
     };
     assert_eq!(hub_blobs(), 3);
+
+    // A node comes back with another engine (say, a new OS build): its workload waits
+    // (Compiling) while the hub compiles for the new profile, then it gets that artifact.
+    drop(arm);
+    let upgraded = fake_node(
+        &hub.mqtt,
+        "arm-1",
+        profile("aarch64-unknown-linux-musl", "50.0.1"),
+    );
+    let old = Some(Code::Precompiled(artifact));
+    let Code::Precompiled(new_artifact) = upgraded.wait_code_other_than(old) else {
+        panic!("the upgraded node got no artifact")
+    };
+    let (_, bytes) = http(
+        &hub,
+        "GET",
+        &format!("/v1/blobs/{}", new_artifact.digest),
+        b"",
+    );
+    assert_eq!(
+        u16::from_le_bytes([bytes[18], bytes[19]]),
+        183,
+        "EM_AARCH64"
+    );
+    assert_eq!(hub_blobs(), 4);
+
+    // Scaling out compiles nothing more.
     std::fs::write(
         &app,
         std::fs::read_to_string(&app)
@@ -169,5 +202,5 @@ fn each_engine_profile_gets_one_artifact_and_unknown_ones_get_the_source() {
     .unwrap();
     hub.ok(&["apply", "-f", app.to_str().unwrap()]);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(hub_blobs(), 3);
+    assert_eq!(hub_blobs(), 4);
 }

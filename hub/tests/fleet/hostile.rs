@@ -241,3 +241,51 @@ fn an_absent_hub_is_named_in_a_clear_error() {
     );
     assert!(err.contains("WASMFLEET_HUB"), "{err}");
 }
+
+/// CPU time of a process (user + system) from /proc, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// A busy loop deployed with `cpu: 250m` costs its agent about a quarter of a core, measured
+/// from the agent process's own CPU time; its `maxRunTime` then stops it as Failed for good.
+#[test]
+fn a_busy_loop_is_held_to_its_cpu_limit_and_its_run_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start_hub(dir.path(), free_port(), free_port(), None);
+    let agent = start_agent(dir.path(), &hub.mqtt, "node-a");
+    hub.wait_nodes_ready(1);
+    let app = manifest(dir.path(), "spin", 1, &["--spin"], "");
+    let text = std::fs::read_to_string(&app).unwrap().replace(
+        "resources: {memory: 16Mi}",
+        "resources: {memory: 16Mi, cpu: 250m, maxRunTime: 8s}",
+    );
+    std::fs::write(&app, text).unwrap();
+    hub.ok(&["apply", "-f", app.to_str().unwrap()]);
+    hub.wait_phase("spin", 1, "Running");
+    let pid = agent.child.id();
+    let (cpu0, wall0) = (cpu_seconds(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    let share = (cpu_seconds(pid) - cpu0) / wall0.elapsed().as_secs_f64();
+    assert!(
+        (0.1..0.45).contains(&share),
+        "the agent used {share:.2} of a core for a 250m busy loop"
+    );
+    let failed = hub.wait_phase("spin", 1, "Failed");
+    let message = failed[0]["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains("DeadlineExceeded"), "{message}");
+    std::thread::sleep(Duration::from_secs(2));
+    let w = &hub.json("workloads")[0];
+    assert_eq!(w["phase"], "Failed", "not restarted: {w}");
+    assert_eq!(w["restarts"], 0, "{w}");
+}

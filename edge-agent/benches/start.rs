@@ -1,0 +1,156 @@
+//! Start-up figures of the runtime, in-process (no MQTT): how long from "start this
+//! workload" (the moment the agent acts on a desired state) until the guest is running,
+//! observed as its first output line, for the `hello` guest run from the hub's artifact.
+//!
+//! - `first_start`: the artifact is loaded from its file (mapped, checked, linked) and
+//!   instantiated: the first start of a module the node has just fetched.
+//! - `cached_start`: the module is already loaded (`InstancePre`): every later start, such as
+//!   a restart or a second replica.
+//! - `idle_instance_bytes`: RSS added per idle instance (sleeping guests), averaged over 50.
+//!
+//! Run: `cargo bench -p edge-agent --bench start` after building the guest
+//! (`scripts/bench.sh` does both). Prints one `figures:` line; compare runs as ratios.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use edge_agent::runtime::{CodeKind, InstanceContext, Runtime};
+use tokio::sync::mpsc;
+use wasmfleet_proto::{Code, EnvVar, Limits, ModuleRef, RestartPolicy, WorkloadSpec};
+
+const GUEST: &str = "target/guests/wasm32-wasip1/release/hello.wasm";
+
+fn spec(name: &str, args: &[&str]) -> WorkloadSpec {
+    let module = ModuleRef {
+        digest: wasmfleet_proto::Digest([0; 32]),
+        size: 0,
+    };
+    WorkloadSpec {
+        name: name.into(),
+        deployment: "hello".into(),
+        revision: 1,
+        module,
+        args: args.iter().map(|a| a.to_string()).collect(),
+        env: vec![EnvVar {
+            name: "GREETING".into(),
+            value: "hi".into(),
+        }],
+        limits: Limits {
+            memory_bytes: 16 << 20,
+            cpu_millis: None,
+            max_run_ms: None,
+        },
+        restart: RestartPolicy::Never,
+        code: Code::Precompiled(module),
+    }
+}
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Starts one instance and returns how long until its first output line.
+async fn time_to_first_line(rt: &Runtime, ctx: &InstanceContext, name: &str) -> Duration {
+    let (tx, mut rx) = mpsc::channel(64);
+    let started = Instant::now();
+    let task = tokio::spawn(rt.run(spec(name, &["--count", "1"]), ctx.clone(), tx));
+    rx.recv().await.expect("the guest printed nothing");
+    let took = started.elapsed();
+    let _ = task.await;
+    took
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let wasm = std::fs::read(root.join(GUEST)).unwrap_or_else(|e| {
+        panic!("{GUEST}: {e}; build it first (scripts/bench.sh does)");
+    });
+    let profile = wasmfleet_common::engine::host_profile(false);
+    let artifact = wasmfleet_common::engine::Compiler::new()
+        .compile(&profile, &wasm)
+        .expect("precompile hello");
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut first = Vec::new();
+        let mut cached = Vec::new();
+        for round in 0..20 {
+            // A fresh runtime and artifact file each round: nothing loaded yet.
+            let rt = Runtime::new(&dir.path().join(format!("cache-{round}"))).unwrap();
+            let code_path: PathBuf = dir.path().join(format!("hello-{round}.cwasm"));
+            std::fs::write(&code_path, &artifact).unwrap();
+            let ctx = InstanceContext {
+                node: "bench".into(),
+                code_path,
+                code_digest: wasmfleet_common::digest::sha256(&artifact),
+                code: CodeKind::Precompiled,
+                log_limits: Default::default(),
+            };
+            first.push(time_to_first_line(&rt, &ctx, "first").await);
+            for i in 0..20 {
+                cached.push(time_to_first_line(&rt, &ctx, &format!("w-{i}")).await);
+            }
+        }
+        // Idle instances: guests asleep in a long interval.
+        let rt = Runtime::new(&dir.path().join("cache-idle")).unwrap();
+        let code_path = dir.path().join("hello-idle.cwasm");
+        std::fs::write(&code_path, &artifact).unwrap();
+        let ctx = InstanceContext {
+            node: "bench".into(),
+            code_path,
+            code_digest: wasmfleet_common::digest::sha256(&artifact),
+            code: CodeKind::Precompiled,
+            log_limits: Default::default(),
+        };
+        let (tx, mut rx) = mpsc::channel(4096);
+        let mut tasks = Vec::new();
+        let first_one = tokio::spawn(rt.run(spec("idle-0", &["--interval", "3600s"]), ctx.clone(), tx.clone()));
+        while let Some(l) = rx.recv().await {
+            assert!(!l.line.contains("bad --"), "{}", l.line);
+            if l.line.starts_with("hi from") {
+                break;
+            }
+        }
+        let before = rss_bytes();
+        const IDLE: usize = 50;
+        for i in 1..=IDLE {
+            tasks.push(tokio::spawn(rt.run(
+                spec(&format!("idle-{i}"), &["--interval", "3600s"]),
+                ctx.clone(),
+                tx.clone(),
+            )));
+        }
+        let mut greeted = 0;
+        while greeted < IDLE {
+            if rx.recv().await.is_some_and(|l| l.line.starts_with("hi from")) {
+                greeted += 1;
+            }
+        }
+        let per_instance = rss_bytes().saturating_sub(before) / IDLE as u64;
+        for t in tasks {
+            t.abort();
+        }
+        first_one.abort();
+        println!(
+            "figures: first_start_us={} cached_start_us={} idle_instance_bytes={} artifact_bytes={} module_bytes={}",
+            median(first).as_micros(),
+            median(cached).as_micros(),
+            per_instance,
+            artifact.len(),
+            wasm.len()
+        );
+    });
+}
