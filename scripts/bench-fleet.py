@@ -30,6 +30,10 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release")
+# The agent as built for devices (`--profile device`), else the release build.
+AGENT = os.environ.get("AGENT_BIN") or next(
+    (p for p in (os.path.join(ROOT, "target", "device", "edge-agent"),
+                 os.path.join(BIN, "edge-agent")) if os.path.exists(p)))
 WASM = os.path.join(ROOT, "target", "guests", "wasm32-wasip1", "release", "hello.wasm")
 RUNS = int(os.environ.get("RUNS", "5"))
 AGENTS = int(os.environ.get("AGENTS", "20"))
@@ -83,7 +87,7 @@ class Fleet:
             node = f"bench-{i}"
             self.agents.append(self.spawn(
                 node,
-                [os.path.join(BIN, "edge-agent"), "--mqtt", f"mqtt://127.0.0.1:{mqtt_port}",
+                [AGENT, "--mqtt", f"mqtt://127.0.0.1:{mqtt_port}",
                  "--node", node, "--data", os.path.join(workdir, node), "--max-workloads", "64"],
             ))
         self.wait(f"{agents} nodes Ready", lambda: sum(

@@ -12,9 +12,11 @@ scripts/setup.sh
 cargo build --release --target wasm32-wasip1 --manifest-path examples/hello/Cargo.toml --target-dir target/guests
 # In-process start-up figures (the bench links a compiler to make the artifact it loads).
 cargo bench -p edge-agent --bench start 2>/dev/null | grep '^figures:'
-# The binaries as shipped, built last: the hub with its compilers, the agent without one.
+# The binaries as shipped, built last: the hub with its compilers, the agent without one and
+# for size (profile `device`).
 cargo build --release -p wasmfleet-hub
 cargo build --release -p edge-agent
+cargo build --profile device -p edge-agent
 # Peers, from PyPI (wasmtime 49 CLI; wamr with its AOT compiler wamrc).
 if [ ! -x target/bench-peers/bin/wamrc ]; then
     python3 -m venv target/bench-peers
@@ -22,8 +24,8 @@ if [ ! -x target/bench-peers/bin/wamrc ]; then
 fi
 site=$(target/bench-peers/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 chmod +x "$site"/wasmtime_cli/wasmtime
-echo "figures: binary_bytes wasmfleet=$(stat -c %s target/release/wasmfleet) edge-agent=$(stat -c %s target/release/edge-agent)"
-PEERS_BIN=target/bench-peers/bin PEERS_SITE=$site python3 scripts/bench-fleet.py
+echo "figures: binary_bytes wasmfleet=$(stat -c %s target/release/wasmfleet) edge-agent=$(stat -c %s target/release/edge-agent) edge-agent(device)=$(stat -c %s target/device/edge-agent)"
+AGENT_BIN=target/device/edge-agent PEERS_BIN=target/bench-peers/bin PEERS_SITE=$site python3 scripts/bench-fleet.py
 for i in $(seq "$RUNS"); do
     port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
     target/release/wasmfleet demo --run-for 3 --module target/guests/wasm32-wasip1/release/hello.wasm \

@@ -233,4 +233,34 @@ mod tests {
         assert_eq!(w.len(), 1, "a and b share a profile; c waits for nothing");
         assert_eq!(w.values().next().unwrap().1.target, "x86");
     }
+
+    /// A module that does not compile for one of the fleet's engines is refused, naming the
+    /// module and the engine (here: bytes that reached the blob store without the upload
+    /// check, as from an older hub).
+    #[tokio::test]
+    async fn a_module_that_does_not_compile_for_a_profile_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(dir.path()).unwrap();
+        let bad = b"\0asm\x01\0\0\0\x01\xff".to_vec();
+        let module = sha256(&bad);
+        blobs.put(&module, &bad, |_| Ok(())).unwrap();
+        let mut snap = FleetSnapshot::default();
+        let mut rec: NodeRecord = crate::scheduler::tests::node("pi", true, 1 << 30, 4);
+        rec.hello.engine.target = "aarch64-unknown-linux-gnu".into();
+        snap.nodes.insert("pi".into(), rec);
+        let (built, refusal) = Artifacts::new(blobs).build_for_fleet(&snap, module).await;
+        let refusal = refusal.expect("refused");
+        assert!(
+            refusal.starts_with("spec.module: module sha256:"),
+            "{refusal}"
+        );
+        assert!(
+            refusal.contains("aarch64-unknown-linux-gnu/wasmtime-50.0.1"),
+            "{refusal}"
+        );
+        assert!(
+            matches!(built[0].1, ArtifactState::Failed { .. }),
+            "{built:?}"
+        );
+    }
 }
