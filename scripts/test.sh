@@ -10,7 +10,9 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace 2>&1 | tee "$log"
 # The agent's runtime and loop again with feature `compiler` (source modules, local cache).
-cargo test --workspace --features edge-agent/compiler --test node 2>&1 | tee -a "$log"
+# `--workspace --tests` keeps every other crate's features as above, so only edge-agent is
+# rebuilt; the filters pick its runtime and agent tests.
+cargo test --workspace --tests --features edge-agent/compiler -- runtime:: agent:: 2>&1 | tee -a "$log"
 # proto is no_std: it must build for a Cortex-M4F microcontroller.
 cargo build -p wasmfleet-proto --target thumbv7em-none-eabihf
 # One closing line for the whole suite (cargo's last line is a doc-test run of 0 tests).

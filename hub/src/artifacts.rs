@@ -33,6 +33,9 @@ pub const CONCURRENT_COMPILES: usize = 2;
 /// How often the worker looks for nodes waiting for an artifact.
 const POLL: Duration = Duration::from_millis(100);
 
+/// How long the worker waits before trying again after a passing failure.
+const RETRY: Duration = Duration::from_secs(5);
+
 /// The hub's compiler and where its artifacts go. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Artifacts {
@@ -51,67 +54,68 @@ impl Artifacts {
         }
     }
 
-    /// Compiles `module` (held in the blob store) for `profile` and stores the artifact.
-    pub async fn build(&self, module: Digest, profile: &EngineProfile) -> ArtifactState {
+    /// Compiles `module` (held in the blob store) for `profile` and stores the artifact. An
+    /// `Err` is a passing trouble of the hub's (its disk, a missing blob): nothing is decided,
+    /// and the node keeps waiting while the worker tries again.
+    pub async fn build(
+        &self,
+        module: Digest,
+        profile: &EngineProfile,
+    ) -> Result<ArtifactState, String> {
         if let Err(reason) = self.compiler.fits(profile) {
-            return ArtifactState::Unavailable { reason };
+            return Ok(ArtifactState::Unavailable { reason });
         }
         let _permit = self.permits.acquire().await;
         let (this, profile) = (self.clone(), profile.clone());
         let built = tokio::task::spawn_blocking(move || {
             let wasm = match this.blobs.read_all(&module) {
                 Ok(Some(wasm)) => wasm,
-                Ok(None) => {
-                    return ArtifactState::Unavailable {
-                        reason: format!("module {module} is not in the hub's blob store"),
-                    };
-                }
-                Err(e) => {
-                    return ArtifactState::Unavailable {
-                        reason: e.to_string(),
-                    };
-                }
+                Ok(None) => return Err(format!("module {module} is not in the hub's blob store")),
+                Err(e) => return Err(e.to_string()),
             };
             match this.compiler.compile(&profile, &wasm) {
                 Ok(artifact) => this.store(&artifact),
-                Err(AdmitError::Invalid(reason)) => ArtifactState::Failed { reason },
-                Err(e) => ArtifactState::Unavailable {
+                Err(AdmitError::Invalid(reason)) => Ok(ArtifactState::Failed { reason }),
+                Err(e) => Ok(ArtifactState::Unavailable {
                     reason: e.to_string(),
-                },
+                }),
             }
         })
         .await;
-        built.unwrap_or_else(|e| ArtifactState::Unavailable {
-            reason: format!("compiler task failed: {e}"),
-        })
+        built.unwrap_or_else(|e| Err(format!("compiler task failed: {e}")))
     }
 
     /// Stores artifact bytes as a blob. Blocking.
-    fn store(&self, artifact: &[u8]) -> ArtifactState {
+    fn store(&self, artifact: &[u8]) -> Result<ArtifactState, String> {
         let digest = sha256(artifact);
-        match self.blobs.put(&digest, artifact, |_| Ok(())) {
-            Ok(_) => ArtifactState::Ready {
-                digest: digest.to_hex(),
-                size: artifact.len() as u64,
-            },
-            Err(e) => ArtifactState::Unavailable {
-                reason: format!("cannot store the artifact: {e}"),
-            },
-        }
+        self.blobs
+            .put(&digest, artifact, |_| Ok(()))
+            .map_err(|e| format!("cannot store the artifact: {e}"))?;
+        Ok(ArtifactState::Ready {
+            digest: digest.to_hex(),
+            size: artifact.len() as u64,
+        })
     }
 
     /// Keeps the module the upload check compiled (for the hub's own architecture, at its
-    /// baseline) as the artifact of the hub's profile. Blocking.
+    /// baseline) as the artifact of the hub's profile. Blocking. `None` if it could not be
+    /// stored (the worker compiles it again when a node needs it).
     pub fn keep_host_artifact(
         &self,
         module: Digest,
         serialized: &[u8],
-    ) -> (ArtifactKey, ArtifactState) {
+    ) -> Option<(ArtifactKey, ArtifactState)> {
         let key = (
             module,
             profile_key(&wasmfleet_common::engine::host_profile(false)),
         );
-        (key, self.store(serialized))
+        match self.store(serialized) {
+            Ok(state) => Some((key, state)),
+            Err(error) => {
+                tracing::warn!(%error, "cannot keep the host artifact");
+                None
+            }
+        }
     }
 
     /// Compiles `module` for every profile of the fleet that has no artifact of it yet.
@@ -132,7 +136,14 @@ impl Artifacts {
             if snapshot.artifacts.contains_key(&key) {
                 continue;
             }
-            let state = self.build(module, profile).await;
+            let state = match self.build(module, profile).await {
+                Ok(state) => state,
+                Err(error) => {
+                    // Nodes of this profile wait (Compiling); the worker tries again.
+                    tracing::warn!(%error, profile = %key.1, "cannot compile now");
+                    continue;
+                }
+            };
             if let ArtifactState::Failed { reason } = &state {
                 refusal.get_or_insert_with(|| {
                     format!(
@@ -172,18 +183,28 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut seen = u64::MAX;
+    let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
             () = tokio::time::sleep(POLL) => {}
         }
         let snapshot = controller.snapshot();
-        if snapshot.version == seen {
+        let retry_due = retry_at.is_some_and(|at| tokio::time::Instant::now() >= at);
+        if snapshot.version == seen && !retry_due {
             continue;
         }
         seen = snapshot.version;
+        retry_at = None;
         for (key, (module, profile)) in wanted(&snapshot) {
-            let state = artifacts.build(module, &profile).await;
+            let state = match artifacts.build(module, &profile).await {
+                Ok(state) => state,
+                Err(error) => {
+                    tracing::warn!(%error, profile = %key.1, "cannot compile now; will retry");
+                    retry_at = Some(tokio::time::Instant::now() + RETRY);
+                    continue;
+                }
+            };
             tracing::info!(module = %module.short(), profile = %key.1, ?state, "compiled for a node's engine");
             let recorded = controller
                 .change(Visibility::Now, move |c| {

@@ -442,7 +442,12 @@ async fn cpu_limit_throttles_a_busy_loop() {
         (0.1..0.35).contains(&limited),
         "200m used {limited:.2} of a core"
     );
-    assert!(free > 0.8, "unlimited used {free:.2} of a core");
+    // Other tests share the machine's two cores: the unthrottled spinner gets most of one,
+    // not necessarily all of it.
+    assert!(
+        free > 0.5 && free > 2.0 * limited,
+        "unlimited used {free:.2} of a core, 200m {limited:.2}"
+    );
 }
 
 /// `maxRunTime` stops a run that lasts too long, as a terminal failure naming the limit.

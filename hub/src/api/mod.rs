@@ -368,7 +368,7 @@ async fn put_blob(
         });
         // The check compiled for the hub's architecture: that is the artifact for nodes of
         // the hub's own profile, at no further cost.
-        let host = compiled.map(|bytes| artifacts.keep_host_artifact(digest, &bytes));
+        let host = compiled.and_then(|bytes| artifacts.keep_host_artifact(digest, &bytes));
         (stored, host)
     })
     .await
