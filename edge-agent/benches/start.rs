@@ -65,6 +65,21 @@ async fn time_to_first_line(rt: &Runtime, ctx: &InstanceContext, name: &str) -> 
     took
 }
 
+/// A runtime with nothing loaded, and a context running `artifact` from a file of its own.
+fn fresh(dir: &Path, tag: &str, artifact: &[u8]) -> (Runtime, InstanceContext) {
+    let rt = Runtime::new(&dir.join(format!("cache-{tag}"))).unwrap();
+    let code_path: PathBuf = dir.join(format!("hello-{tag}.cwasm"));
+    std::fs::write(&code_path, artifact).unwrap();
+    let ctx = InstanceContext {
+        node: "bench".into(),
+        code_path,
+        code_digest: wasmfleet_common::digest::sha256(artifact),
+        code: CodeKind::Precompiled,
+        log_limits: Default::default(),
+    };
+    (rt, ctx)
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -89,32 +104,14 @@ fn main() {
         let mut cached = Vec::new();
         for round in 0..20 {
             // A fresh runtime and artifact file each round: nothing loaded yet.
-            let rt = Runtime::new(&dir.path().join(format!("cache-{round}"))).unwrap();
-            let code_path: PathBuf = dir.path().join(format!("hello-{round}.cwasm"));
-            std::fs::write(&code_path, &artifact).unwrap();
-            let ctx = InstanceContext {
-                node: "bench".into(),
-                code_path,
-                code_digest: wasmfleet_common::digest::sha256(&artifact),
-                code: CodeKind::Precompiled,
-                log_limits: Default::default(),
-            };
+            let (rt, ctx) = fresh(dir.path(), &round.to_string(), &artifact);
             first.push(time_to_first_line(&rt, &ctx, "first").await);
             for i in 0..20 {
                 cached.push(time_to_first_line(&rt, &ctx, &format!("w-{i}")).await);
             }
         }
         // Idle instances: guests asleep in a long interval.
-        let rt = Runtime::new(&dir.path().join("cache-idle")).unwrap();
-        let code_path = dir.path().join("hello-idle.cwasm");
-        std::fs::write(&code_path, &artifact).unwrap();
-        let ctx = InstanceContext {
-            node: "bench".into(),
-            code_path,
-            code_digest: wasmfleet_common::digest::sha256(&artifact),
-            code: CodeKind::Precompiled,
-            log_limits: Default::default(),
-        };
+        let (rt, ctx) = fresh(dir.path(), "idle", &artifact);
         let (tx, mut rx) = mpsc::channel(4096);
         let mut tasks = Vec::new();
         let first_one = tokio::spawn(rt.run(spec("idle-0", &["--interval", "3600s"]), ctx.clone(), tx.clone()));
