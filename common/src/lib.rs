@@ -1,6 +1,7 @@
 //! What the Wasmfleet hub and `edge-agent` both need and that is not the wire contract
 //! (`wasmfleet-proto` stays the wire contract only).
 //!
+//! - [`abi`]: the host API's functions, capabilities and error codes, as data.
 //! - [`quantity`]: Kubernetes-style byte quantities (`16Mi`, `1G`), one grammar everywhere.
 //! - [`broker_url`]: `mqtt://host:port` parsing.
 //! - [`digest`]: SHA-256 content addresses of bytes and files.
@@ -14,6 +15,7 @@
 //! - `engine` (feature `engine`): the wasmtime configuration and the admission check for
 //!   modules, so the hub accepts exactly the modules agents can run.
 
+pub mod abi;
 pub mod backoff;
 pub mod broker_url;
 pub mod digest;

@@ -156,6 +156,16 @@ impl Session {
         &self.client
     }
 
+    /// Wants exactly `filters` from now on: new ones are subscribed at once, dropped ones
+    /// unsubscribed (best effort: a lost UNSUBSCRIBE only delivers messages nobody routes).
+    pub fn set_filters(&self, filters: Vec<(String, Qos)>) {
+        let removed = self.subs.with(|s, _, _| s.set_filters(filters));
+        for topic in removed {
+            let _ = self.client.try_unsubscribe(topic);
+        }
+        self.subs.send_due(&self.client);
+    }
+
     /// Whether every wanted subscription is granted on the current connection.
     pub fn subscribed(&self) -> bool {
         self.subs

@@ -60,8 +60,9 @@ pub struct Outcome {
 #[derive(Debug, Clone)]
 pub struct Subscriptions {
     filters: Vec<Filter>,
-    /// Indexes of the filters in the SUBSCRIBE awaiting its SUBACK, and when it was queued.
-    in_flight: Option<(Vec<usize>, Duration)>,
+    /// Indexes of the filters in the SUBSCRIBE awaiting its SUBACK (`None` for a filter no
+    /// longer wanted since), and when it was queued.
+    in_flight: Option<(Vec<Option<usize>>, Duration)>,
 }
 
 impl Subscriptions {
@@ -90,6 +91,46 @@ impl Subscriptions {
             f.retry_at = Duration::ZERO;
         }
         self.in_flight = None;
+    }
+
+    /// Wants exactly `filters` from now on: filters already wanted keep their state, new ones
+    /// are due at once, and the ones no longer wanted are returned (to unsubscribe from).
+    pub fn set_filters(&mut self, filters: impl IntoIterator<Item = (String, Qos)>) -> Vec<String> {
+        let wanted: Vec<(String, Qos)> = filters.into_iter().collect();
+        let in_flight: Option<(Vec<Option<String>>, Duration)> =
+            self.in_flight.take().map(|(idx, at)| {
+                let topics = idx
+                    .iter()
+                    .map(|i| i.map(|i| self.filters[i].topic.clone()))
+                    .collect();
+                (topics, at)
+            });
+        let (kept, removed): (Vec<Filter>, Vec<Filter>) = std::mem::take(&mut self.filters)
+            .into_iter()
+            .partition(|f| wanted.iter().any(|(t, _)| *t == f.topic));
+        self.filters = kept;
+        for (topic, qos) in wanted {
+            if !self.filters.iter().any(|f| f.topic == topic) {
+                self.filters.push(Filter {
+                    topic,
+                    qos,
+                    granted: None,
+                    refusals: 0,
+                    retry_at: Duration::ZERO,
+                });
+            }
+        }
+        self.in_flight = in_flight.map(|(topics, at)| {
+            let idx = topics
+                .iter()
+                .map(|t| {
+                    t.as_ref()
+                        .and_then(|t| self.filters.iter().position(|f| &f.topic == t))
+                })
+                .collect();
+            (idx, at)
+        });
+        removed.into_iter().map(|f| f.topic).collect()
     }
 
     /// Whether every filter is granted.
@@ -129,7 +170,7 @@ impl Subscriptions {
     pub fn sent(&mut self, request: &Request, now: Duration) {
         let idx = request
             .iter()
-            .filter_map(|(t, _)| self.filters.iter().position(|f| &f.topic == t))
+            .map(|(t, _)| self.filters.iter().position(|f| &f.topic == t))
             .collect();
         self.in_flight = Some((idx, now));
     }
@@ -147,7 +188,10 @@ impl Subscriptions {
             refused: vec![],
         };
         for (i, code) in idx.into_iter().zip(codes) {
-            let f = &mut self.filters[i];
+            // A filter dropped while its SUBSCRIBE was in flight: its answer is moot.
+            let Some(f) = i.and_then(|i| self.filters.get_mut(i)) else {
+                continue;
+            };
             match (code, f.qos) {
                 (Some(q), _) => {
                     f.granted = Some(*q);
@@ -192,6 +236,31 @@ mod tests {
 
     fn subs() -> Subscriptions {
         Subscriptions::new([("a/desired".to_string(), Q1), ("a/blob".to_string(), Q1)])
+    }
+
+    #[test]
+    fn filters_change_without_losing_granted_state_or_in_flight_answers() {
+        let mut s = subs();
+        s.on_connected();
+        let r = s.poll(S).unwrap();
+        s.sent(&r, S);
+        // While the SUBACK is on its way, "a/blob" is dropped and an app filter added.
+        let removed = s.set_filters([("a/desired".to_string(), Q1), ("app/#".to_string(), Q0)]);
+        assert_eq!(removed, ["a/blob"]);
+        s.on_suback(&[Some(Q1), Some(Q1)], 2 * S).unwrap();
+        assert_eq!(s.granted("a/desired"), Some(Q1));
+        assert_eq!(s.granted("app/#"), None);
+        let r = s.poll(2 * S).unwrap();
+        assert_eq!(
+            topics(&r),
+            [("app/#", Q0)],
+            "only the new filter is asked for"
+        );
+        s.sent(&r, 2 * S);
+        s.on_suback(&[Some(Q0)], 3 * S).unwrap();
+        assert!(s.all_granted());
+        assert!(s.set_filters([("a/desired".to_string(), Q1)]) == ["app/#"]);
+        assert!(s.all_granted());
     }
 
     fn topics(r: &Request) -> Vec<(&str, Qos)> {

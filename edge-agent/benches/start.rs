@@ -14,9 +14,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use edge_agent::runtime::{CodeKind, InstanceContext, Runtime};
+use edge_agent::runtime::{CodeKind, InstanceContext, Runtime, StopSignal};
 use tokio::sync::mpsc;
-use wasmfleet_proto::{Code, EnvVar, Limits, ModuleRef, RestartPolicy, WorkloadSpec};
+use wasmfleet_proto::{Capabilities, Code, EnvVar, Limits, ModuleRef, RestartPolicy, WorkloadSpec};
 
 const GUEST: &str = "target/guests/wasm32-wasip1/release/hello.wasm";
 
@@ -42,6 +42,9 @@ fn spec(name: &str, args: &[&str]) -> WorkloadSpec {
         },
         restart: RestartPolicy::Never,
         code: Code::Precompiled(module),
+        namespace: "default".into(),
+        config: vec![],
+        capabilities: Capabilities::default(),
     }
 }
 
@@ -76,6 +79,7 @@ fn fresh(dir: &Path, tag: &str, artifact: &[u8]) -> (Runtime, InstanceContext) {
         code_digest: wasmfleet_common::digest::sha256(artifact),
         code: CodeKind::Precompiled,
         log_limits: Default::default(),
+        stop: StopSignal::never(),
     };
     (rt, ctx)
 }

@@ -115,6 +115,9 @@ mod tests {
             },
             restart: RestartPolicy::Always,
             code,
+            namespace: "default".into(),
+            config: vec![],
+            capabilities: Default::default(),
         }
     }
 

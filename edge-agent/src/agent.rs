@@ -9,18 +9,22 @@ use std::time::{Duration, Instant};
 use rumqttc::QoS;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::{AbortHandle, JoinError, JoinSet};
-use wasmfleet_proto::topic::{NodeTopic, node_topic, parse_node_topic};
+use wasmfleet_proto::topic::{NodeTopic, node_topic, parse_app_topic, parse_node_topic};
 use wasmfleet_proto::{
     BlobReply, Capacity, Code, DesiredState, DeviceClass, Digest, Hello, LogBatch, LogLine,
     MAX_FRAME_LEN, ModuleRef, NodeStatus, Presence, WorkloadSpec, decode, encode,
 };
 
 use crate::admission::{self, NodeOffer};
+use crate::apps::AppBus;
 use crate::blobs::{BlobStore, Fetcher, ReplyOutcome};
 use crate::config::Config;
 use crate::link::{LinkEvent, MqttLink, mqtt};
 use crate::reconcile::{self, Action, Actual, Exit, RunState, WorkloadActual};
-use crate::runtime::{CodeKind, HAS_COMPILER, InstanceContext, Runtime, RuntimeError};
+use crate::runtime::{
+    CodeKind, HAS_COMPILER, InstanceContext, Runtime, RuntimeError, STOP_GRACE, Services,
+    StopSignal,
+};
 use crate::state;
 
 /// Reconcile and blob-timeout period.
@@ -50,6 +54,26 @@ pub enum AgentError {
     Runtime(#[from] RuntimeError),
 }
 
+/// A running instance: its task, and the signal that asks it to stop gracefully.
+#[derive(Debug)]
+struct Running {
+    task: AbortHandle,
+    stop: watch::Sender<bool>,
+}
+
+impl Running {
+    /// Asks the instance to stop (an event module's `on_stop` runs), and aborts it if it has
+    /// not ended within the grace period (a handler that spins, a WASI command).
+    fn stop(self) {
+        let _ = self.stop.send(true);
+        let task = self.task;
+        tokio::spawn(async move {
+            tokio::time::sleep(STOP_GRACE + Duration::from_millis(250)).await;
+            task.abort();
+        });
+    }
+}
+
 /// The agent: desired state, running instances, blob transfers and the hub link.
 #[derive(Debug)]
 pub struct Agent {
@@ -59,7 +83,9 @@ pub struct Agent {
     desired: DesiredState,
     actual: Actual,
     fetcher: Fetcher,
-    instances: HashMap<String, AbortHandle>,
+    instances: HashMap<String, Running>,
+    apps: AppBus,
+    devices: Vec<String>,
     tasks: JoinSet<Exit>,
     log_tx: mpsc::Sender<LogLine>,
     log_rx: mpsc::Receiver<LogLine>,
@@ -82,7 +108,17 @@ impl Agent {
         };
         std::fs::create_dir_all(&dir).map_err(io)?;
         let store = BlobStore::open(&dir).map_err(io)?;
-        let runtime = Runtime::new(&dir.join("cache"))?;
+        let apps = AppBus::default();
+        let services = Services {
+            devices: config.devices.build(),
+            kv: crate::kv::KvStores::new(&dir.join("kv")),
+            apps: apps.clone(),
+        };
+        let devices = services.devices.names();
+        if !devices.is_empty() {
+            tracing::info!(devices = %devices.join(" "), "devices offered to modules");
+        }
+        let runtime = Runtime::with_services(&dir.join("cache"), services)?;
         let desired = state::load_desired(&dir).unwrap_or_default();
         if !desired.workloads.is_empty() {
             tracing::info!(
@@ -100,6 +136,8 @@ impl Agent {
             desired,
             actual: Actual::default(),
             instances: HashMap::new(),
+            apps,
+            devices,
             tasks: JoinSet::new(),
             log_tx,
             log_rx,
@@ -137,7 +175,9 @@ impl Agent {
             self.config.broker.port,
             &self.config.node,
         );
-        self.link = Some(MqttLink::start(opts, &self.config.node, ev_tx));
+        let link = MqttLink::start(opts, &self.config.node, ev_tx);
+        self.apps.set_publisher(link.app_publisher());
+        self.link = Some(link);
         self.step();
         self.prune_disk();
         let mut tick = tokio::time::interval(TICK);
@@ -145,9 +185,11 @@ impl Agent {
         let mut log_tick = tokio::time::interval(LOG_FLUSH);
         log_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
+        let apps = self.apps.clone();
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
+                () = apps.changed() => self.sync_app_filters(),
                 Some(event) = ev_rx.recv() => self.on_link_event(event),
                 Some(done) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => self.on_instance_end(done),
                 Some(line) = self.log_rx.recv() => self.on_log(line),
@@ -204,8 +246,8 @@ impl Agent {
                 self.spawn(spec, actual);
             }
             Action::Stop(name) => {
-                if let Some(handle) = self.instances.remove(&name) {
-                    handle.abort();
+                if let Some(running) = self.instances.remove(&name) {
+                    running.stop();
                     tracing::info!(workload = %name, "stopped");
                 }
                 self.actual.workloads.remove(&name);
@@ -247,6 +289,7 @@ impl Agent {
         let Some(blob) = admission::code_of(&spec, HAS_COMPILER).blob().copied() else {
             return; // not runnable here: admission said so and status reports why
         };
+        let (stop_tx, stop) = StopSignal::new();
         let ctx = InstanceContext {
             node: self.config.node.clone(),
             code_path: self.store.path(&blob.digest),
@@ -256,12 +299,17 @@ impl Agent {
                 _ => CodeKind::Source,
             },
             log_limits: self.config.log_limits,
+            stop,
         };
         let run = self.runtime.run(spec.clone(), ctx, self.log_tx.clone());
-        let handle = self.tasks.spawn(run);
+        let task = self.tasks.spawn(run);
         tracing::info!(workload = %spec.name, code = %blob.digest.short(), "started");
-        if let Some(old) = self.instances.insert(spec.name.clone(), handle) {
-            old.abort();
+        let running = Running {
+            task,
+            stop: stop_tx,
+        };
+        if let Some(old) = self.instances.insert(spec.name.clone(), running) {
+            old.task.abort();
         }
         self.actual.workloads.insert(spec.name.clone(), actual);
     }
@@ -279,7 +327,7 @@ impl Agent {
         let Some(name) = self
             .instances
             .iter()
-            .find(|(_, h)| h.id() == id)
+            .find(|(_, r)| r.task.id() == id)
             .map(|(n, _)| n.clone())
         else {
             return;
@@ -311,6 +359,13 @@ impl Agent {
             LinkEvent::Message { topic, payload } => match parse_node_topic(&topic) {
                 Some((_, NodeTopic::Desired)) => self.handle_desired(&topic, &payload),
                 Some((_, NodeTopic::Blob)) => self.handle_blob(&topic, &payload),
+                _ if parse_app_topic(&topic).is_some() => {
+                    self.apps.deliver(&topic, &payload);
+                    let dropped = self.apps.take_dropped();
+                    if dropped > 0 {
+                        tracing::warn!(%topic, dropped, "application messages dropped: a module's event queue is full");
+                    }
+                }
                 _ => tracing::debug!(%topic, "ignoring message on unexpected topic"),
             },
             LinkEvent::Closed => {}
@@ -332,6 +387,7 @@ impl Agent {
             },
             labels: self.config.labels.clone(),
             engine: wasmfleet_common::engine::host_profile(HAS_COMPILER),
+            devices: self.devices.clone(),
         };
         let topic = node_topic(&self.config.node, NodeTopic::Online);
         link.publish(
@@ -394,6 +450,13 @@ impl Agent {
         self.step();
     }
 
+    /// Keeps the broker subscriptions equal to what the node's modules subscribed to.
+    fn sync_app_filters(&self) {
+        if let Some(link) = &self.link {
+            link.set_app_filters(&self.config.node, &self.apps.broker_filters());
+        }
+    }
+
     /// Removes modules and compiled artifacts no workload needs (keeping a few spares for
     /// rollbacks), so rollouts do not fill the device's disk.
     fn prune_disk(&self) {
@@ -406,6 +469,17 @@ impl Agent {
             .and_then(|held| self.runtime.prune_cache(&held));
         if let Err(error) = pruned {
             tracing::warn!(%error, "could not remove unused modules");
+        }
+        // A deleted deployment's key-value store goes with it (as a namespace's volumes do).
+        let deployments: HashSet<&str> = self
+            .desired
+            .workloads
+            .iter()
+            .chain(self.actual.workloads.values().map(|a| &a.spec))
+            .map(|w| w.deployment.as_str())
+            .collect();
+        if let Err(error) = self.runtime.services().kv.prune(&deployments) {
+            tracing::warn!(%error, "could not remove key-value stores of deleted deployments");
         }
     }
 
@@ -542,6 +616,16 @@ impl Agent {
     /// Graceful stop: last logs, offline presence, instances aborted, DISCONNECT sent.
     async fn shutdown(&mut self, events: &mut mpsc::Receiver<LinkEvent>) {
         tracing::info!("shutting down");
+        while let Ok(line) = self.log_rx.try_recv() {
+            self.on_log(line);
+        }
+        self.flush_logs();
+        // Event modules get their `on_stop`, within the grace period; then everything ends.
+        for running in self.instances.values() {
+            let _ = running.stop.send(true);
+        }
+        let graceful = async { while self.tasks.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(STOP_GRACE + Duration::from_millis(100), graceful).await;
         while let Ok(line) = self.log_rx.try_recv() {
             self.on_log(line);
         }

@@ -45,6 +45,10 @@ pub struct Cli {
     /// Log bytes per second one workload may ship, e.g. `64Ki`.
     #[arg(long, default_value = "64Ki")]
     pub log_bytes_per_sec: String,
+    /// Hardware offered to modules: `none`, or `sim` (a simulated BME280 on `i2c-1`, an LED
+    /// on GPIO 17, a button on GPIO 27, a loopback `spidev0.0`).
+    #[arg(long, default_value = "none")]
+    pub devices: String,
 }
 
 /// Validated agent configuration.
@@ -64,6 +68,28 @@ pub struct Config {
     pub max_workloads: u32,
     /// Output budget of each workload instance.
     pub log_limits: logbudget::Limits,
+    /// Which hardware the node offers to modules.
+    pub devices: DeviceSet,
+}
+
+/// The hardware a node offers (`--devices`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceSet {
+    /// None: modules that need devices are not placed here.
+    #[default]
+    None,
+    /// The simulated set ([`crate::devices::sim`]).
+    Sim,
+}
+
+impl DeviceSet {
+    /// Opens the devices.
+    pub fn build(self) -> crate::devices::Devices {
+        match self {
+            DeviceSet::None => crate::devices::Devices::none(),
+            DeviceSet::Sim => crate::devices::sim::devices(),
+        }
+    }
 }
 
 /// Why the command line is not usable.
@@ -94,6 +120,9 @@ pub enum ConfigError {
     /// A rate of zero.
     #[error("invalid --log-lines-per-sec: must be at least 1")]
     LogLines,
+    /// `--devices` names no known set.
+    #[error("invalid --devices {0:?}: expected `none` or `sim`")]
+    Devices(String),
     /// No `--memory` and `/proc/meminfo` could not be read.
     #[error("cannot read MemTotal from /proc/meminfo ({0}); pass --memory")]
     MemInfo(String),
@@ -121,6 +150,11 @@ impl Cli {
             return Err(ConfigError::LogLines);
         }
         let log_bytes = parse_size("log-bytes-per-sec", &self.log_bytes_per_sec)?;
+        let devices = match self.devices.as_str() {
+            "none" => DeviceSet::None,
+            "sim" => DeviceSet::Sim,
+            other => return Err(ConfigError::Devices(other.to_string())),
+        };
         Ok(Config {
             broker,
             node: self.node,
@@ -133,6 +167,7 @@ impl Cli {
                 bytes_per_sec: u32::try_from(log_bytes).unwrap_or(u32::MAX),
                 ..logbudget::Limits::default()
             },
+            devices,
         })
     }
 }
@@ -212,6 +247,7 @@ mod tests {
             max_workloads: 4,
             log_lines_per_sec: 100,
             log_bytes_per_sec: "64Ki".into(),
+            devices: "sim".into(),
         };
         let cfg = cli("gw-1").into_config().unwrap();
         assert_eq!(cfg.labels[0].key, "a");
@@ -222,5 +258,10 @@ mod tests {
         assert!(default_memory().unwrap() > 0);
         assert_eq!(cfg.broker.host, "h");
         assert_eq!(cfg.log_limits.bytes_per_sec, 64 << 10);
+        assert_eq!(cfg.devices, DeviceSet::Sim);
+        let mut bad = cli("gw-1");
+        bad.devices = "gpio".into();
+        let err = bad.into_config().unwrap_err().to_string();
+        assert!(err.contains("--devices \"gpio\""), "{err}");
     }
 }

@@ -10,14 +10,20 @@
 //! - [`blobs`] stores modules by digest and fetches them chunk by chunk (sans-IO requester).
 //! - [`logbudget`] bounds what each workload may print (sans-IO token buckets).
 //! - [`state`] persists the last desired state so the node restarts its work without the hub.
-//! - [`runtime`] is the only module that touches wasmtime.
+//! - [`runtime`] is the only module that touches wasmtime; its `host` module is the host API
+//!   modules call (`modules/ABI.md`).
+//! - [`devices`] is the hardware behind it (`embedded-hal`: simulated or Linux devices),
+//!   [`kv`] the persistent key-value stores, [`apps`] the application message router.
 //! - [`link`] is the MQTT driver.
 //! - [`agent`] is the event loop that ties them together.
 
 pub mod admission;
 pub mod agent;
+pub mod apps;
 pub mod blobs;
 pub mod config;
+pub mod devices;
+pub mod kv;
 pub mod link;
 pub mod logbudget;
 pub mod reconcile;

@@ -342,7 +342,7 @@ fn workload_status(
 mod tests {
     use super::*;
     use crate::admission::{NodeOffer, admit};
-    use wasmfleet_proto::{Code, Limits};
+    use wasmfleet_proto::{Capabilities, Code, Limits};
 
     /// An agent with a compiler and room for everything: each spec runs its source module.
     const OFFER: NodeOffer = NodeOffer {
@@ -389,6 +389,9 @@ mod tests {
             },
             restart: policy,
             code: Code::Source,
+            namespace: "default".into(),
+            config: vec![],
+            capabilities: Capabilities::default(),
         }
     }
 

@@ -83,6 +83,9 @@ mod tests {
                 },
                 restart: RestartPolicy::OnFailure,
                 code: wasmfleet_proto::Code::Source,
+                namespace: "default".into(),
+                config: vec![],
+                capabilities: Default::default(),
             }],
         }
     }

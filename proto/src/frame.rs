@@ -6,7 +6,7 @@ use crate::error::DecodeError;
 use crate::msg::Message;
 
 /// Version byte of the current wire format. Bump it on any incompatible change.
-pub const WIRE_VERSION: u8 = 3;
+pub const WIRE_VERSION: u8 = 4;
 
 /// Largest frame any peer accepts. Bounds memory on small devices; the biggest messages are
 /// blob chunks ([`crate::MAX_BLOB_CHUNK`]) and desired states of busy gateways.

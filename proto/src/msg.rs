@@ -80,6 +80,51 @@ pub struct WorkloadSpec {
     /// Which code the node runs: the hub's precompiled artifact for the node's engine, or the
     /// source module compiled on the node.
     pub code: Code,
+    /// Application namespace (`metadata.namespace`): the module's topics live under
+    /// `wf/v1/app/{namespace}/`.
+    pub namespace: String,
+    /// `spec.config`, sorted by key: what the module reads with `config_get`.
+    pub config: Vec<ConfigEntry>,
+    /// What the module may touch beyond its own memory (`spec.capabilities`).
+    pub capabilities: Capabilities,
+}
+
+/// One `spec.config` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigEntry {
+    /// Key.
+    pub key: String,
+    /// Value, as text.
+    pub value: String,
+}
+
+/// The host capabilities a workload is granted (`spec.capabilities`). The agent links only
+/// the host functions of granted capabilities and checks every bus, pin and topic against
+/// these lists. Empty lists grant nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Capabilities {
+    /// I2C buses by name, e.g. `i2c-1`.
+    pub i2c: Vec<String>,
+    /// SPI devices by name, e.g. `spidev0.0`.
+    pub spi: Vec<String>,
+    /// GPIO pins by number.
+    pub gpio: Vec<u32>,
+    /// Topic filters (relative to the namespace) the module may publish to.
+    pub publish: Vec<String>,
+    /// Topic filters (relative to the namespace) the module may subscribe within.
+    pub subscribe: Vec<String>,
+    /// Bytes of persistent key-value store (keys plus values); 0: no store.
+    pub kv_bytes: u64,
+}
+
+impl Capabilities {
+    /// The node devices these capabilities need, in the names nodes announce them by
+    /// ([`Hello::devices`]): `i2c-1`, `spidev0.0`, `gpio:17`.
+    pub fn devices(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.i2c.iter().chain(&self.spi).cloned().collect();
+        out.extend(self.gpio.iter().map(|p| alloc::format!("gpio:{p}")));
+        out
+    }
 }
 
 /// The code a node runs for a workload. The hub compiles each module once per engine profile
@@ -223,6 +268,11 @@ pub struct Hello {
     /// (Defaults to empty when read from a hub's store written before it existed.)
     #[serde(default)]
     pub engine: EngineProfile,
+    /// Hardware the node offers to modules: I2C buses (`i2c-1`), SPI devices (`spidev0.0`)
+    /// and GPIO pins (`gpio:17`). The scheduler places a workload only where every device
+    /// its capabilities name exists.
+    #[serde(default)]
+    pub devices: Vec<String>,
 }
 
 /// A node's WebAssembly engine, as far as precompiled code is concerned. The hub compiles a

@@ -74,9 +74,145 @@ pub fn parse_node_topic(topic: &str) -> Option<(&str, NodeTopic)> {
     Some((node, NodeTopic::from_suffix(suffix)?))
 }
 
+/// Root of application topics: a module's relative topic `t` in namespace `ns` is
+/// `wf/v1/app/{ns}/{t}` on the broker.
+pub const APP_PREFIX: &str = "wf/v1/app";
+
+/// Longest application topic or filter a module may use, relative to its namespace.
+pub const MAX_APP_TOPIC: usize = 256;
+
+/// Why a module's topic or filter is not acceptable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppTopicError {
+    /// Empty, too long, an empty level, or a `$`/NUL character.
+    Malformed,
+    /// A wildcard where a topic name is needed, or `#` not as the last level.
+    Wildcard,
+}
+
+/// Checks a relative application topic name (publishable: no wildcards).
+pub fn check_app_topic(topic: &str) -> Result<(), AppTopicError> {
+    check_levels(topic)?;
+    match topic.split('/').any(|l| l == "+" || l == "#") {
+        true => Err(AppTopicError::Wildcard),
+        false => Ok(()),
+    }
+}
+
+/// Checks a relative application topic filter (`+` for one level, `#` last for the rest).
+pub fn check_app_filter(filter: &str) -> Result<(), AppTopicError> {
+    check_levels(filter)?;
+    let levels: alloc::vec::Vec<&str> = filter.split('/').collect();
+    for (i, l) in levels.iter().enumerate() {
+        if (l.contains('+') && *l != "+")
+            || (l.contains('#') && (*l != "#" || i + 1 != levels.len()))
+        {
+            return Err(AppTopicError::Wildcard);
+        }
+    }
+    Ok(())
+}
+
+fn check_levels(s: &str) -> Result<(), AppTopicError> {
+    let bad = s.is_empty()
+        || s.len() > MAX_APP_TOPIC
+        || s.contains(['\0', '$'])
+        || s.split('/').any(str::is_empty);
+    match bad {
+        true => Err(AppTopicError::Malformed),
+        false => Ok(()),
+    }
+}
+
+/// The broker topic (or filter) of a module's relative topic in `namespace`.
+pub fn app_topic(namespace: &str, relative: &str) -> String {
+    format!("{APP_PREFIX}/{namespace}/{relative}")
+}
+
+/// Splits a broker topic under [`APP_PREFIX`] into namespace and relative topic.
+pub fn parse_app_topic(topic: &str) -> Option<(&str, &str)> {
+    let rest = topic.strip_prefix(APP_PREFIX)?.strip_prefix('/')?;
+    let (ns, relative) = rest.split_once('/')?;
+    (!ns.is_empty() && !relative.is_empty()).then_some((ns, relative))
+}
+
+/// Whether topic name `topic` matches filter `filter` (MQTT 3.1.1 §4.7 rules).
+pub fn filter_matches(filter: &str, topic: &str) -> bool {
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// Whether every topic `inner` matches is also matched by `outer`: a module may subscribe to
+/// `inner` only if a granted filter `outer` covers it.
+pub fn filter_covers(outer: &str, inner: &str) -> bool {
+    let mut o = outer.split('/');
+    let mut i = inner.split('/');
+    loop {
+        match (o.next(), i.next()) {
+            (Some("#"), _) => return true,
+            // `+` covers any single level, including `+`, but not `#` (many levels).
+            (Some("+"), Some(l)) if l != "#" => {}
+            (Some(a), Some(b)) if a == b && a != "+" && a != "#" => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn app_filters_match_and_cover() {
+        assert!(filter_matches("sensors/+/temp", "sensors/n1/temp"));
+        assert!(!filter_matches("sensors/+/temp", "sensors/n1/hum"));
+        assert!(!filter_matches("sensors/+/temp", "sensors/n1/temp/x"));
+        assert!(filter_matches("sensors/#", "sensors/n1/temp"));
+        assert!(filter_matches("sensors/#", "sensors"));
+        assert!(filter_matches("a/b", "a/b"));
+        assert!(filter_covers("sensors/#", "sensors/+/temp"));
+        assert!(filter_covers("sensors/+/temp", "sensors/n1/temp"));
+        assert!(filter_covers("sensors/+/temp", "sensors/+/temp"));
+        assert!(!filter_covers("sensors/+/temp", "sensors/#"));
+        assert!(!filter_covers("sensors/n1/temp", "sensors/+/temp"));
+        assert!(!filter_covers("sensors/+/temp", "sensors/+/temp/x"));
+        assert!(!filter_covers("sensors", "sensors/#"));
+    }
+
+    #[test]
+    fn app_topics_are_checked_and_namespaced() {
+        assert_eq!(check_app_topic("sensors/n1/temp"), Ok(()));
+        assert_eq!(
+            check_app_topic("sensors/+/temp"),
+            Err(AppTopicError::Wildcard)
+        );
+        assert_eq!(
+            check_app_topic("sensors//temp"),
+            Err(AppTopicError::Malformed)
+        );
+        assert_eq!(check_app_topic("$SYS/x"), Err(AppTopicError::Malformed));
+        assert_eq!(check_app_topic(""), Err(AppTopicError::Malformed));
+        assert_eq!(check_app_filter("sensors/#"), Ok(()));
+        assert_eq!(
+            check_app_filter("sensors/#/x"),
+            Err(AppTopicError::Wildcard)
+        );
+        assert_eq!(check_app_filter("sensors/a+"), Err(AppTopicError::Wildcard));
+        let t = app_topic("default", "sensors/n1/temp");
+        assert_eq!(t, "wf/v1/app/default/sensors/n1/temp");
+        assert_eq!(parse_app_topic(&t), Some(("default", "sensors/n1/temp")));
+        assert_eq!(parse_app_topic("wf/v1/n/a/status"), None);
+    }
 
     #[test]
     fn node_topics_round_trip() {

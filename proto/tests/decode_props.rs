@@ -50,6 +50,16 @@ fn workload() -> impl Strategy<Value = WorkloadSpec> {
                             size: size / 2,
                         }),
                     },
+                    namespace: "default".into(),
+                    config: vec![ConfigEntry {
+                        key: "k".into(),
+                        value: size.to_string(),
+                    }],
+                    capabilities: Capabilities {
+                        gpio: vec![(size % 40) as u32],
+                        kv_bytes: size,
+                        ..Capabilities::default()
+                    },
                 }
             },
         )

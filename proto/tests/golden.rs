@@ -30,6 +30,19 @@ fn sample_desired() -> DesiredState {
                 digest: Digest([0xcd; 32]),
                 size: 4096,
             }),
+            namespace: "ns".into(),
+            config: vec![ConfigEntry {
+                key: "k".into(),
+                value: "v".into(),
+            }],
+            capabilities: Capabilities {
+                i2c: vec!["i2c-1".into()],
+                spi: vec![],
+                gpio: vec![17],
+                publish: vec!["t/+".into()],
+                subscribe: vec![],
+                kv_bytes: 64,
+            },
         }],
     }
 }
@@ -44,7 +57,7 @@ fn desired_state_bytes() {
     assert_eq!(
         hex(&bytes),
         concat!(
-            "03",
+            "04",
             "b424", // version, fleet 0x1234 (varint)
             "03",
             "01",               // generation, 1 workload
@@ -62,6 +75,15 @@ fn desired_state_bytes() {
             "00",               // code Precompiled
             "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd", // artifact digest
             "8020",             // artifact size 4096
+            "026e73",           // namespace "ns"
+            "01016b0176",       // config [k=v]
+            "0105693263",       // capabilities: i2c ["i2c-1"] (continued)
+            "2d31",             //
+            "00",               // spi []
+            "0111",             // gpio [17]
+            "0103742f2b",       // publish ["t/+"]
+            "00",               // subscribe []
+            "40",               // kv bytes 64
         )
     );
     assert_eq!(decode::<DesiredState>(&bytes).unwrap(), sample_desired());
@@ -81,9 +103,9 @@ fn status_presence_blob_and_log_bytes() {
             message: "trap".into(),
         }],
     };
-    assert_eq!(hex(&encode(&status)), "03070301017701030201010474726170");
+    assert_eq!(hex(&encode(&status)), "04070301017701030201010474726170");
 
-    assert_eq!(hex(&encode(&Presence::Offline)), "0301");
+    assert_eq!(hex(&encode(&Presence::Offline)), "0401");
     let hello = Presence::Online(Hello {
         agent_version: "0.1.0".into(),
         device_class: DeviceClass::Linux,
@@ -102,16 +124,18 @@ fn status_presence_blob_and_log_bytes() {
             settings: 5,
             compiler: false,
         },
+        devices: vec!["gpio:17".into()],
     });
     assert_eq!(
         hex(&encode(&hello)),
         concat!(
-            "030005302e312e300080080801016b0176", // as in version 2
+            "040005302e312e300080080801016b0176", // as in version 2
             "067838365f3634",                     // target "x86_64"
             "0103737365",                         // cpu features ["sse"]
             "0635302e302e31",                     // wasmtime "50.0.1"
             "05",                                 // settings fingerprint
             "00",                                 // no compiler
+            "01076770696f3a3137",                 // devices ["gpio:17"]
         )
     );
 
@@ -120,11 +144,11 @@ fn status_presence_blob_and_log_bytes() {
         offset: 5,
         len: 7,
     };
-    assert_eq!(hex(&encode(&req)), format!("03{}0507", "01".repeat(32)));
+    assert_eq!(hex(&encode(&req)), format!("04{}0507", "01".repeat(32)));
     let reply = BlobReply::NotFound {
         digest: Digest([2; 32]),
     };
-    assert_eq!(hex(&encode(&reply)), format!("0301{}", "02".repeat(32)));
+    assert_eq!(hex(&encode(&reply)), format!("0401{}", "02".repeat(32)));
 
     let logs = LogBatch {
         lines: vec![LogLine {
@@ -134,7 +158,7 @@ fn status_presence_blob_and_log_bytes() {
             line: "hi".into(),
         }],
     };
-    assert_eq!(hex(&encode(&logs)), "030101770101026869");
+    assert_eq!(hex(&encode(&logs)), "040101770101026869");
     let marker = LogBatch {
         lines: vec![LogLine {
             workload: "w".into(),
@@ -143,7 +167,7 @@ fn status_presence_blob_and_log_bytes() {
             line: "".into(),
         }],
     };
-    assert_eq!(hex(&encode(&marker)), "03010177020100");
+    assert_eq!(hex(&encode(&marker)), "04010177020100");
 }
 
 #[test]

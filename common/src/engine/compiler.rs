@@ -108,11 +108,15 @@ impl Checker {
     pub fn new() -> Result<Checker, AdmitError> {
         let engine = Engine::new(&config_for(&target_lexicon::HOST.to_string())?)
             .map_err(|e| AdmitError::Setup(format!("{e:#}")))?;
-        let linker = super::wasi_linker(&engine, |c: &mut WasiP1Ctx| c)?;
+        let mut linker = super::wasi_linker(&engine, |c: &mut WasiP1Ctx| c)?;
+        super::add_abi_signatures(&mut linker)?;
         Ok(Checker { engine, linker })
     }
 
-    /// Compiles `bytes` and checks it. CPU-heavy: call from a blocking context.
+    /// Compiles `bytes` and checks it: every import is WASI preview 1 or a host API function
+    /// of the right type, and it is a command or an event module. Which capabilities it needs
+    /// is judged per deployment ([`crate::abi::check_imports`]). CPU-heavy: call from a
+    /// blocking context.
     pub fn check(&self, bytes: &[u8]) -> Result<Module, AdmitError> {
         check_header(bytes)?;
         let module =
@@ -145,7 +149,25 @@ mod tests {
             .check(&wat(r#"(module (func (export "main")))"#))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("exports no `_start`"), "{err}");
+        assert!(err.contains("neither `on_start`"), "{err}");
+        c.check(&wat(
+            r#"(module (import "wasmfleet_v1" "i2c_open" (func (param i32 i32) (result i32)))
+                (memory (export "memory") 1) (func (export "on_start")))"#,
+        ))
+        .unwrap();
+        let err = c
+            .check(&wat(
+                r#"(module (import "wasmfleet_v1" "i2c_open" (func (param i32) (result i32)))
+                (memory (export "memory") 1) (func (export "on_start")))"#,
+            ))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("i2c_open"), "names the mistyped import: {err}");
+        let err = c
+            .check(&wat(r#"(module (func (export "on_start")))"#))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no memory named `memory`"), "{err}");
         let err = c
             .check(&wat(
                 r#"(module (import "env" "f" (func)) (func (export "_start")))"#,

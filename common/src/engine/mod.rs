@@ -35,8 +35,8 @@ pub enum AdmitError {
     /// It imports something agents do not provide.
     #[error("module imports what agents do not provide: {0}")]
     Imports(String),
-    /// No `_start` export of type `() -> ()`.
-    #[error("module is not a WASI command: {0}")]
+    /// Neither an event module (`on_start`) nor a WASI command (`_start`).
+    #[error("module is not runnable: {0}")]
     NotCommand(String),
     /// The engine could not be set up (a build problem, not the module's fault).
     #[error("wasmtime setup failed: {0}")]
@@ -107,20 +107,75 @@ pub fn check_header(bytes: &[u8]) -> Result<(), AdmitError> {
     Ok(())
 }
 
-/// Whether `linker` can instantiate `module` and it is a command (`_start: () -> ()`).
-pub fn check_module<T: 'static>(linker: &Linker<T>, module: &Module) -> Result<(), AdmitError> {
+/// What kind of program a module is, by its exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModuleKind {
+    /// A WASI preview 1 command: `_start` runs it to the end.
+    Command,
+    /// An event-driven module of the host API (`modules/ABI.md`): `on_start`, then handlers.
+    Event,
+}
+
+/// Whether `linker` can instantiate `module`, and which kind of program it is: an event
+/// module (exports `on_start: () -> ()` and `memory`) or a WASI command (`_start: () -> ()`).
+pub fn check_module<T: 'static>(
+    linker: &Linker<T>,
+    module: &Module,
+) -> Result<ModuleKind, AdmitError> {
     linker
         .instantiate_pre(module)
         .map_err(|e| AdmitError::Imports(format!("{e:#}")))?;
-    match module.get_export("_start") {
-        Some(ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => Ok(()),
+    module_kind(module)
+}
+
+/// The kind of program `module` is, by its exports (see [`check_module`]).
+pub fn module_kind(module: &Module) -> Result<ModuleKind, AdmitError> {
+    let nullary = |name: &str| match module.get_export(name) {
+        Some(ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => Ok(true),
         Some(other) => Err(AdmitError::NotCommand(format!(
-            "its `_start` export is {other:?}, not a function taking and returning nothing"
+            "its `{name}` export is {other:?}, not a function taking and returning nothing"
         ))),
-        None => Err(AdmitError::NotCommand(
-            "it exports no `_start` function (build it as a command, e.g. a `main` program for wasm32-wasip1)".into(),
+        None => Ok(false),
+    };
+    if nullary(crate::abi::START_EXPORT)? {
+        return match module.get_export("memory") {
+            Some(ExternType::Memory(_)) => Ok(ModuleKind::Event),
+            _ => Err(AdmitError::NotCommand(
+                "it exports `on_start` but no memory named `memory`, which host calls read and write".into(),
+            )),
+        };
+    }
+    match nullary("_start")? {
+        true => Ok(ModuleKind::Command),
+        false => Err(AdmitError::NotCommand(
+            "it exports neither `on_start` (a Wasmfleet module, see modules/ABI.md) nor `_start` (a WASI command, e.g. a `main` program for wasm32-wasip1)".into(),
         )),
     }
+}
+
+/// Defines every host API function ([`crate::abi::FUNCTIONS`]) in `linker` by signature only
+/// (calling one traps). For checking modules where no instance runs: `instantiate_pre` then
+/// checks names and types exactly as an agent's linker would.
+pub fn add_abi_signatures<T: 'static>(linker: &mut Linker<T>) -> Result<(), AdmitError> {
+    use crate::abi::{FUNCTIONS, IMPORT_MODULE, Val};
+    use wasmtime::{FuncType, ValType};
+    let ty = |v: &Val| match v {
+        Val::I32 => ValType::I32,
+        Val::I64 => ValType::I64,
+    };
+    for f in FUNCTIONS {
+        let sig = FuncType::new(
+            linker.engine(),
+            f.params.iter().map(ty),
+            f.results.iter().map(ty),
+        );
+        linker
+            .func_new(IMPORT_MODULE, f.name, sig, |_, _, _| {
+                Err(wasmtime::Error::msg("host API signature stub called"))
+            })
+            .map_err(|e| AdmitError::Setup(format!("{e:#}")))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

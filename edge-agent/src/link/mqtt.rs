@@ -78,6 +78,25 @@ impl MqttLink {
         }
     }
 
+    /// Subscribes to the node's topics plus `app_filters` (its modules' application filters,
+    /// on the broker), and from nothing else.
+    pub fn set_app_filters(&self, node: &str, app_filters: &[String]) {
+        let mut filters = node_filters(node);
+        filters.extend(app_filters.iter().map(|f| (f.clone(), Qos::AtLeastOnce)));
+        self.session.set_filters(filters);
+    }
+
+    /// A publisher for application messages: QoS 1, not retained, never waiting (false when
+    /// the request queue is full).
+    pub fn app_publisher(&self) -> crate::apps::Publisher {
+        let client = self.session.client().clone();
+        Box::new(move |topic, payload| {
+            client
+                .try_publish(topic, QoS::AtLeastOnce, false, payload)
+                .is_ok()
+        })
+    }
+
     /// Whether the node's subscriptions are granted on the current connection.
     pub fn subscribed(&self) -> bool {
         self.session.subscribed()

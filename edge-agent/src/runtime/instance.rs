@@ -1,6 +1,7 @@
-//! One running workload: a WASI preview1 command module in its own `Store`, with the spec's
-//! arguments, environment, memory and CPU limits and longest run, and its output captured
-//! line by line.
+//! One running workload in its own `Store`, with the spec's memory and CPU limits and longest
+//! run, and its output captured line by line. Two kinds of module run here: a WASI preview 1
+//! command (`_start` runs to the end) and an event-driven host API module (`on_start`, then one
+//! handler call per timer, message or GPIO edge, see `modules/ABI.md`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,11 +13,13 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use super::cpu::Meter;
+use super::host::Api;
 use super::memory::{MemoryBudget, MemoryExceeded};
 use super::output::{LineSink, SharedBudget};
 use super::{CodeKind, Runtime};
 use crate::logbudget::Limits;
 use crate::reconcile::Exit;
+use wasmfleet_common::engine::ModuleKind;
 
 /// Where an instance runs and which code it runs.
 #[derive(Debug, Clone)]
@@ -31,6 +34,36 @@ pub struct InstanceContext {
     pub code: CodeKind,
     /// How much output the instance may ship.
     pub log_limits: Limits,
+    /// Asks the instance to stop gracefully (an event module's `on_stop` runs first).
+    pub stop: StopSignal,
+}
+
+/// How long an event module's `on_stop` may run.
+pub const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// A graceful-stop request for one instance. Dropping the future stops at once instead.
+#[derive(Debug, Clone)]
+pub struct StopSignal(tokio::sync::watch::Receiver<bool>);
+
+impl StopSignal {
+    /// A signal and the sender that raises it.
+    pub fn new() -> (tokio::sync::watch::Sender<bool>, StopSignal) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        (tx, StopSignal(rx))
+    }
+
+    /// A signal that is never raised.
+    pub fn never() -> StopSignal {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        std::mem::forget(tx); // a closed channel would read as "raised" by `wait`
+        StopSignal(rx)
+    }
+
+    pub(super) async fn wait(&mut self) {
+        if self.0.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await; // sender gone without asking: run on
+        }
+    }
 }
 
 /// Store data of one instance.
@@ -38,6 +71,7 @@ pub(super) struct Host {
     pub(super) wasi: WasiP1Ctx,
     memory: MemoryBudget,
     cpu: Meter,
+    pub(super) api: Api,
 }
 
 /// Runs the instance to its end (or its `max_run_ms`); flushes a last unterminated output line
@@ -88,11 +122,21 @@ async fn execute(
     stdout: &LineSink,
     stderr: &LineSink,
 ) -> Exit {
-    let pre = match rt.instance_pre(ctx).await {
-        Ok(pre) => pre,
+    let (pre, kind) = match rt.instance_pre(ctx, &spec.capabilities).await {
+        Ok(ready) => ready,
         Err(e) => return Exit::failure(None, e.to_string()),
     };
-    let mut store = Store::new(rt.engine(), host(spec, ctx, stdout, stderr));
+    let (api, queues) = match Api::new(
+        spec,
+        &ctx.node,
+        rt.services(),
+        stdout.clone(),
+        stderr.clone(),
+    ) {
+        Ok(a) => a,
+        Err(e) => return Exit::failure(None, e),
+    };
+    let mut store = Store::new(rt.engine(), host(spec, ctx, stdout, stderr, api));
     store.limiter(|h| &mut h.memory);
     // Exact CPU time: the clock runs only while the guest executes wasm.
     store.call_hook(|mut s, hook| {
@@ -115,19 +159,38 @@ async fn execute(
         Ok(i) => i,
         Err(e) => return map_error(&e, "cannot instantiate module"),
     };
-    let start = match instance.get_typed_func::<(), ()>(&mut store, "_start") {
-        Ok(f) => f,
-        Err(e) => return Exit::failure(None, format!("module is not a WASI command: {e:#}")),
-    };
-    match start.call_async(&mut store, ()).await {
-        Ok(()) => Exit::success(),
-        Err(e) => map_error(&e, "failed"),
+    match kind {
+        ModuleKind::Command => {
+            let start = match instance.get_typed_func::<(), ()>(&mut store, "_start") {
+                Ok(f) => f,
+                Err(e) => {
+                    return Exit::failure(None, format!("module is not a WASI command: {e:#}"));
+                }
+            };
+            let mut stop = ctx.stop.clone();
+            tokio::select! {
+                done = start.call_async(&mut store, ()) => match done {
+                    Ok(()) => Exit::success(),
+                    Err(e) => map_error(&e, "failed"),
+                },
+                () = stop.wait() => Exit::success(),
+            }
+        }
+        ModuleKind::Event => {
+            super::events::run(&mut store, &instance, queues, ctx.stop.clone()).await
+        }
     }
 }
 
 /// WASI context and limits from the spec: argv = [deployment, args...], the spec's env plus
 /// the `WASMFLEET_*` variables, captured stdio, no filesystem or network access.
-fn host(spec: &WorkloadSpec, ctx: &InstanceContext, stdout: &LineSink, stderr: &LineSink) -> Host {
+fn host(
+    spec: &WorkloadSpec,
+    ctx: &InstanceContext,
+    stdout: &LineSink,
+    stderr: &LineSink,
+    api: Api,
+) -> Host {
     let mut b = WasiCtxBuilder::new();
     b.arg(&spec.deployment).args(&spec.args);
     for var in &spec.env {
@@ -142,13 +205,14 @@ fn host(spec: &WorkloadSpec, ctx: &InstanceContext, stdout: &LineSink, stderr: &
         wasi: b.build_p1(),
         memory: MemoryBudget::new(spec.limits.memory_bytes),
         cpu: Meter::new(spec.limits.cpu_millis),
+        api,
     }
 }
 
 /// `proc_exit(0)` is success, `proc_exit(n)` a failure with code n, the memory limit
 /// `OOMKilled`, a trap a failure with the trap's message; anything else a failure with the
 /// error chain.
-fn map_error(e: &wasmtime::Error, context: &str) -> Exit {
+pub(super) fn map_error(e: &wasmtime::Error, context: &str) -> Exit {
     if let Some(I32Exit(code)) = e.downcast_ref::<I32Exit>() {
         return match code {
             0 => Exit::success(),

@@ -20,6 +20,8 @@
 #[cfg(feature = "compiler")]
 mod cache;
 pub mod cpu;
+mod events;
+mod host;
 mod instance;
 pub mod memory;
 mod output;
@@ -32,13 +34,14 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use wasmfleet_common::engine;
-use wasmfleet_proto::{Digest, LogLine, WorkloadSpec};
+use wasmfleet_common::engine::{self, ModuleKind};
+use wasmfleet_proto::{Capabilities, Digest, LogLine, WorkloadSpec};
 use wasmtime::{Engine, InstancePre, Linker, Module};
 
 #[cfg(feature = "compiler")]
 pub use cache::CacheOutcome;
-pub use instance::InstanceContext;
+pub use host::Services;
+pub use instance::{InstanceContext, STOP_GRACE, StopSignal};
 
 use crate::reconcile::Exit;
 
@@ -88,12 +91,17 @@ pub struct Runtime {
     inner: Arc<Inner>,
 }
 
+/// A module ready to instantiate with one set of grants, and its kind.
+type Ready = (InstancePre<instance::Host>, ModuleKind);
+
 struct Inner {
     engine: Engine,
-    linker: Linker<instance::Host>,
+    /// One linker per set of granted capabilities: it holds only their host functions.
+    linkers: Mutex<HashMap<host::Grants, Linker<instance::Host>>>,
+    services: Services,
     cache_dir: PathBuf,
-    /// Modules ready to instantiate, by code blob path (the path names the digest).
-    ready: Mutex<HashMap<PathBuf, InstancePre<instance::Host>>>,
+    /// Modules ready to instantiate, by code blob path (the path names the digest) and grants.
+    ready: Mutex<HashMap<(PathBuf, host::Grants), Ready>>,
     running: Arc<AtomicUsize>,
     stop_ticker: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
@@ -127,16 +135,28 @@ impl Drop for RunningGuard {
 }
 
 impl Runtime {
-    /// Creates the engine and a cache in `cache_dir` (created if missing).
+    /// Creates the engine and a cache in `cache_dir` (created if missing), with no devices, key-
+    /// value stores beside the cache (`../kv`) and an application bus that publishes nowhere.
     pub fn new(cache_dir: &Path) -> Result<Runtime, RuntimeError> {
+        let kv_dir = cache_dir.parent().unwrap_or(cache_dir).join("kv");
+        Runtime::with_services(
+            cache_dir,
+            Services {
+                devices: crate::devices::Devices::none(),
+                kv: crate::kv::KvStores::new(&kv_dir),
+                apps: crate::apps::AppBus::default(),
+            },
+        )
+    }
+
+    /// Creates the engine and a cache in `cache_dir`, with the host API reaching `services`.
+    pub fn with_services(cache_dir: &Path, services: Services) -> Result<Runtime, RuntimeError> {
         std::fs::create_dir_all(cache_dir).map_err(|source| RuntimeError::CacheDir {
             path: cache_dir.to_path_buf(),
             source,
         })?;
         let setup = |e: engine::AdmitError| RuntimeError::Setup(e.to_string());
         let engine = engine::engine().map_err(setup)?;
-        let linker =
-            engine::wasi_linker(&engine, |h: &mut instance::Host| &mut h.wasi).map_err(setup)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let running = Arc::new(AtomicUsize::new(0));
         let ticker = {
@@ -162,7 +182,8 @@ impl Runtime {
         };
         let inner = Inner {
             engine,
-            linker,
+            linkers: Mutex::new(HashMap::new()),
+            services,
             cache_dir: cache_dir.to_path_buf(),
             ready: Mutex::new(HashMap::new()),
             running,
@@ -195,7 +216,7 @@ impl Runtime {
             let _ = held;
             std::collections::HashSet::<PathBuf>::new()
         };
-        self.ready().retain(|path, _| path.exists());
+        self.ready().retain(|(path, _), _| path.exists());
         let mut removed = 0;
         for entry in std::fs::read_dir(&self.inner.cache_dir)? {
             let path = entry?.path();
@@ -224,18 +245,39 @@ impl Runtime {
         instance::run(self.clone(), spec, ctx, logs)
     }
 
-    fn ready(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, InstancePre<instance::Host>>> {
+    fn ready(&self) -> std::sync::MutexGuard<'_, HashMap<(PathBuf, host::Grants), Ready>> {
         self.inner.ready.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The module of `ctx`'s code, ready to instantiate: from memory, else loaded (an
-    /// artifact: mapped from its file, fast) or compiled (a source module, off the executor).
+    /// What the host API of this runtime's instances reaches.
+    pub fn services(&self) -> &Services {
+        &self.inner.services
+    }
+
+    /// The linker of `grants`, built on first use.
+    fn linker(&self, grants: host::Grants) -> Result<Linker<instance::Host>, String> {
+        let mut linkers = self.inner.linkers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = linkers.get(&grants) {
+            return Ok(l.clone());
+        }
+        let l = host::linker(&self.inner.engine, grants)?;
+        linkers.insert(grants, l.clone());
+        Ok(l)
+    }
+
+    /// The module of `ctx`'s code, ready to instantiate with the host functions `caps` grants:
+    /// from memory, else loaded (an artifact: mapped from its file, fast) or compiled (a source
+    /// module, off the executor). A module importing a host function that `caps` does not
+    /// grant is refused, naming the manifest field that would.
     async fn instance_pre(
         &self,
         ctx: &InstanceContext,
-    ) -> Result<InstancePre<instance::Host>, String> {
-        if let Some(pre) = self.ready().get(&ctx.code_path) {
-            return Ok(pre.clone());
+        caps: &Capabilities,
+    ) -> Result<Ready, String> {
+        let grants = host::Grants::of(caps);
+        let key = (ctx.code_path.clone(), grants);
+        if let Some(ready) = self.ready().get(&key) {
+            return Ok(ready.clone());
         }
         let module = match ctx.code {
             CodeKind::Precompiled => self.load_artifact(&ctx.code_path)?,
@@ -244,16 +286,17 @@ impl Runtime {
                     .await?
             }
         };
-        // The hub ran the same check when the module was uploaded; this covers code that
-        // reached the node another way (side-loaded, an older hub).
-        engine::check_module(&self.inner.linker, &module).map_err(|e| e.to_string())?;
-        let pre = self
-            .inner
-            .linker
+        // The hub ran the same checks at upload and apply; this covers code that reached the
+        // node another way (side-loaded, an older hub).
+        let imports = module.imports().map(|i| (i.module(), i.name()));
+        wasmfleet_common::abi::check_imports(imports, caps).map_err(|e| e.to_string())?;
+        let linker = self.linker(grants)?;
+        let kind = engine::check_module(&linker, &module).map_err(|e| e.to_string())?;
+        let pre = linker
             .instantiate_pre(&module)
             .map_err(|e| format!("cannot link module: {e:#}"))?;
-        self.ready().insert(ctx.code_path.clone(), pre.clone());
-        Ok(pre)
+        self.ready().insert(key, (pre.clone(), kind));
+        Ok((pre, kind))
     }
 
     fn load_artifact(&self, path: &Path) -> Result<Module, String> {

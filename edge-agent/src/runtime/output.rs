@@ -96,6 +96,14 @@ impl LineSink {
         }
     }
 
+    /// Emits `text` as whole lines (a host API `log` call), whatever partial line the guest's
+    /// WASI writes left pending.
+    pub(super) fn write_line(&self, text: &str) {
+        for line in text.split('\n') {
+            self.emit(line.as_bytes());
+        }
+    }
+
     /// Emits a last line without newline, if any, and a last marker for lines dropped since
     /// the previous one (called when the instance ends).
     pub(super) fn flush_partial(&self) {

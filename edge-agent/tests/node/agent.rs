@@ -27,6 +27,7 @@ fn config(dir: &std::path::Path) -> Config {
         memory_bytes: 1 << 30,
         max_workloads: 8,
         log_limits: Default::default(),
+        devices: Default::default(),
     }
 }
 

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use wasmfleet_proto::{Code, Digest, EnvVar, Limits, ModuleRef, RestartPolicy, WorkloadSpec};
+use wasmfleet_proto::{
+    Capabilities, Code, Digest, EnvVar, Limits, ModuleRef, RestartPolicy, WorkloadSpec,
+};
 
 /// Builds `examples/hello` for wasm32-wasip1 (once per process; cargo's lock serialises
 /// concurrent test processes) and returns the `.wasm` path.
@@ -57,6 +59,9 @@ pub fn spec(name: &str, module: ModuleRef, args: &[&str]) -> WorkloadSpec {
         },
         restart: RestartPolicy::Never,
         code: Code::Source,
+        namespace: "default".into(),
+        config: vec![],
+        capabilities: Capabilities::default(),
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use edge_agent::reconcile::Exit;
 #[cfg(feature = "compiler")]
 use edge_agent::runtime::CacheOutcome;
-use edge_agent::runtime::{CodeKind, InstanceContext, Runtime};
+use edge_agent::runtime::{CodeKind, InstanceContext, Runtime, StopSignal};
 use tokio::sync::mpsc;
 use wasmfleet_proto::{LogLine, Stream, WorkloadSpec};
 
@@ -38,6 +38,7 @@ fn setup() -> Setup {
         code_digest: module_ref(&artifact).digest,
         code: CodeKind::Precompiled,
         log_limits: Default::default(),
+        stop: StopSignal::never(),
     };
     Setup {
         _dir: dir,

@@ -117,6 +117,7 @@ async fn a_refused_qos1_subscription_falls_back_to_qos0_and_the_node_converges()
         memory_bytes: 1 << 30,
         max_workloads: 8,
         log_limits: Default::default(),
+        devices: Default::default(),
     })
     .unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -28,6 +28,7 @@ use wasmfleet_proto::Digest;
 use crate::clock::now_ms;
 use crate::controller::handle::Visibility;
 use crate::controller::{ControllerError, ControllerHandle};
+use crate::model::capabilities::check_module_capabilities;
 use crate::store::blobs::Stored;
 use crate::store::{BlobError, BlobStore, EventReader, LogReader, StoreError};
 use types::{ApplyRequest, ApplyResponse, ErrorBody};
@@ -192,6 +193,23 @@ async fn apply(
         }
         Some(_) => {}
     }
+    // A module importing host functions the deployment is not granted would never run:
+    // refused now, naming the function and the manifest field that grants it.
+    let (blobs, caps) = (s.blobs.clone(), req.spec.capabilities.clone());
+    tokio::task::spawn_blocking(move || {
+        let module = blobs
+            .read_all(&digest)
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .unwrap_or_default();
+        check_module_capabilities(&module, &caps).map_err(|e| {
+            ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("spec.module: {e}"),
+            )
+        })
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     // Compile for every engine profile of the fleet first: a module that does not compile
     // for one is refused now, naming it, rather than failing on those devices later.
     let (built, refusal) = s

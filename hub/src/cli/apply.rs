@@ -47,6 +47,9 @@ pub fn prepare(doc: &DeploymentManifest) -> Result<(Vec<u8>, DeploymentSpec)> {
         cpu_millis: doc.cpu_millis,
         max_run_ms: doc.max_run_ms,
         restart_policy: doc.restart_policy,
+        namespace: doc.namespace.clone(),
+        config: doc.config.clone(),
+        capabilities: doc.capabilities.clone(),
     };
     spec.validate().with_context(|| doc.name.clone())?;
     Ok((bytes, spec))
@@ -126,6 +129,9 @@ pub async fn run(client: &Client, a: RunArgs<'_>) -> Result<ApplyResponse> {
             .map_err(|e| anyhow::anyhow!("--max-run-time: {e}"))?
             .map(|d| d.as_millis() as u64),
         restart_policy: a.restart,
+        namespace: crate::model::capabilities::DEFAULT_NAMESPACE.into(),
+        config: BTreeMap::new(),
+        capabilities: Default::default(),
     };
     let (bytes, spec) = prepare(&doc)?;
     submit(client, a.name, bytes, spec).await

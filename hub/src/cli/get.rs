@@ -147,7 +147,7 @@ fn filter_one<T>(
 fn nodes_table(nodes: &[NodeView], wide: bool, now: u64) -> String {
     let mut header = vec!["NAME", "STATUS", "WORKLOADS", "MEMORY", "AGE", "VERSION"];
     if wide {
-        header.extend(["CLASS", "GENERATION", "ENGINE", "LABELS"]);
+        header.extend(["CLASS", "GENERATION", "ENGINE", "DEVICES", "LABELS"]);
     }
     let rows: Vec<Vec<String>> = nodes
         .iter()
@@ -171,6 +171,11 @@ fn nodes_table(nodes: &[NodeView], wide: bool, now: u64) -> String {
                         visible(&n.engine),
                         if n.compiler { "+compiler" } else { "" }
                     ),
+                    if n.devices.is_empty() {
+                        "<none>".into()
+                    } else {
+                        visible(&n.devices.join(",")).into_owned()
+                    },
                     if labels.is_empty() {
                         "<none>".into()
                     } else {
@@ -318,6 +323,13 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> Result<String>
                     " (compiles source modules)"
                 } else {
                     ""
+                }
+            );
+            out += &format!(
+                "Devices:         {}\n",
+                match n.devices.is_empty() {
+                    true => "<none>".to_string(),
+                    false => visible(&n.devices.join(" ")).into_owned(),
                 }
             );
             out += &format!(

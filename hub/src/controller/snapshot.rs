@@ -62,6 +62,7 @@ impl FleetSnapshot {
                     .map_or(0, |s| s.observed_generation),
                 engine: crate::model::profile_key(&n.hello.engine),
                 compiler: n.hello.engine.compiler,
+                devices: n.hello.devices.clone(),
             })
             .collect()
     }

@@ -3,7 +3,11 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use wasmfleet_proto::{Code, Digest, EnvVar, Limits, ModuleRef, RestartPolicy, WorkloadSpec};
+use wasmfleet_proto::{
+    Code, ConfigEntry, Digest, EnvVar, Limits, ModuleRef, RestartPolicy, WorkloadSpec,
+};
+
+use super::capabilities::{CapabilitiesSpec, DEFAULT_NAMESPACE, validate_config};
 
 /// Most replicas one deployment may ask for.
 pub const MAX_REPLICAS: u32 = 10_000;
@@ -44,6 +48,19 @@ pub struct DeploymentSpec {
     /// What agents do when an instance exits.
     #[serde(default)]
     pub restart_policy: RestartPolicyName,
+    /// Application namespace: the module's topics live under `wf/v1/app/{namespace}/`.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Values the module reads with `config_get`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    /// Host capabilities granted to the module.
+    #[serde(default, skip_serializing_if = "CapabilitiesSpec::is_empty")]
+    pub capabilities: CapabilitiesSpec,
+}
+
+fn default_namespace() -> String {
+    DEFAULT_NAMESPACE.to_string()
 }
 
 /// Restart policy as it appears in manifests and JSON.
@@ -89,11 +106,14 @@ pub enum SpecError {
     #[error("spec.resources.memory must be more than 0")]
     Memory,
     /// Arguments and environment too large to ship in desired states.
-    #[error("spec.args and spec.env total {0} bytes; the limit is {MAX_SPEC_BYTES}")]
+    #[error("spec.args, spec.env and spec.config total {0} bytes; the limit is {MAX_SPEC_BYTES}")]
     TooLarge(usize),
     /// An environment variable name that WASI cannot carry.
     #[error("spec.env: invalid variable name {0:?} (must be non-empty, without '=' or NUL)")]
     EnvName(String),
+    /// Bad namespace, config or capabilities (the message names the field).
+    #[error("{0}")]
+    Field(String),
 }
 
 /// The deployment a workload name (`{deployment}-{ordinal}`) belongs to.
@@ -132,12 +152,16 @@ impl DeploymentSpec {
         {
             return Err(SpecError::EnvName(bad.clone()));
         }
+        wasmfleet_proto::name::validate(&self.namespace).map_err(|e| {
+            SpecError::Field(format!("metadata.namespace {:?}: {e}", self.namespace))
+        })?;
+        validate_config(&self.config).map_err(SpecError::Field)?;
+        self.capabilities.validate().map_err(SpecError::Field)?;
+        let pairs =
+            |m: &BTreeMap<String, String>| m.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
         let bytes = self.args.iter().map(String::len).sum::<usize>()
-            + self
-                .env
-                .iter()
-                .map(|(k, v)| k.len() + v.len())
-                .sum::<usize>();
+            + pairs(&self.env)
+            + pairs(&self.config);
         if bytes > MAX_SPEC_BYTES {
             return Err(SpecError::TooLarge(bytes));
         }
@@ -229,6 +253,16 @@ impl DeploymentRecord {
             restart: spec.restart_policy.into(),
             // Which code depends on the node it is placed on; see `reconcile::desired`.
             code: Code::Source,
+            namespace: spec.namespace.clone(),
+            config: spec
+                .config
+                .iter()
+                .map(|(key, value)| ConfigEntry {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            capabilities: spec.capabilities.to_wire(),
         })
     }
 }
@@ -248,6 +282,9 @@ pub(crate) mod tests {
             cpu_millis: None,
             max_run_ms: None,
             restart_policy: RestartPolicyName::Always,
+            namespace: DEFAULT_NAMESPACE.into(),
+            config: BTreeMap::new(),
+            capabilities: CapabilitiesSpec::default(),
         }
     }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::capabilities::{CapabilitiesSpec, DEFAULT_NAMESPACE};
 use super::deployment::{RestartPolicyName, validate_name};
 use super::quantity::{parse_bytes, parse_cpu_millis, parse_duration};
 
@@ -46,6 +47,12 @@ pub struct DeploymentManifest {
     pub max_run_ms: Option<u64>,
     /// `spec.restartPolicy` (default Always).
     pub restart_policy: RestartPolicyName,
+    /// `metadata.namespace` (default `default`).
+    pub namespace: String,
+    /// `spec.config`, every value as text.
+    pub config: BTreeMap<String, String>,
+    /// `spec.capabilities`.
+    pub capabilities: CapabilitiesSpec,
 }
 
 /// First pass: only what identifies the document, so an unknown kind is reported as such.
@@ -73,6 +80,8 @@ struct Document {
 struct Metadata {
     name: String,
     #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
     #[allow(dead_code)] // accepted for kubectl familiarity; not used for placement yet
     labels: BTreeMap<String, String>,
 }
@@ -91,6 +100,47 @@ struct Spec {
     resources: Resources,
     #[serde(default)]
     restart_policy: RestartPolicyName,
+    #[serde(default)]
+    config: BTreeMap<String, Scalar>,
+    #[serde(default)]
+    capabilities: Capabilities,
+}
+
+/// A `spec.config` value: any YAML scalar, kept as text (`interval: 1s`, `threshold: 25`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl Scalar {
+    fn into_text(self) -> String {
+        match self {
+            Scalar::Bool(b) => b.to_string(),
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Float(f) => f.to_string(),
+            Scalar::Text(t) => t,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Capabilities {
+    #[serde(default)]
+    i2c: Vec<String>,
+    #[serde(default)]
+    spi: Vec<String>,
+    #[serde(default)]
+    gpio: Vec<u32>,
+    #[serde(default)]
+    publish: Vec<String>,
+    #[serde(default)]
+    subscribe: Vec<String>,
+    kv: Option<String>,
 }
 
 fn one() -> u32 {
@@ -184,6 +234,21 @@ fn to_deployment(doc: Document, base: &Path) -> Result<DeploymentManifest, Strin
     if spec.module.trim().is_empty() {
         return Err("spec.module: must name a .wasm file".into());
     }
+    let caps = spec.capabilities;
+    let kv_bytes = caps
+        .kv
+        .map(|t| parse_bytes(&t).map_err(|e| format!("spec.capabilities.kv: {e}")))
+        .transpose()?
+        .unwrap_or(0);
+    let capabilities = CapabilitiesSpec {
+        i2c: caps.i2c,
+        spi: caps.spi,
+        gpio: caps.gpio,
+        publish: caps.publish,
+        subscribe: caps.subscribe,
+        kv_bytes,
+    };
+    capabilities.validate()?;
     Ok(DeploymentManifest {
         name,
         module_path: base.join(&spec.module),
@@ -194,6 +259,16 @@ fn to_deployment(doc: Document, base: &Path) -> Result<DeploymentManifest, Strin
         cpu_millis,
         max_run_ms,
         restart_policy: spec.restart_policy,
+        namespace: doc
+            .metadata
+            .namespace
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()),
+        config: spec
+            .config
+            .into_iter()
+            .map(|(k, v)| (k, v.into_text()))
+            .collect(),
+        capabilities,
     })
 }
 
@@ -275,6 +350,43 @@ spec:
         )
         .unwrap_err();
         assert!(err.starts_with("metadata.name"), "{err}");
+    }
+
+    #[test]
+    fn config_and_capabilities() {
+        let text = "\
+apiVersion: wasmfleet.dev/v1
+kind: Deployment
+metadata: {name: alarm, namespace: plant-1}
+spec:
+  module: ./alarm.wasm
+  config: {threshold: 25, interval: 1s, on: true}
+  capabilities:
+    gpio: [17]
+    subscribe: [\"sensors/+/temp\"]
+    kv: 4Ki
+";
+        let d = &parse(text, Path::new(".")).unwrap()[0];
+        assert_eq!(d.namespace, "plant-1");
+        assert_eq!(d.config["threshold"], "25");
+        assert_eq!(d.config["interval"], "1s");
+        assert_eq!(d.config["on"], "true");
+        assert_eq!(d.capabilities.gpio, [17]);
+        assert_eq!(d.capabilities.kv_bytes, 4096);
+        let err = parse(&text.replace("gpio: [17]", "gpios: [17]"), Path::new(".")).unwrap_err();
+        assert!(err.contains("unknown field `gpios`"), "{err}");
+        let err = parse(&text.replace("4Ki", "lots"), Path::new(".")).unwrap_err();
+        assert!(err.starts_with("spec.capabilities.kv"), "{err}");
+        let err = parse(
+            &text.replace("sensors/+/temp", "sensors/#/temp"),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(err.starts_with("spec.capabilities.subscribe"), "{err}");
+        assert_eq!(
+            parse(HELLO, Path::new(".")).unwrap()[0].namespace,
+            "default"
+        );
     }
 
     #[test]

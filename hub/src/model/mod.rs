@@ -2,6 +2,7 @@
 //! validated. Pure data: no I/O, shared by the API, the controllers and the CLI.
 
 pub mod artifact;
+pub mod capabilities;
 pub mod deployment;
 pub mod manifest;
 pub mod node;

@@ -51,6 +51,9 @@ pub struct NodeView {
     /// Whether it compiles source modules itself.
     #[serde(default)]
     pub compiler: bool,
+    /// Devices it offers to modules (`i2c-1`, `gpio:17`).
+    #[serde(default)]
+    pub devices: Vec<String>,
 }
 
 /// A deployment in `get deployments`.

@@ -2,8 +2,9 @@
 //!
 //! `schedule` is a function of the deployments, the node inventory, the current placement and
 //! the time: no I/O, no clock. It is stable (a replica stays where it is while its node is
-//! usable), spreads replicas of one deployment across nodes, and respects each node's memory
-//! and instance capacity.
+//! usable), spreads replicas of one deployment across nodes, respects each node's memory
+//! and instance capacity, and places a deployment only on nodes that offer every device its
+//! capabilities name (`i2c-1`, `gpio:17`...).
 
 use std::collections::BTreeMap;
 
@@ -59,6 +60,16 @@ pub fn schedule(inputs: Inputs<'_>) -> Placement {
         .values()
         .map(|d| (d.name.as_str(), d.wire_size()))
         .collect();
+    let devices: BTreeMap<&str, Vec<String>> = inputs
+        .deployments
+        .values()
+        .map(|d| (d.name.as_str(), d.spec.capabilities.to_wire().devices()))
+        .collect();
+    let offers = |node: &NodeRecord, dep: &DeploymentRecord| {
+        devices
+            .get(dep.name.as_str())
+            .is_none_or(|want| want.iter().all(|d| node.hello.devices.contains(d)))
+    };
     let demand = |dep: &DeploymentRecord| Demand {
         memory: dep.spec.memory_bytes,
         bytes: spec_bytes
@@ -76,6 +87,7 @@ pub fn schedule(inputs: Inputs<'_>) -> Placement {
                 .get(&workload)
                 .and_then(|node| inputs.nodes.get_key_value(node.as_str()))
                 .filter(|(_, node)| keeps_replicas(node, inputs))
+                .filter(|(_, node)| offers(node, dep))
                 .filter(|(name, node)| fits(node, usage.get(name.as_str()), demand(dep)));
             match kept {
                 Some((name, _)) => {
@@ -94,6 +106,7 @@ pub fn schedule(inputs: Inputs<'_>) -> Placement {
             .nodes
             .iter()
             .filter(|(_, node)| node.ready && node.hello.device_class == DeviceClass::Linux)
+            .filter(|(_, node)| offers(node, dep))
             .filter(|(name, node)| fits(node, usage.get(name.as_str()), demand(dep)))
             .min_by_key(|(name, _)| {
                 let same = per_deployment
@@ -108,7 +121,10 @@ pub fn schedule(inputs: Inputs<'_>) -> Placement {
                 placement.assigned.insert(workload, name.clone());
             }
             None => {
-                let reason = no_fit_reason(inputs, dep);
+                let want = devices
+                    .get(dep.name.as_str())
+                    .map_or(&[][..], Vec::as_slice);
+                let reason = no_fit_reason(inputs, dep, want);
                 placement.unschedulable.insert(workload, reason);
             }
         }
@@ -151,15 +167,34 @@ fn take<'a>(
     *per_deployment.entry((node, dep.name.as_str())).or_default() += 1;
 }
 
-fn no_fit_reason(inputs: Inputs<'_>, dep: &DeploymentRecord) -> String {
-    let ready = inputs.nodes.values().filter(|n| n.ready).count();
-    if ready == 0 {
+/// Why no node fits, as `kubectl describe` says it: how many Ready nodes lack the devices, how
+/// many lack room.
+fn no_fit_reason(inputs: Inputs<'_>, dep: &DeploymentRecord, devices: &[String]) -> String {
+    let ready: Vec<&NodeRecord> = inputs.nodes.values().filter(|n| n.ready).collect();
+    if ready.is_empty() {
         return "no Ready nodes".into();
     }
-    format!(
-        "0/{ready} Ready nodes have room for {} of memory, one more instance and its spec",
+    let lacking = ready
+        .iter()
+        .filter(|n| !devices.iter().all(|d| n.hello.devices.contains(d)))
+        .count();
+    let room = format!(
+        "room for {} of memory, one more instance and its spec",
         crate::model::quantity::format_bytes(dep.spec.memory_bytes)
-    )
+    );
+    match lacking {
+        0 => format!("0/{} Ready nodes have {room}", ready.len()),
+        n if n == ready.len() => format!(
+            "0/{n} Ready nodes offer the devices it needs ({})",
+            devices.join(", ")
+        ),
+        n => format!(
+            "0/{} Ready nodes fit: {n} lack the devices it needs ({}), {} lack {room}",
+            ready.len(),
+            devices.join(", "),
+            ready.len() - n
+        ),
+    }
 }
 
 #[cfg(test)]

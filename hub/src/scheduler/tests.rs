@@ -17,6 +17,7 @@ pub(crate) fn node(name: &str, ready: bool, memory: u64, max: u32) -> NodeRecord
             },
             labels: vec![],
             engine: wasmfleet_common::engine::host_profile(false),
+            devices: vec![],
         },
         ready,
         since_ms: 0,
@@ -171,5 +172,29 @@ fn desired_states_never_outgrow_one_frame() {
         p.unschedulable
             .values()
             .all(|r| r.contains("0/1 Ready nodes have room"))
+    );
+}
+
+#[test]
+fn deployments_go_only_where_their_devices_are_and_say_why_not() {
+    let mut sensor = deployment("sensor", 1);
+    sensor.spec.capabilities.i2c = vec!["i2c-1".into()];
+    sensor.spec.capabilities.gpio = vec![17];
+    let mut with = node("b-pi", true, GI, 8);
+    with.hello.devices = vec!["gpio:17".into(), "gpio:27".into(), "i2c-1".into()];
+    let mut half = node("a-gw", true, GI, 8);
+    half.hello.devices = vec!["i2c-1".into()];
+    let mut fleet = nodes(vec![with, half, node("c-gw", true, GI, 8)]);
+    let p = run(&deps(vec![sensor.clone()]), &fleet, &BTreeMap::new(), 0);
+    assert_eq!(
+        p.assigned["sensor-0"], "b-pi",
+        "the only node with i2c-1 and gpio:17"
+    );
+    // The device node gone: nothing fits, and the reason names the devices.
+    fleet.remove("b-pi");
+    let p = run(&deps(vec![sensor]), &fleet, &p.assigned, 0);
+    assert_eq!(
+        p.unschedulable["sensor-0"],
+        "0/2 Ready nodes offer the devices it needs (i2c-1, gpio:17)"
     );
 }

@@ -578,7 +578,11 @@ mod tests {
         let s = SqliteStore::in_memory().unwrap();
         s.conn
             .execute(
-                "INSERT INTO desired (node, frame) VALUES ('n1', x'0303')",
+                // The current wire version, then a truncated message.
+                &format!(
+                    "INSERT INTO desired (node, frame) VALUES ('n1', x'{:02x}03')",
+                    wasmfleet_proto::WIRE_VERSION
+                ),
                 [],
             )
             .unwrap();

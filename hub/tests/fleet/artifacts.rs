@@ -33,6 +33,7 @@ fn fake_node(mqtt: &str, name: &str, engine: EngineProfile) -> FakeNode {
         },
         labels: vec![],
         engine,
+        devices: vec![],
     });
     client
         .subscribe(format!("wf/v1/n/{name}/desired"), QoS::AtLeastOnce)

@@ -163,7 +163,7 @@ fn modules_agents_cannot_run_are_refused_at_apply() {
         (
             "reactor",
             r#"(module (func (export "main")))"#,
-            "module is not a WASI command",
+            "module is not runnable: it exports neither `on_start`",
         ),
         (
             "foreign",
