@@ -5,5 +5,6 @@
 
 mod agent;
 mod common;
+mod host_api;
 mod runtime;
 mod subscribe;

@@ -1,7 +1,9 @@
 //! `wasmfleet demo`: the whole system on one machine in one command. Starts a hub (embedded
-//! broker and SQLite), three `edge-agent` processes, deploys the example module (built from
-//! `examples/hello` when `wasmfleet` was built, and embedded in it), shows progress until
-//! every replica is Running, then streams its log lines until Ctrl-C and stops everything.
+//! broker and SQLite), three `edge-agent` processes with simulated devices (`--devices sim`: a
+//! BME280 on `i2c-1`, an LED on GPIO 17), deploys the `sensor` and `alarm` examples from their
+//! manifests (built from `examples/` when `wasmfleet` was built, and embedded in it), shows
+//! progress until both are Running on different nodes, then streams their logs (readings on
+//! one node, the alarm switching the LED on another, through the broker) until Ctrl-C.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,24 +16,74 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::client::{Client, with_query};
 use super::{apply, get, interrupted, logs};
 use crate::api::types::WorkloadView;
-use crate::model::deployment::RestartPolicyName;
 
-/// `examples/hello` for `wasm32-wasip1`, embedded by the build script (empty if the target was
-/// missing when `wasmfleet` was built).
-pub const EXAMPLE_MODULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hello.wasm"));
+/// An example embedded by the build script: its manifest (`examples/<name>/app.yaml`, which
+/// names `./<name>.wasm`) and its module (empty if it could not be built).
+#[derive(Debug, Clone, Copy)]
+pub struct Example {
+    /// Name of the example and of its deployment.
+    pub name: &'static str,
+    /// The manifest.
+    pub manifest: &'static str,
+    /// The module.
+    pub module: &'static [u8],
+}
+
+macro_rules! example {
+    ($name:literal) => {
+        Example {
+            name: $name,
+            manifest: include_str!(concat!("../../../examples/", $name, "/app.yaml")),
+            module: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".wasm")),
+        }
+    };
+}
+
+/// Every embedded example.
+pub const EXAMPLES: &[Example] = &[
+    example!("hello"),
+    example!("sensor"),
+    example!("alarm"),
+    example!("counter"),
+];
+
+/// The deployments the demo applies, in order (the scheduler spreads them over the nodes).
+const DEMO: [&str; 2] = ["sensor", "alarm"];
+
+/// Writes example `name` (its `app.yaml` and `<name>.wasm`) into `dir/<name>/` and returns
+/// the manifest's path.
+pub fn write_example(dir: &Path, name: &str) -> Result<PathBuf> {
+    let ex = EXAMPLES
+        .iter()
+        .find(|e| e.name == name)
+        .with_context(|| format!("no embedded example named {name:?}"))?;
+    if ex.module.is_empty() {
+        bail!(
+            "this wasmfleet was built without the {name} example (a guest target was missing); run `rustup toolchain install` and rebuild"
+        );
+    }
+    let dir = dir.join(name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(dir.join(format!("{name}.wasm")), ex.module)
+        .with_context(|| format!("writing the {name} module to {}", dir.display()))?;
+    let manifest = dir.join("app.yaml");
+    std::fs::write(&manifest, ex.manifest)
+        .with_context(|| format!("writing {}", manifest.display()))?;
+    Ok(manifest)
+}
+
+/// Writes the `hello` example module into `dir` and returns its path.
+pub fn write_example_module(dir: &Path) -> Result<PathBuf> {
+    let manifest = write_example(dir, "hello")?;
+    Ok(manifest.with_file_name("hello.wasm"))
+}
 
 /// Options of `wasmfleet demo`.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Number of local agents.
+    /// Number of local agents (at least 2: the sensor and the alarm run on different nodes).
     #[arg(long, default_value_t = 3)]
     pub agents: u32,
-    /// Replicas of the example module.
-    #[arg(long, default_value_t = 3)]
-    pub replicas: u32,
-    /// Use this module instead of building examples/hello.
-    #[arg(long)]
-    pub module: Option<PathBuf>,
     /// HTTP API address of the demo hub.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub http: SocketAddr,
@@ -44,19 +96,6 @@ pub struct DemoArgs {
     /// Stop after this many seconds of logs instead of waiting for Ctrl-C.
     #[arg(long)]
     pub run_for: Option<u64>,
-}
-
-/// Writes the embedded example module into `dir` and returns its path.
-pub fn write_example_module(dir: &Path) -> Result<PathBuf> {
-    if EXAMPLE_MODULE.is_empty() {
-        bail!(
-            "this wasmfleet was built without the example module (the wasm32-wasip1 target was missing); pass --module FILE.wasm"
-        );
-    }
-    let path = dir.join("hello.wasm");
-    std::fs::write(&path, EXAMPLE_MODULE)
-        .with_context(|| format!("writing the example module to {}", path.display()))?;
-    Ok(path)
 }
 
 /// The `edge-agent` binary: next to this one (a build or install directory), else on `PATH`.
@@ -109,10 +148,13 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     };
     std::fs::create_dir_all(&data)
         .with_context(|| format!("creating the data directory {}", data.display()))?;
-    let module = match &args.module {
-        Some(m) => m.clone(),
-        None => write_example_module(&data)?,
-    };
+    if args.agents < 2 {
+        bail!("--agents must be at least 2: the sensor and the alarm run on different nodes");
+    }
+    let manifests = DEMO
+        .iter()
+        .map(|name| write_example(&data, name))
+        .collect::<Result<Vec<_>>>()?;
     let hub = crate::serve::start(crate::serve::Options {
         data: data.join("hub"),
         http: args.http,
@@ -145,6 +187,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                 &name,
                 "--label",
                 "demo=true",
+                "--devices",
+                "sim",
             ])
             .arg("--data")
             .arg(data.join(&name))
@@ -155,7 +199,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             .with_context(|| format!("starting {}", agent.display()))?;
         agents.push(child);
     }
-    let result = drive(&client, &args, &module, &agents).await;
+    let result = drive(&client, &args, &manifests, &agents).await;
     eprintln!("\nstopping agents and hub ...");
     for a in &agents {
         terminate(a);
@@ -170,46 +214,31 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 async fn drive(
     client: &Client,
     args: &DemoArgs,
-    module: &Path,
+    manifests: &[PathBuf],
     agents: &[tokio::process::Child],
 ) -> Result<()> {
     wait_for_nodes(client, args.agents).await?;
-    let env = ["GREETING=hello".to_string()];
-    let run_args = ["--interval".to_string(), "1s".to_string()];
     let started = Instant::now();
-    let applied = apply::run(
-        client,
-        apply::RunArgs {
-            name: "hello",
-            module,
-            replicas: args.replicas,
-            env: &env,
-            memory: "16Mi",
-            cpu: None,
-            max_run_time: None,
-            restart: RestartPolicyName::Always,
-            args: &run_args,
-        },
-    )
-    .await?;
-    eprintln!("deployment.wasmfleet.dev/{} applied", applied.name);
-    let converged = wait_running(client, args.replicas).await?;
+    for manifest in manifests {
+        for applied in apply::apply_file(client, manifest).await? {
+            eprintln!("deployment.wasmfleet.dev/{} applied", applied.name);
+        }
+    }
+    wait_running(client, &DEMO).await?;
     let elapsed = started.elapsed();
     eprintln!(
-        "all {} replicas Running {:.2}s after apply\n",
-        args.replicas,
+        "sensor and alarm Running {:.2}s after apply\n",
         elapsed.as_secs_f64()
     );
     print!(
         "{}",
-        get::get(client, get::Kind::Node, None, get::Output::Table).await?
+        get::get(client, get::Kind::Node, None, get::Output::Wide).await?
     );
     println!();
     print!(
         "{}",
         get::get(client, get::Kind::Workload, None, get::Output::Table).await?
     );
-    let _ = converged;
     println!(
         "\nfigures: apply_to_running_ms={} hub_rss_kib={} agent_rss_kib={}",
         elapsed.as_millis(),
@@ -221,14 +250,36 @@ async fn drive(
             .collect::<Vec<_>>()
             .join(","),
     );
-    println!("\nlogs of deployment hello (Ctrl-C to stop):");
+    println!(
+        "\nthe sensor publishes readings; the alarm on another node switches GPIO 17 when one crosses 25 C (Ctrl-C to stop):"
+    );
     let stop = async {
         match args.run_for {
             Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
             None => interrupted().await,
         }
     };
-    logs::logs(client, "hello", 20, true, logs::LogFormat::Text, stop).await
+    // Both deployments' logs, interleaved, until `stop`.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let text = logs::LogFormat::Text;
+    let both = async {
+        tokio::try_join!(
+            logs::logs(client, DEMO[0], 5, true, text, stopped(stop_rx.clone())),
+            logs::logs(client, DEMO[1], 5, true, text, stopped(stop_rx.clone())),
+        )
+    };
+    tokio::pin!(both);
+    tokio::select! {
+        done = &mut both => { done?; }
+        () = stop => {
+            let _ = stop_tx.send(true);
+            both.await?;
+        }
+    }
+    Ok(())
 }
 
 async fn wait_for_nodes(client: &Client, count: u32) -> Result<()> {
@@ -248,8 +299,8 @@ async fn wait_for_nodes(client: &Client, count: u32) -> Result<()> {
     }
 }
 
-async fn wait_running(client: &Client, replicas: u32) -> Result<Vec<WorkloadView>> {
-    let bar = ProgressBar::new(u64::from(replicas));
+async fn wait_running(client: &Client, deployments: &[&str]) -> Result<Vec<WorkloadView>> {
+    let bar = ProgressBar::new(deployments.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} {pos}/{len} Running {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -257,18 +308,22 @@ async fn wait_running(client: &Client, replicas: u32) -> Result<Vec<WorkloadView
     bar.enable_steady_tick(Duration::from_millis(100));
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let wls: Vec<WorkloadView> = client
-            .get(&with_query("/v1/workloads", &[("deployment", "hello")]))
-            .await?;
-        let running = wls.iter().filter(|w| w.phase == "Running").count() as u64;
-        bar.set_position(running);
+        let mut wls = Vec::new();
+        for d in deployments {
+            let mine: Vec<WorkloadView> = client
+                .get(&with_query("/v1/workloads", &[("deployment", d)]))
+                .await?;
+            wls.extend(mine);
+        }
+        let running = wls.iter().filter(|w| w.phase == "Running").count();
+        bar.set_position(running as u64);
         let waiting: Vec<String> = wls
             .iter()
             .filter(|w| w.phase != "Running")
             .map(|w| format!("{}: {} {}", w.name, w.phase, w.message))
             .collect();
         bar.set_message(waiting.join("; "));
-        if running == u64::from(replicas) {
+        if running == deployments.len() && wls.len() == deployments.len() {
             bar.finish_and_clear();
             return Ok(wls);
         }
@@ -278,7 +333,7 @@ async fn wait_running(client: &Client, replicas: u32) -> Result<Vec<WorkloadView
         }
         if Instant::now() > deadline {
             bar.abandon();
-            bail!("replicas not Running after 120s: {}", waiting.join("; "));
+            bail!("not Running after 120s: {}", waiting.join("; "));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

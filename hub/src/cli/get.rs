@@ -290,6 +290,12 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> Result<String>
                     .map_or("<none>".into(), |ms| format!("{}s", ms as f64 / 1000.0))
             );
             out += &format!("Restart policy:  {:?}\n", s.restart_policy);
+            out += &format!("Namespace:       {}\n", visible(&s.namespace));
+            out += "Config:\n";
+            for (k, v) in &s.config {
+                out += &format!("  {}={}\n", visible(k), visible(v));
+            }
+            out += &capabilities_text(&s.capabilities);
             let wls: Vec<WorkloadView> = client
                 .get(&with_query("/v1/workloads", &[("deployment", name)]))
                 .await?;
@@ -415,4 +421,33 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> Result<String>
 
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+/// The `Capabilities:` block of `describe deployment`, one line per granted capability.
+fn capabilities_text(c: &crate::model::capabilities::CapabilitiesSpec) -> String {
+    let list = |v: &[String]| visible(&v.join(" ")).into_owned();
+    let mut lines = Vec::new();
+    if !c.i2c.is_empty() {
+        lines.push(format!("  i2c:        {}", list(&c.i2c)));
+    }
+    if !c.spi.is_empty() {
+        lines.push(format!("  spi:        {}", list(&c.spi)));
+    }
+    if !c.gpio.is_empty() {
+        let pins: Vec<String> = c.gpio.iter().map(u32::to_string).collect();
+        lines.push(format!("  gpio:       {}", pins.join(" ")));
+    }
+    if !c.publish.is_empty() {
+        lines.push(format!("  publish:    {}", list(&c.publish)));
+    }
+    if !c.subscribe.is_empty() {
+        lines.push(format!("  subscribe:  {}", list(&c.subscribe)));
+    }
+    if c.kv_bytes > 0 {
+        lines.push(format!("  kv:         {}", format_bytes(c.kv_bytes)));
+    }
+    match lines.is_empty() {
+        true => "Capabilities:    <none>\n".into(),
+        false => format!("Capabilities:\n{}\n", lines.join("\n")),
+    }
 }
