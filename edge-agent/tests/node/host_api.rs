@@ -15,19 +15,22 @@ use wasmfleet_proto::{Capabilities, ConfigEntry, LogLine, WorkloadSpec};
 
 use crate::common::*;
 
+/// What modules published: (broker topic, payload).
+type Published = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 struct Node {
     dir: tempfile::TempDir,
     runtime: Runtime,
     devices: Devices,
     apps: AppBus,
-    published: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    published: Published,
 }
 
 fn node() -> Node {
     let dir = tempfile::tempdir().unwrap();
     let devices = sim::devices();
     let apps = AppBus::default();
-    let published = Arc::new(Mutex::new(Vec::new()));
+    let published: Published = Arc::default();
     let sink = published.clone();
     apps.set_publisher(Box::new(move |t, p| {
         sink.lock().unwrap().push((t, p));

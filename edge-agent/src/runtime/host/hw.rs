@@ -110,9 +110,9 @@ fn decode_ops(mem: &[u8], ptr: i32, n: i32, spi: bool) -> Result<Vec<Op>, i32> {
     let raw = bytes(mem, ptr, (n * 20) as i32)?;
     let mut total = 0usize;
     let mut ops = Vec::with_capacity(n);
-    for chunk in raw.chunks_exact(20) {
-        let w =
-            |i: usize| u32::from_le_bytes(chunk[i * 4..i * 4 + 4].try_into().unwrap_or_default());
+    for chunk in raw.as_chunks::<20>().0 {
+        let words = chunk.as_chunks::<4>().0;
+        let w = |i: usize| u32::from_le_bytes(words[i]);
         let op = Op {
             kind: w(0),
             ptr: w(1) as i32,
