@@ -52,6 +52,9 @@ pub enum AgentError {
     /// wasmtime could not be set up.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// A device of `--devices` could not be opened.
+    #[error("--devices: {0}")]
+    Devices(String),
 }
 
 /// A running instance: its task, and the signal that asks it to stop gracefully.
@@ -110,7 +113,7 @@ impl Agent {
         let store = BlobStore::open(&dir).map_err(io)?;
         let apps = AppBus::default();
         let services = Services {
-            devices: config.devices.build(),
+            devices: config.devices.build().map_err(AgentError::Devices)?,
             kv: crate::kv::KvStores::new(&dir.join("kv")),
             apps: apps.clone(),
         };

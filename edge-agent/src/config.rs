@@ -45,10 +45,26 @@ pub struct Cli {
     /// Log bytes per second one workload may ship, e.g. `64Ki`.
     #[arg(long, default_value = "64Ki")]
     pub log_bytes_per_sec: String,
-    /// Hardware offered to modules: `none`, or `sim` (a simulated BME280 on `i2c-1`, an LED
-    /// on GPIO 17, a button on GPIO 27, a loopback `spidev0.0`).
+    /// Hardware offered to modules: `none`; `sim` (a simulated BME280 on `i2c-1`, an LED on
+    /// GPIO 17, a button on GPIO 27, a loopback `spidev0.0`); or `linux` (this machine's I2C
+    /// buses, SPI devices and the GPIO lines of `--gpio-lines`).
     #[arg(long, default_value = "none")]
     pub devices: String,
+    /// With `--devices linux`: an I2C bus as `NAME=PATH` (e.g. `i2c-1=/dev/i2c-1`); repeatable.
+    /// Default: every `/dev/i2c-*`, named after the file.
+    #[arg(long = "i2c")]
+    pub i2c: Vec<String>,
+    /// With `--devices linux`: an SPI device as `NAME=PATH`; repeatable. Default: every
+    /// `/dev/spidev*`.
+    #[arg(long = "spi")]
+    pub spi: Vec<String>,
+    /// With `--devices linux`: the GPIO character device.
+    #[arg(long, default_value = "/dev/gpiochip0")]
+    pub gpio_chip: PathBuf,
+    /// With `--devices linux`: GPIO lines offered to modules, e.g. `17,27` (none by default:
+    /// driving a line wired to something else can damage it).
+    #[arg(long, value_delimiter = ',')]
+    pub gpio_lines: Vec<u32>,
 }
 
 /// Validated agent configuration.
@@ -73,22 +89,38 @@ pub struct Config {
 }
 
 /// The hardware a node offers (`--devices`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum DeviceSet {
     /// None: modules that need devices are not placed here.
     #[default]
     None,
     /// The simulated set ([`crate::devices::sim`]).
     Sim,
+    /// This machine's hardware ([`crate::devices::linux`]).
+    Linux(crate::devices::linux::LinuxOptions),
 }
 
 impl DeviceSet {
-    /// Opens the devices.
-    pub fn build(self) -> crate::devices::Devices {
+    /// Opens the devices; an error names the one that could not be opened.
+    pub fn build(&self) -> Result<crate::devices::Devices, String> {
         match self {
-            DeviceSet::None => crate::devices::Devices::none(),
-            DeviceSet::Sim => crate::devices::sim::devices(),
+            DeviceSet::None => Ok(crate::devices::Devices::none()),
+            DeviceSet::Sim => Ok(crate::devices::sim::devices()),
+            DeviceSet::Linux(opts) => crate::devices::linux::devices(opts),
         }
+    }
+}
+
+/// Parses `NAME=PATH` of `--{flag}`.
+fn parse_device(flag: &'static str, text: &str) -> Result<(String, PathBuf), ConfigError> {
+    match text.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+            Ok((name.to_string(), PathBuf::from(path)))
+        }
+        _ => Err(ConfigError::Device {
+            flag,
+            value: text.to_string(),
+        }),
     }
 }
 
@@ -121,8 +153,16 @@ pub enum ConfigError {
     #[error("invalid --log-lines-per-sec: must be at least 1")]
     LogLines,
     /// `--devices` names no known set.
-    #[error("invalid --devices {0:?}: expected `none` or `sim`")]
+    #[error("invalid --devices {0:?}: expected `none`, `sim` or `linux`")]
     Devices(String),
+    /// A `--i2c`/`--spi` that is not `NAME=PATH`.
+    #[error("invalid --{flag} {value:?}: expected NAME=PATH, e.g. i2c-1=/dev/i2c-1")]
+    Device {
+        /// The flag without dashes.
+        flag: &'static str,
+        /// The given value.
+        value: String,
+    },
     /// No `--memory` and `/proc/meminfo` could not be read.
     #[error("cannot read MemTotal from /proc/meminfo ({0}); pass --memory")]
     MemInfo(String),
@@ -153,6 +193,20 @@ impl Cli {
         let devices = match self.devices.as_str() {
             "none" => DeviceSet::None,
             "sim" => DeviceSet::Sim,
+            "linux" => DeviceSet::Linux(crate::devices::linux::LinuxOptions {
+                i2c: self
+                    .i2c
+                    .iter()
+                    .map(|t| parse_device("i2c", t))
+                    .collect::<Result<_, _>>()?,
+                spi: self
+                    .spi
+                    .iter()
+                    .map(|t| parse_device("spi", t))
+                    .collect::<Result<_, _>>()?,
+                gpio_chip: self.gpio_chip.clone(),
+                gpio_lines: self.gpio_lines.clone(),
+            }),
             other => return Err(ConfigError::Devices(other.to_string())),
         };
         Ok(Config {
@@ -248,6 +302,10 @@ mod tests {
             log_lines_per_sec: 100,
             log_bytes_per_sec: "64Ki".into(),
             devices: "sim".into(),
+            i2c: vec![],
+            spi: vec![],
+            gpio_chip: "/dev/gpiochip0".into(),
+            gpio_lines: vec![],
         };
         let cfg = cli("gw-1").into_config().unwrap();
         assert_eq!(cfg.labels[0].key, "a");
@@ -263,5 +321,19 @@ mod tests {
         bad.devices = "gpio".into();
         let err = bad.into_config().unwrap_err().to_string();
         assert!(err.contains("--devices \"gpio\""), "{err}");
+        let mut linux = cli("gw-1");
+        linux.devices = "linux".into();
+        linux.i2c = vec!["i2c-1=/dev/i2c-1".into()];
+        linux.gpio_lines = vec![17, 27];
+        match linux.clone().into_config().unwrap().devices {
+            DeviceSet::Linux(o) => {
+                assert_eq!(o.i2c, [("i2c-1".to_string(), PathBuf::from("/dev/i2c-1"))]);
+                assert_eq!(o.gpio_lines, [17, 27]);
+            }
+            other => panic!("{other:?}"),
+        }
+        linux.spi = vec!["/dev/spidev0.0".into()];
+        let err = linux.into_config().unwrap_err().to_string();
+        assert!(err.starts_with("invalid --spi \"/dev/spidev0.0\""), "{err}");
     }
 }

@@ -5,7 +5,7 @@
 //! and a button, so demos and tests run on any machine; and `linux` ([`linux`]), the real
 //! `/dev/i2c-*`, `/dev/spidev*` and GPIO character devices. The host API ([`crate::runtime`])
 //! reaches hardware only through [`Devices`]; it does not know which set it has.
-
+pub mod linux;
 pub mod sim;
 
 use std::collections::BTreeMap;
