@@ -13,6 +13,8 @@ cargo test --workspace 2>&1 | tee "$log"
 # `--workspace --tests` keeps every other crate's features as above, so only edge-agent is
 # rebuilt; the filters pick its runtime and agent tests.
 cargo test --workspace --tests --features edge-agent/compiler -- runtime:: agent:: 2>&1 | tee -a "$log"
+# The guest SDK's own tests (its parsers and op encoding), on the host.
+(cd modules/sdk && cargo test --quiet --target-dir ../../target/guests) 2>&1 | tee -a "$log"
 # proto is no_std: it must build for a Cortex-M4F microcontroller.
 cargo build -p wasmfleet-proto --target thumbv7em-none-eabihf
 # One closing line for the whole suite (cargo's last line is a doc-test run of 0 tests).

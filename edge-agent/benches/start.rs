@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use edge_agent::runtime::{CodeKind, InstanceContext, Runtime, StopSignal};
 use tokio::sync::mpsc;
+
+mod support;
+use support::{median, per_instance, rss_bytes};
 use wasmfleet_proto::{Capabilities, Code, EnvVar, Limits, ModuleRef, RestartPolicy, WorkloadSpec};
 
 const GUEST: &str = "target/guests/wasm32-wasip1/release/hello.wasm";
@@ -48,15 +51,6 @@ fn spec(name: &str, args: &[&str]) -> WorkloadSpec {
     }
 }
 
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kib| kib * 1024)
-}
-
 /// Starts one instance and returns how long until its first output line.
 async fn time_to_first_line(rt: &Runtime, ctx: &InstanceContext, name: &str) -> Duration {
     let (tx, mut rx) = mpsc::channel(64);
@@ -82,11 +76,6 @@ fn fresh(dir: &Path, tag: &str, artifact: &[u8]) -> (Runtime, InstanceContext) {
         stop: StopSignal::never(),
     };
     (rt, ctx)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn main() {
@@ -140,10 +129,7 @@ fn main() {
                 greeted += 1;
             }
         }
-        let per_instance = rss_bytes().saturating_sub(before) / IDLE as u64;
-        for t in tasks {
-            t.abort();
-        }
+        let per_instance = per_instance(before, tasks);
         first_one.abort();
         println!(
             "figures: first_start_us={} cached_start_us={} idle_instance_bytes={} artifact_bytes={} module_bytes={}",

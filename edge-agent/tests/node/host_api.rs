@@ -290,3 +290,37 @@ async fn stop_runs_on_stop_and_kv_persists() {
     let kv = edge_agent::kv::Kv::open(&n.dir.path().join("kv/api.kv")).unwrap();
     assert_eq!(kv.get(b"count"), Some(&b"42"[..]));
 }
+
+/// A module publishing flat out gets `BUSY` past its burst, instead of flooding the broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_flood_is_refused_with_busy() {
+    let n = node();
+    let wat = format!(
+        r#"(module {IMPORTS}
+  (import "wasmfleet_v1" "publish" (func $publish (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "a/x")
+  (global $busy (mut i32) (i32.const 0))
+  (func (export "on_start") (local $i i32)
+    (loop $l
+      (if (i32.eq (call $publish (i32.const 0) (i32.const 3) (i32.const 0) (i32.const 1)) (i32.const -5))
+        (then (global.set $busy (i32.add (global.get $busy) (i32.const 1)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_s (local.get $i) (i32.const 1000))))
+    ;; Exits with how many were refused (the burst is 200).
+    (call $exit (global.get $busy))))"#
+    );
+    let caps = Capabilities {
+        publish: vec!["a/#".into()],
+        ..Capabilities::default()
+    };
+    let (w, ctx) = prepare(&n, &wat, caps);
+    let (exit, _) = run(&n, w, ctx).await;
+    let refused = exit.code.expect("exits with the count");
+    let sent = n.published.lock().unwrap().len();
+    assert_eq!(sent as i32 + refused, 1000);
+    assert!(
+        (200..260).contains(&sent),
+        "sent {sent}: the burst, and what refilled meanwhile"
+    );
+}
