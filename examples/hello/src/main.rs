@@ -91,7 +91,7 @@ fn main() {
     if opts.flood > 0 {
         // Lines of `flood` bytes, as fast as the host takes them, forever.
         let line = "x".repeat(opts.flood.saturating_sub(12));
-        for n in 0u64.. {
+        for n in 0u64..=u64::MAX {
             println!("{n:>10} {line}");
         }
     }
