@@ -324,3 +324,39 @@ async fn a_publish_flood_is_refused_with_busy() {
         "sent {sent}: the burst, and what refilled meanwhile"
     );
 }
+
+/// The simulated button (GPIO 27, toggling every 3 s) reaches `on_gpio` as an edge; the
+/// module stops watching and, waiting for nothing more, ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_button_edge_reaches_on_gpio() {
+    let n = node();
+    let wat = format!(
+        r#"(module {IMPORTS}
+  (import "wasmfleet_v1" "gpio_watch" (func $watch (param i32 i32) (result i32)))
+  (import "wasmfleet_v1" "gpio_unwatch" (func $unwatch (param i32) (result i32)))
+  (import "wasmfleet_v1" "gpio_read" (func $read (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "low")
+  (data (i32.const 4) "high")
+  {CHECK}
+  (func (export "on_start")
+    (call $check (call $watch (i32.const 17) (i32.const 3)) (i32.const -13) (i32.const 1))
+    (call $check (call $watch (i32.const 27) (i32.const 4)) (i32.const -3) (i32.const 2))
+    (call $check (call $watch (i32.const 27) (i32.const 3)) (i32.const 0) (i32.const 3)))
+  (func (export "on_gpio") (param $pin i32) (param $level i32)
+    (call $check (local.get $pin) (i32.const 27) (i32.const 4))
+    (call $check (call $read (i32.const 27)) (local.get $level) (i32.const 5))
+    (if (local.get $level)
+      (then (call $log (i32.const 2) (i32.const 4) (i32.const 4)))
+      (else (call $log (i32.const 2) (i32.const 0) (i32.const 3))))
+    (call $check (call $unwatch (i32.const 27)) (i32.const 0) (i32.const 6))))"#
+    );
+    let caps = Capabilities {
+        gpio: vec![17, 27],
+        ..Capabilities::default()
+    };
+    let (w, ctx) = prepare(&n, &wat, caps);
+    let (exit, lines) = run(&n, w, ctx).await;
+    assert!(exit.is_success(), "{exit:?} {lines:?}");
+    assert!(lines == ["high"] || lines == ["low"], "{lines:?}");
+}
