@@ -1,7 +1,9 @@
 //! Host API figures, in-process: what a host call costs a module, how fast a cached event
 //! module starts, and what an idle one costs in memory.
 //!
-//! - `host_call_ns`: one `clock_monotonic_ns` call, less the same loop calling a wasm function.
+//! - `host_call_ns`: one `clock_monotonic_ns` call, less the same loop calling a wasm function;
+//!   `metered_host_call_ns`: the same for a module with a CPU limit (`resources.cpu`), whose
+//!   CPU time is measured at every transition into and out of the host.
 //! - `config_get_ns`: one `config_get` copying a short value into guest memory.
 //! - `i2c_read_ns`: one `i2c_transaction` (write the register, read one byte) to the simulated
 //!   BME280: argument checks, the copy in and out, the device's lock.
@@ -109,11 +111,13 @@ fn looping(body: &str) -> String {
 }
 
 async fn run_once(rt: &Runtime, m: &Module, name: &str, caps: Capabilities) -> (Exit, Duration) {
+    run_spec(rt, m, spec(name, &m.artifact, caps)).await
+}
+
+async fn run_spec(rt: &Runtime, m: &Module, w: WorkloadSpec) -> (Exit, Duration) {
     let (tx, _rx) = mpsc::channel(64);
     let started = Instant::now();
-    let exit = rt
-        .run(spec(name, &m.artifact, caps), m.ctx.clone(), tx)
-        .await;
+    let exit = rt.run(w, m.ctx.clone(), tx).await;
     (exit, started.elapsed())
 }
 
@@ -162,6 +166,20 @@ fn main() {
             best.push(runs.into_iter().min().unwrap());
         }
         let (base, clock, config, i2c_t) = (best[0], best[1], best[2], best[3]);
+        // The same two loops with a CPU limit of a whole core: measured, never throttled.
+        let mut metered = Vec::new();
+        for (name, body) in &cases[..2] {
+            let m = module(dir.path(), name, &looping(body));
+            let mut w = spec(name, &m.artifact, i2c.clone());
+            w.limits.cpu_millis = Some(1000);
+            let mut runs = Vec::new();
+            for _ in 0..5 {
+                let (exit, took) = run_spec(&rt, &m, w.clone()).await;
+                assert!(exit.is_success(), "{name}: {exit:?}");
+                runs.push(took);
+            }
+            metered.push(runs.into_iter().min().unwrap());
+        }
 
         let empty = module(
             dir.path(),
@@ -207,8 +225,9 @@ fn main() {
         warm.abort();
 
         println!(
-            "figures: host_call_ns={:.1} config_get_ns={:.1} i2c_read_ns={:.1} wasm_call_ns={:.2} cached_instantiate_us={:.1} idle_event_instance_bytes={per_instance}",
+            "figures: host_call_ns={:.1} metered_host_call_ns={:.1} config_get_ns={:.1} i2c_read_ns={:.1} wasm_call_ns={:.2} cached_instantiate_us={:.1} idle_event_instance_bytes={per_instance}",
             per_call(clock, base),
+            per_call(metered[1], metered[0]),
             per_call(config, base),
             per_call(i2c_t, base),
             base.as_nanos() as f64 / f64::from(CALLS),

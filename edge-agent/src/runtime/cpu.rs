@@ -64,7 +64,8 @@ pub struct Meter {
     running_since: Arc<AtomicU64>,
     /// CPU time measured and not yet charged.
     pending: Duration,
-    /// CPU time the guest used in total.
+    /// CPU time the guest used in total (measured only with a limit: the runtime installs the
+    /// call hooks that feed [`Meter::enter`]/[`Meter::leave`] only then).
     pub used: Duration,
     throttle: Option<Throttle>,
 }

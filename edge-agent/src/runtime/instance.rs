@@ -138,15 +138,19 @@ async fn execute(
     };
     let mut store = Store::new(rt.engine(), host(spec, ctx, stdout, stderr, api));
     store.limiter(|h| &mut h.memory);
-    // Exact CPU time: the clock runs only while the guest executes wasm.
-    store.call_hook(|mut s, hook| {
-        let cpu = &mut s.data_mut().cpu;
-        match hook {
-            CallHook::CallingWasm | CallHook::ReturningFromHost => cpu.enter(),
-            CallHook::CallingHost | CallHook::ReturningFromWasm => cpu.leave(),
-        }
-        Ok(())
-    });
+    // Exact CPU time for a guest with a CPU limit: the clock runs only while it executes
+    // wasm. The hooks read the clock at every host call (most of a host call's cost), so a
+    // guest without a limit, which only ever yields, goes without them.
+    if spec.limits.cpu_millis.is_some() {
+        store.call_hook(|mut s, hook| {
+            let cpu = &mut s.data_mut().cpu;
+            match hook {
+                CallHook::CallingWasm | CallHook::ReturningFromHost => cpu.enter(),
+                CallHook::CallingHost | CallHook::ReturningFromWasm => cpu.leave(),
+            }
+            Ok(())
+        });
+    }
     // At every epoch tick the guest yields to the executor (a busy loop cannot hold up the
     // agent or a neighbour, and dropping the future stops it within a tick), and pauses for
     // as long as it is over its CPU share.
