@@ -66,12 +66,13 @@ struct Running {
 
 impl Running {
     /// Asks the instance to stop (an event module's `on_stop` runs), and aborts it if it has
-    /// not ended within the grace period (a handler that spins, a WASI command).
+    /// not ended in time: a handler running when the stop came has [`STOP_GRACE`] to return,
+    /// then `on_stop` has as long again; a handler that spins is cut off.
     fn stop(self) {
         let _ = self.stop.send(true);
         let task = self.task;
         tokio::spawn(async move {
-            tokio::time::sleep(STOP_GRACE + Duration::from_millis(250)).await;
+            tokio::time::sleep(STOP_GRACE * 2 + Duration::from_millis(250)).await;
             task.abort();
         });
     }
@@ -628,7 +629,7 @@ impl Agent {
             let _ = running.stop.send(true);
         }
         let graceful = async { while self.tasks.join_next().await.is_some() {} };
-        let _ = tokio::time::timeout(STOP_GRACE + Duration::from_millis(100), graceful).await;
+        let _ = tokio::time::timeout(STOP_GRACE * 2 + Duration::from_millis(100), graceful).await;
         while let Ok(line) = self.log_rx.try_recv() {
             self.on_log(line);
         }

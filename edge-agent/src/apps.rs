@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{Notify, mpsc};
-use wasmfleet_proto::topic::{app_topic, filter_matches, parse_app_topic};
+use wasmfleet_proto::topic::{app_topic, filter_covers, filter_matches, parse_app_topic};
 
 /// An application message for an instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,16 +124,20 @@ impl AppBus {
         self.changed.notify_one();
     }
 
-    /// The broker filters the node must be subscribed to, sorted and deduplicated.
+    /// The broker filters the node must be subscribed to: sorted, without duplicates, and
+    /// without filters another one covers (a broker may deliver a message once per matching
+    /// subscription of the client; each module subscription must see it once).
     pub fn broker_filters(&self) -> Vec<String> {
-        self.with(|s| {
-            let set: BTreeSet<String> = s
-                .subs
+        let all: BTreeSet<String> = self.with(|s| {
+            s.subs
                 .iter()
                 .map(|x| app_topic(&x.namespace, &x.filter))
-                .collect();
-            set.into_iter().collect()
-        })
+                .collect()
+        });
+        all.iter()
+            .filter(|f| !all.iter().any(|g| g != *f && filter_covers(g, f)))
+            .cloned()
+            .collect()
     }
 
     /// Resolves when subscriptions changed since the last call.
@@ -195,7 +199,12 @@ mod tests {
         assert_eq!(bus.take_dropped(), 1, "the queue of one was full");
         let m = rx.try_recv().unwrap();
         assert_eq!((m.subscription, m.topic.as_str()), (0, "sensors/a/temp"));
+        // A wider filter of another instance covers it: one broker subscription.
+        let (tx2, _rx2) = mpsc::channel(1);
+        bus.subscribe(id + 1, 0, "default", "sensors/#", tx2);
+        assert_eq!(bus.broker_filters(), ["wf/v1/app/default/sensors/#"]);
         bus.remove_instance(id);
+        bus.remove_instance(id + 1);
         assert!(bus.broker_filters().is_empty());
     }
 }

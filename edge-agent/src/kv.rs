@@ -184,8 +184,17 @@ impl KvStores {
         self.dir.join(format!("{deployment}.kv"))
     }
 
-    /// Deletes the stores of deployments not in `keep` (deleted deployments' data).
+    /// Deletes the stores of deployments not in `keep` (deleted deployments' data), except
+    /// those an instance still holds (one running its `on_stop`): a later prune takes them.
     pub fn prune(&self, keep: &std::collections::HashSet<&str>) -> io::Result<usize> {
+        let open: std::collections::HashSet<String> = self
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, w)| w.strong_count() > 0)
+            .map(|(d, _)| d.clone())
+            .collect();
         let mut removed = 0;
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
@@ -195,7 +204,10 @@ impl KvStores {
         for entry in entries {
             let path = entry?.path();
             let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-            if path.extension().is_some_and(|e| e == "kv") && !keep.contains(stem) {
+            if path.extension().is_some_and(|e| e == "kv")
+                && !keep.contains(stem)
+                && !open.contains(stem)
+            {
                 std::fs::remove_file(&path)?;
                 removed += 1;
             }
@@ -252,7 +264,11 @@ mod tests {
             .unwrap()
             .set(b"k", b"v", 10)
             .unwrap();
+        let held = stores.open("held").unwrap();
+        held.lock().unwrap().set(b"k", b"v", 10).unwrap();
         let keep = ["counter"].into_iter().collect();
+        assert_eq!(stores.prune(&keep).unwrap(), 1, "not the one still held");
+        drop(held);
         assert_eq!(stores.prune(&keep).unwrap(), 1);
         assert!(dir.path().join("counter.kv").exists());
     }

@@ -8,15 +8,15 @@
 //! first uses it: as an input to read or watch, as an output to write.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gpiocdev::Request;
 use gpiocdev::line::{EdgeDetection, EdgeKind, Value};
 use tokio::sync::mpsc;
 
-use super::{DeviceError, Devices, Edge, Edges, GpioPin, WatchGuard};
+use super::{DeviceError, Devices, Edge, Edges, GpioPin, WatchGuard, lock};
 
 /// What `--devices linux` offers.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -39,6 +39,7 @@ pub fn devices(opts: &LinuxOptions) -> Result<Devices, String> {
         true => found("i2c-"),
         false => opts.i2c.clone(),
     };
+    let i2c_names: Vec<String> = i2c.iter().map(|(n, _)| n.clone()).collect();
     for (name, path) in i2c {
         let bus = linux_embedded_hal::I2cdev::new(&path)
             .map_err(|e| format!("I2C bus {name} ({}): {e}", path.display()))?;
@@ -48,10 +49,17 @@ pub fn devices(opts: &LinuxOptions) -> Result<Devices, String> {
         true => found("spidev"),
         false => opts.spi.clone(),
     };
+    let spi_names: Vec<String> = spi.iter().map(|(n, _)| n.clone()).collect();
     for (name, path) in spi {
         let dev = linux_embedded_hal::SpidevDevice::open(&path)
             .map_err(|e| format!("SPI device {name} ({}): {e}", path.display()))?;
         d.add_spi(&name, dev);
+    }
+    // One namespace per node: the scheduler matches capabilities by name.
+    let mut names: Vec<&String> = i2c_names.iter().chain(&spi_names).collect();
+    names.sort();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Err(format!("{} names both an I2C bus and an SPI device", w[0]));
     }
     if !opts.gpio_lines.is_empty() {
         let chip = gpiocdev::Chip::from_path(&opts.gpio_chip)
@@ -96,11 +104,28 @@ enum Mode {
     Watching(EdgeDetection),
 }
 
-/// One GPIO line of a chip.
+/// A module watching a line.
+struct Watcher {
+    id: u64,
+    pin: u32,
+    edges: Edges,
+    tx: mpsc::Sender<Edge>,
+    dropped: u64,
+}
+
+/// The thread that reads a watched line's edges, and its stop flag.
+type Reader = (Arc<AtomicBool>, std::thread::JoinHandle<()>);
+
+/// One GPIO line of a chip. While watched, one reader thread takes the kernel's edge events
+/// and hands each to every watcher that wants it (two replicas on one node can watch the same
+/// button); the line stays requested until a module writes it.
 struct Line {
     chip: PathBuf,
     offset: u32,
     request: Option<(Arc<Request>, Mode)>,
+    watchers: Arc<Mutex<Vec<Watcher>>>,
+    reader: Option<Reader>,
+    next_watcher: u64,
 }
 
 impl Line {
@@ -109,15 +134,24 @@ impl Line {
             chip: chip.to_path_buf(),
             offset,
             request: None,
+            watchers: Arc::default(),
+            reader: None,
+            next_watcher: 0,
         }
     }
 
-    /// The line requested in `mode` (re-requested if it was in another).
+    /// The line requested in `mode` (re-requested if it was in another: a reader thread is
+    /// stopped first, so the kernel releases the line, and its watchers get no more edges).
     fn requested(&mut self, mode: Mode, initial: bool) -> Result<Arc<Request>, DeviceError> {
         if let Some((req, m)) = &self.request
             && *m == mode
         {
             return Ok(req.clone());
+        }
+        if let Some((stop, thread)) = self.reader.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = thread.join(); // within one wait (200 ms)
+            lock(&self.watchers).clear();
         }
         self.request = None; // released before it is requested again
         let mut b = Request::builder();
@@ -135,6 +169,46 @@ impl Line {
         })?);
         self.request = Some((req.clone(), mode));
         Ok(req)
+    }
+
+    /// Starts the reader thread of a watched line.
+    fn start_reader(&mut self, req: Arc<Request>) -> Result<(), DeviceError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (stopped, watchers) = (stop.clone(), self.watchers.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("gpio-{}", self.offset))
+            .stack_size(64 << 10)
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    match req.wait_edge_event(Duration::from_millis(200)) {
+                        Ok(false) => {}
+                        Ok(true) => match req.read_edge_event() {
+                            Ok(ev) => deliver(&watchers, ev.kind == EdgeKind::Rising),
+                            Err(_) => break,
+                        },
+                        Err(_) => break,
+                    }
+                }
+            })
+            .map_err(|_| DeviceError::Io)?;
+        self.reader = Some((stop, thread));
+        Ok(())
+    }
+}
+
+/// Hands an edge to every watcher that wants it; a full queue drops it (counted, warned).
+fn deliver(watchers: &Mutex<Vec<Watcher>>, level: bool) {
+    for w in lock(watchers).iter_mut().filter(|w| w.edges.matches(level)) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = w.tx.try_send((w.pin, level)) {
+            w.dropped += 1;
+            if w.dropped % 1000 == 1 {
+                tracing::warn!(
+                    pin = w.pin,
+                    dropped = w.dropped,
+                    "GPIO edges dropped: a module's event queue is full"
+                );
+            }
+        }
     }
 }
 
@@ -172,35 +246,33 @@ impl GpioPin for Line {
         edges: Edges,
         tx: mpsc::Sender<Edge>,
     ) -> Result<WatchGuard, DeviceError> {
-        let detect = match (edges.rising, edges.falling) {
-            (true, true) => EdgeDetection::BothEdges,
-            (true, false) => EdgeDetection::RisingEdge,
-            _ => EdgeDetection::FallingEdge,
-        };
-        let req = self.requested(Mode::Watching(detect), false)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        // The kernel queues edges on the request's file; a small thread waits on it (waking to
-        // notice a stop) and hands each edge to the module's queue.
-        std::thread::Builder::new()
-            .name(format!("gpio-{pin}"))
-            .stack_size(64 << 10)
-            .spawn(move || {
-                while !stopped.load(Ordering::Relaxed) && !tx.is_closed() {
-                    match req.wait_edge_event(Duration::from_millis(200)) {
-                        Ok(false) => continue,
-                        Ok(true) => match req.read_edge_event() {
-                            Ok(ev) => {
-                                let _ = tx.try_send((pin, ev.kind == EdgeKind::Rising));
-                            }
-                            Err(_) => break,
-                        },
-                        Err(_) => break,
-                    }
-                }
-            })
-            .map_err(|_| DeviceError::Io)?;
-        Ok(WatchGuard::new(move || stop.store(true, Ordering::Relaxed)))
+        // Both edges from the kernel; each watcher gets the ones it asked for.
+        let mode = Mode::Watching(EdgeDetection::BothEdges);
+        let req = self.requested(mode, false)?;
+        if self.reader.is_none() {
+            self.start_reader(req)?;
+        }
+        let id = self.next_watcher;
+        self.next_watcher += 1;
+        lock(&self.watchers).push(Watcher {
+            id,
+            pin,
+            edges,
+            tx,
+            dropped: 0,
+        });
+        let watchers = self.watchers.clone();
+        Ok(WatchGuard::new(move || {
+            lock(&watchers).retain(|w| w.id != id)
+        }))
+    }
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        if let Some((stop, _)) = &self.reader {
+            stop.store(true, Ordering::Relaxed);
+        }
     }
 }
 

@@ -346,8 +346,15 @@ impl GpioPin for Button {
                 let wait = BUTTON_PERIOD - Duration::from_millis(since as u64);
                 tokio::time::sleep(wait).await;
                 let level = button.level_at(Instant::now() + Duration::from_millis(1));
-                if edges.matches(level) && tx.try_send((pin, level)).is_err() && tx.is_closed() {
-                    return;
+                if !edges.matches(level) {
+                    continue;
+                }
+                match tx.try_send((pin, level)) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        tracing::warn!(pin, "GPIO edge dropped: a module's event queue is full")
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
                 }
             }
         });

@@ -39,7 +39,8 @@ pub(super) async fn run(
     };
     let ended = tokio::select! {
         r = on_start.call_async(&mut *store, ()) => r,
-        () = stop.wait() => return stop_now(store, &handlers).await,
+        // Cut off mid-call, the module may be in any state: no `on_stop` on top of it.
+        () = stop.wait() => return Exit::success(),
     };
     if let Err(e) = ended {
         return map_error(&e, "on_start failed");

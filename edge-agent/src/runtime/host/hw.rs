@@ -1,6 +1,7 @@
 //! Host API capabilities `gpio`, `i2c` and `spi`, over [`crate::devices`].
 //!
-//! Bus transactions are copied: each operation's bytes move between guest memory and a host
+//! Bus transactions run on tokio's blocking pool (a slow bus must not stall the agent) and are
+//! copied: each operation's bytes move between guest memory and a host
 //! scratch buffer (at most [`limits::BUS_BYTES`] in all), so the device driver never holds
 //! references into guest memory and overlapping guest buffers cannot alias.
 
@@ -10,7 +11,7 @@ use wasmfleet_common::abi::{errno, limits};
 use wasmtime::{Caller, Linker};
 
 use super::guest::{CallResult, bytes, range, text};
-use super::{Host, M, with_guest};
+use super::{Host, M, split, with_guest};
 use crate::devices::{DeviceError, Edges, lock};
 
 fn device_error(e: DeviceError) -> i32 {
@@ -65,6 +66,8 @@ pub(super) fn add_gpio(l: &mut Linker<Host>) -> wasmtime::Result<()> {
                     rising: edges & 1 != 0,
                     falling: edges & 2 != 0,
                 };
+                // Watching again replaces the watch: the old one stops first.
+                drop(api.watches.remove(&(pin as u32)));
                 let guard = lock(&line)
                     .watch(pin as u32, edges, api.edges.clone())
                     .map_err(device_error)?;
@@ -73,14 +76,16 @@ pub(super) fn add_gpio(l: &mut Linker<Host>) -> wasmtime::Result<()> {
             })
         },
     )?;
-    l.func_wrap(
-        M,
-        "gpio_unwatch",
-        |mut c: Caller<'_, Host>, pin: i32| match c.data_mut().api.watches.remove(&(pin as u32)) {
-            Some(_) => 0,
-            None => errno::BAD_HANDLE,
-        },
-    )?;
+    l.func_wrap(M, "gpio_unwatch", |mut c: Caller<'_, Host>, pin: i32| {
+        let api = &mut c.data_mut().api;
+        match u32::try_from(pin) {
+            Ok(p) if api.caps.gpio.contains(&p) => match api.watches.remove(&p) {
+                Some(_) => 0,
+                None => errno::BAD_HANDLE,
+            },
+            _ => errno::NOT_PERMITTED,
+        }
+    })?;
     Ok(())
 }
 
@@ -138,8 +143,14 @@ fn decode_ops(mem: &[u8], ptr: i32, n: i32, spi: bool) -> Result<Vec<Op>, i32> {
     Ok(ops)
 }
 
+/// Host copies of each operation's bytes: (read or in-place buffer, transfer's write buffer).
+type Scratch = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// A transaction run on the blocking pool: the device's answer, the operations and the bytes.
+type Done = (Result<(), DeviceError>, Vec<Op>, Scratch);
+
 /// Scratch copies of each operation's guest bytes (reads start zeroed).
-fn scratch(mem: &[u8], ops: &[Op]) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn scratch(mem: &[u8], ops: &[Op]) -> Scratch {
     let copy = |p, l| bytes(mem, p, l).map(<[u8]>::to_vec).unwrap_or_default();
     ops.iter()
         .map(|op| match op.kind {
@@ -192,32 +203,42 @@ pub(super) fn add_i2c(l: &mut Linker<Host>) -> wasmtime::Result<()> {
             })
         },
     )?;
-    l.func_wrap(
+    l.func_wrap_async(
         M,
         "i2c_transaction",
-        |mut c: Caller<'_, Host>, bus: i32, address: i32, ops_ptr: i32, n: i32| {
-            with_guest(&mut c, |mem, api| {
+        |mut c: Caller<'_, Host>, (bus, address, ops_ptr, n): (i32, i32, i32, i32)| {
+            let prepared = split(&mut c).and_then(|(mem, api)| {
                 let (_, dev) = api.i2c.get(bus as u32 as usize).ok_or(errno::BAD_HANDLE)?;
                 let address = u8::try_from(address)
                     .ok()
                     .filter(|a| *a < 0x80)
                     .ok_or(errno::INVALID_ARGUMENT)?;
                 let ops = decode_ops(mem, ops_ptr, n, false)?;
-                let mut bufs = scratch(mem, &ops);
-                let mut hal: Vec<I2cOp<'_>> = ops
-                    .iter()
-                    .zip(bufs.iter_mut())
-                    .map(|(op, (buf, _))| match op.kind {
-                        READ => I2cOp::Read(buf),
-                        _ => I2cOp::Write(buf),
-                    })
-                    .collect();
-                lock(dev)
-                    .transaction(address, &mut hal)
-                    .map_err(device_error)?;
-                drop(hal);
-                copy_back(mem, &ops, &bufs);
-                Ok(0)
+                let bufs = scratch(mem, &ops);
+                Ok((dev.clone(), address, ops, bufs))
+            });
+            Box::new(async move {
+                let (dev, address, ops, mut bufs) = match prepared {
+                    Ok(p) => p,
+                    Err(code) => return code,
+                };
+                // A bus transaction can take milliseconds (a slow bus, clock stretching):
+                // never on the agent's executor.
+                let done = tokio::task::spawn_blocking(move || {
+                    let mut hal: Vec<I2cOp<'_>> = ops
+                        .iter()
+                        .zip(bufs.iter_mut())
+                        .map(|(op, (buf, _))| match op.kind {
+                            READ => I2cOp::Read(buf),
+                            _ => I2cOp::Write(buf),
+                        })
+                        .collect();
+                    let r = lock(&dev).transaction(address, &mut hal);
+                    drop(hal);
+                    (r, ops, bufs)
+                })
+                .await;
+                finish(&mut c, done)
             })
         },
     )?;
@@ -236,31 +257,65 @@ pub(super) fn add_spi(l: &mut Linker<Host>) -> wasmtime::Result<()> {
             })
         },
     )?;
-    l.func_wrap(
+    l.func_wrap_async(
         M,
         "spi_transaction",
-        |mut c: Caller<'_, Host>, dev: i32, ops_ptr: i32, n: i32| {
-            with_guest(&mut c, |mem, api| {
+        |mut c: Caller<'_, Host>, (dev, ops_ptr, n): (i32, i32, i32)| {
+            let prepared = split(&mut c).and_then(|(mem, api)| {
                 let (_, dev) = api.spi.get(dev as u32 as usize).ok_or(errno::BAD_HANDLE)?;
                 let ops = decode_ops(mem, ops_ptr, n, true)?;
-                let mut bufs = scratch(mem, &ops);
-                let mut hal: Vec<SpiOp<'_, u8>> = ops
+                let delays: u64 = ops
                     .iter()
-                    .zip(bufs.iter_mut())
-                    .map(|(op, (a, b))| match op.kind {
-                        READ => SpiOp::Read(a),
-                        WRITE => SpiOp::Write(a),
-                        TRANSFER => SpiOp::Transfer(a, b),
-                        TRANSFER_IN_PLACE => SpiOp::TransferInPlace(a),
-                        _ => SpiOp::DelayNs(op.len as u32),
-                    })
-                    .collect();
-                lock(dev).transaction(&mut hal).map_err(device_error)?;
-                drop(hal);
-                copy_back(mem, &ops, &bufs);
-                Ok(0)
+                    .filter(|o| o.kind == DELAY_NS)
+                    .map(|o| u64::from(o.len as u32))
+                    .sum();
+                if delays > limits::DELAY_NS {
+                    return Err(errno::TOO_LARGE);
+                }
+                let bufs = scratch(mem, &ops);
+                Ok((dev.clone(), ops, bufs))
+            });
+            Box::new(async move {
+                let (dev, ops, mut bufs) = match prepared {
+                    Ok(p) => p,
+                    Err(code) => return code,
+                };
+                let done = tokio::task::spawn_blocking(move || {
+                    let mut hal: Vec<SpiOp<'_, u8>> = ops
+                        .iter()
+                        .zip(bufs.iter_mut())
+                        .map(|(op, (a, b))| match op.kind {
+                            READ => SpiOp::Read(a),
+                            WRITE => SpiOp::Write(a),
+                            TRANSFER => SpiOp::Transfer(a, b),
+                            TRANSFER_IN_PLACE => SpiOp::TransferInPlace(a),
+                            _ => SpiOp::DelayNs(op.len as u32),
+                        })
+                        .collect();
+                    let r = lock(&dev).transaction(&mut hal);
+                    drop(hal);
+                    (r, ops, bufs)
+                })
+                .await;
+                finish(&mut c, done)
             })
         },
     )?;
     Ok(())
+}
+
+/// The result of a bus transaction run off the executor: on success, what the device read is
+/// copied into guest memory (which cannot have changed: the instance was waiting in this call).
+fn finish(c: &mut Caller<'_, Host>, done: Result<Done, tokio::task::JoinError>) -> i32 {
+    match done {
+        Ok((Ok(()), ops, bufs)) => match split(c) {
+            Ok((mem, _)) => {
+                copy_back(mem, &ops, &bufs);
+                0
+            }
+            Err(code) => code,
+        },
+        Ok((Err(e), _, _)) => device_error(e),
+        Err(_) => errno::IO,
+    }
 }

@@ -6,21 +6,35 @@ use wasmfleet_common::abi::{errno, limits};
 use wasmfleet_proto::topic::{check_app_filter, check_app_topic, filter_covers, filter_matches};
 use wasmtime::{Caller, Linker};
 
-use super::guest::{bytes, copy_out, text};
+use super::guest::{bytes, copy_out, ret, text};
 use super::{Api, Host, M, PUBLISH_BURST, PUBLISH_RATE, split, with_guest};
 use crate::kv::KvError;
 
 pub(super) fn add_kv(l: &mut Linker<Host>) -> wasmtime::Result<()> {
-    l.func_wrap(
+    l.func_wrap_async(
         M,
         "kv_get",
-        |mut c: Caller<'_, Host>, kp: i32, kl: i32, bp: i32, bl: i32| {
-            with_guest(&mut c, |mem, api| {
+        |mut c: Caller<'_, Host>, (kp, kl, bp, bl): (i32, i32, i32, i32)| {
+            let args = split(&mut c).and_then(|(mem, api)| {
                 let key = key(mem, kp, kl)?.to_vec();
-                let kv = api.kv.as_ref().ok_or(errno::NOT_PERMITTED)?;
-                let kv = crate::devices::lock(kv);
-                let value = kv.get(&key).ok_or(errno::NOT_FOUND)?;
-                copy_out(mem, bp, bl, value)
+                Ok((api.kv.clone().ok_or(errno::NOT_PERMITTED)?, key))
+            });
+            Box::new(async move {
+                let (kv, key) = match args {
+                    Ok(a) => a,
+                    Err(code) => return code,
+                };
+                // Off the executor: a replica's write may hold the store while it syncs.
+                let value = tokio::task::spawn_blocking(move || {
+                    crate::devices::lock(&kv).get(&key).map(<[u8]>::to_vec)
+                })
+                .await;
+                let value = match value {
+                    Ok(Some(v)) => v,
+                    Ok(None) => return errno::NOT_FOUND,
+                    Err(_) => return errno::IO,
+                };
+                ret(split(&mut c).and_then(|(mem, _)| copy_out(mem, bp, bl, &value)))
             })
         },
     )?;

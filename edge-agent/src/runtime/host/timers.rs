@@ -30,7 +30,11 @@ impl Timers {
             return errno::TOO_MANY;
         }
         let handle = self.next;
-        self.next = self.next.checked_add(1).unwrap_or(0);
+        // Handles are never reused in an instance's life (a guest may keep old ones).
+        let Some(next) = self.next.checked_add(1) else {
+            return errno::TOO_MANY;
+        };
+        self.next = next;
         let ms = |v: i64| Duration::from_millis(v as u64);
         self.timers.insert(
             handle,
