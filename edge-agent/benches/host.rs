@@ -6,7 +6,8 @@
 //!   CPU time is measured at every transition into and out of the host.
 //! - `config_get_ns`: one `config_get` copying a short value into guest memory.
 //! - `i2c_read_ns`: one `i2c_transaction` (write the register, read one byte) to the simulated
-//!   BME280: argument checks, the copy in and out, the device's lock.
+//!   BME280: argument checks, the copy in and out, the hand-off to the blocking pool and back,
+//!   the device's lock.
 //! - `cached_instantiate_us`: run an event module whose `on_start` returns at once, from a
 //!   loaded `InstancePre`: store, instance, `on_start`, teardown (median of 500).
 //! - `idle_event_instance_bytes`: RSS added per event module waiting on a timer, over 200.
