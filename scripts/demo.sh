@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on embedded defaults: a hub (embedded MQTT broker + SQLite), 3 local edge
-# agents, the example module built and deployed, its logs streamed until Ctrl-C.
+# agents with simulated devices, the sensor and alarm examples deployed on different nodes
+# (the alarm switching GPIO 17 on the sensor's readings), their logs streamed until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
