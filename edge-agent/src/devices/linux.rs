@@ -12,11 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::{DeviceError, Devices, EdgeSink, GpioPin, WatchGuard, lock};
 use gpiocdev::Request;
 use gpiocdev::line::{EdgeDetection, EdgeKind, Value};
-use tokio::sync::mpsc;
-
-use super::{DeviceError, Devices, Edge, Edges, GpioPin, WatchGuard, lock};
 
 /// What `--devices linux` offers.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -107,10 +105,7 @@ enum Mode {
 /// A module watching a line.
 struct Watcher {
     id: u64,
-    pin: u32,
-    edges: Edges,
-    tx: mpsc::Sender<Edge>,
-    dropped: u64,
+    sink: EdgeSink,
 }
 
 /// The thread that reads a watched line's edges, and its stop flag.
@@ -198,17 +193,8 @@ impl Line {
 
 /// Hands an edge to every watcher that wants it; a full queue drops it (counted, warned).
 fn deliver(watchers: &Mutex<Vec<Watcher>>, level: bool) {
-    for w in lock(watchers).iter_mut().filter(|w| w.edges.matches(level)) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = w.tx.try_send((w.pin, level)) {
-            w.dropped += 1;
-            if w.dropped % 1000 == 1 {
-                tracing::warn!(
-                    pin = w.pin,
-                    dropped = w.dropped,
-                    "GPIO edges dropped: a module's event queue is full"
-                );
-            }
-        }
+    for w in lock(watchers).iter_mut() {
+        w.sink.offer(level);
     }
 }
 
@@ -240,12 +226,7 @@ impl GpioPin for Line {
             .map_err(|_| DeviceError::Io)
     }
 
-    fn watch(
-        &mut self,
-        pin: u32,
-        edges: Edges,
-        tx: mpsc::Sender<Edge>,
-    ) -> Result<WatchGuard, DeviceError> {
+    fn watch(&mut self, sink: EdgeSink) -> Result<WatchGuard, DeviceError> {
         // Both edges from the kernel; each watcher gets the ones it asked for.
         let mode = Mode::Watching(EdgeDetection::BothEdges);
         let req = self.requested(mode, false)?;
@@ -254,13 +235,7 @@ impl GpioPin for Line {
         }
         let id = self.next_watcher;
         self.next_watcher += 1;
-        lock(&self.watchers).push(Watcher {
-            id,
-            pin,
-            edges,
-            tx,
-            dropped: 0,
-        });
+        lock(&self.watchers).push(Watcher { id, sink });
         let watchers = self.watchers.clone();
         Ok(WatchGuard::new(move || {
             lock(&watchers).retain(|w| w.id != id)

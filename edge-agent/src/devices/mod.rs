@@ -97,6 +97,52 @@ impl Edges {
 /// A pin edge: `(pin, new level)`.
 pub type Edge = (u32, bool);
 
+/// Where a watch delivers a pin's edges: the watching module's bounded queue, and which edges
+/// it asked for.
+#[derive(Debug)]
+pub struct EdgeSink {
+    pin: u32,
+    edges: Edges,
+    tx: mpsc::Sender<Edge>,
+    dropped: u64,
+}
+
+impl EdgeSink {
+    /// Edges of `pin` matching `edges`, into `tx`.
+    pub fn new(pin: u32, edges: Edges, tx: mpsc::Sender<Edge>) -> EdgeSink {
+        EdgeSink {
+            pin,
+            edges,
+            tx,
+            dropped: 0,
+        }
+    }
+
+    /// Offers a change to `level`: skipped unless it is a wanted edge; dropped when the queue
+    /// is full (warned about on the first drop and every 1000th). False once the module is
+    /// gone.
+    pub fn offer(&mut self, level: bool) -> bool {
+        if !self.edges.matches(level) {
+            return true;
+        }
+        match self.tx.try_send((self.pin, level)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.dropped += 1;
+                if self.dropped % 1000 == 1 {
+                    tracing::warn!(
+                        pin = self.pin,
+                        dropped = self.dropped,
+                        "GPIO edges dropped: a module's event queue is full"
+                    );
+                }
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
 /// Stops a watch when dropped.
 pub struct WatchGuard(Box<dyn FnOnce() + Send>);
 
@@ -126,14 +172,8 @@ pub trait GpioPin: Send {
     fn read(&mut self) -> Result<bool, DeviceError>;
     /// Drives the pin (making it an output where the hardware allows).
     fn write(&mut self, high: bool) -> Result<(), DeviceError>;
-    /// Reports edges to `tx` as `(pin, level)` until the guard is dropped. A full channel
-    /// drops the edge (the module's queue is bounded).
-    fn watch(
-        &mut self,
-        pin: u32,
-        edges: Edges,
-        tx: mpsc::Sender<Edge>,
-    ) -> Result<WatchGuard, DeviceError>;
+    /// Reports edges to `sink` until the guard is dropped.
+    fn watch(&mut self, sink: EdgeSink) -> Result<WatchGuard, DeviceError>;
 }
 
 /// Shared handle to one device; instances on one node share the hardware.

@@ -11,10 +11,8 @@
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
+use super::{DeviceError, Devices, EdgeSink, GpioPin, WatchGuard};
 use embedded_hal::i2c::{ErrorKind, ErrorType, I2c, NoAcknowledgeSource, Operation};
-use tokio::sync::mpsc;
-
-use super::{DeviceError, Devices, Edge, Edges, GpioPin, WatchGuard};
 
 /// Address of the simulated BME280 (SDO to ground: the driver's "primary" address).
 pub const BME280_ADDRESS: u8 = 0x76;
@@ -300,12 +298,7 @@ impl GpioPin for Led {
         Ok(())
     }
 
-    fn watch(
-        &mut self,
-        _: u32,
-        _: Edges,
-        _: mpsc::Sender<Edge>,
-    ) -> Result<WatchGuard, DeviceError> {
+    fn watch(&mut self, _: EdgeSink) -> Result<WatchGuard, DeviceError> {
         Err(DeviceError::Unsupported)
     }
 }
@@ -332,12 +325,7 @@ impl GpioPin for Button {
         Err(DeviceError::Unsupported)
     }
 
-    fn watch(
-        &mut self,
-        pin: u32,
-        edges: Edges,
-        tx: mpsc::Sender<Edge>,
-    ) -> Result<WatchGuard, DeviceError> {
+    fn watch(&mut self, mut sink: EdgeSink) -> Result<WatchGuard, DeviceError> {
         let origin = self.origin;
         let task = tokio::spawn(async move {
             let button = Button { origin };
@@ -346,15 +334,8 @@ impl GpioPin for Button {
                 let wait = BUTTON_PERIOD - Duration::from_millis(since as u64);
                 tokio::time::sleep(wait).await;
                 let level = button.level_at(Instant::now() + Duration::from_millis(1));
-                if !edges.matches(level) {
-                    continue;
-                }
-                match tx.try_send((pin, level)) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        tracing::warn!(pin, "GPIO edge dropped: a module's event queue is full")
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                if !sink.offer(level) {
+                    return;
                 }
             }
         });

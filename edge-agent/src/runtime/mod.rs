@@ -290,11 +290,12 @@ impl Runtime {
         // node another way (side-loaded, an older hub).
         let imports = module.imports().map(|i| (i.module(), i.name()));
         wasmfleet_common::abi::check_imports(imports, caps).map_err(|e| e.to_string())?;
-        let linker = self.linker(grants)?;
-        let kind = engine::check_module(&linker, &module).map_err(|e| e.to_string())?;
-        let pre = linker
+        // `check_module`'s two steps, linking once: the linked module is what runs.
+        let pre = self
+            .linker(grants)?
             .instantiate_pre(&module)
-            .map_err(|e| format!("cannot link module: {e:#}"))?;
+            .map_err(|e| engine::AdmitError::Imports(format!("{e:#}")).to_string())?;
+        let kind = engine::module_kind(&module).map_err(|e| e.to_string())?;
         self.ready().insert(key, (pre.clone(), kind));
         Ok((pre, kind))
     }

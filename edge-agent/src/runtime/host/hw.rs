@@ -12,7 +12,7 @@ use wasmtime::{Caller, Linker};
 
 use super::guest::{CallResult, bytes, range, text};
 use super::{Host, M, split, with_guest};
-use crate::devices::{DeviceError, Edges, lock};
+use crate::devices::{DeviceError, EdgeSink, Edges, lock};
 
 fn device_error(e: DeviceError) -> i32 {
     match e {
@@ -69,7 +69,7 @@ pub(super) fn add_gpio(l: &mut Linker<Host>) -> wasmtime::Result<()> {
                 // Watching again replaces the watch: the old one stops first.
                 drop(api.watches.remove(&(pin as u32)));
                 let guard = lock(&line)
-                    .watch(pin as u32, edges, api.edges.clone())
+                    .watch(EdgeSink::new(pin as u32, edges, api.edges.clone()))
                     .map_err(device_error)?;
                 api.watches.insert(pin as u32, guard);
                 Ok(0)
@@ -146,9 +146,6 @@ fn decode_ops(mem: &[u8], ptr: i32, n: i32, spi: bool) -> Result<Vec<Op>, i32> {
 /// Host copies of each operation's bytes: (read or in-place buffer, transfer's write buffer).
 type Scratch = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// A transaction run on the blocking pool: the device's answer, the operations and the bytes.
-type Done = (Result<(), DeviceError>, Vec<Op>, Scratch);
-
 /// Scratch copies of each operation's guest bytes (reads start zeroed).
 fn scratch(mem: &[u8], ops: &[Op]) -> Scratch {
     let copy = |p, l| bytes(mem, p, l).map(<[u8]>::to_vec).unwrap_or_default();
@@ -218,13 +215,11 @@ pub(super) fn add_i2c(l: &mut Linker<Host>) -> wasmtime::Result<()> {
                 Ok((dev.clone(), address, ops, bufs))
             });
             Box::new(async move {
-                let (dev, address, ops, mut bufs) = match prepared {
+                let (dev, address, ops, bufs) = match prepared {
                     Ok(p) => p,
                     Err(code) => return code,
                 };
-                // A bus transaction can take milliseconds (a slow bus, clock stretching):
-                // never on the agent's executor.
-                let done = tokio::task::spawn_blocking(move || {
+                transact(&mut c, ops, bufs, move |ops, bufs| {
                     let mut hal: Vec<I2cOp<'_>> = ops
                         .iter()
                         .zip(bufs.iter_mut())
@@ -233,12 +228,9 @@ pub(super) fn add_i2c(l: &mut Linker<Host>) -> wasmtime::Result<()> {
                             _ => I2cOp::Write(buf),
                         })
                         .collect();
-                    let r = lock(&dev).transaction(address, &mut hal);
-                    drop(hal);
-                    (r, ops, bufs)
+                    lock(&dev).transaction(address, &mut hal)
                 })
-                .await;
-                finish(&mut c, done)
+                .await
             })
         },
     )?;
@@ -276,11 +268,11 @@ pub(super) fn add_spi(l: &mut Linker<Host>) -> wasmtime::Result<()> {
                 Ok((dev.clone(), ops, bufs))
             });
             Box::new(async move {
-                let (dev, ops, mut bufs) = match prepared {
+                let (dev, ops, bufs) = match prepared {
                     Ok(p) => p,
                     Err(code) => return code,
                 };
-                let done = tokio::task::spawn_blocking(move || {
+                transact(&mut c, ops, bufs, move |ops, bufs| {
                     let mut hal: Vec<SpiOp<'_, u8>> = ops
                         .iter()
                         .zip(bufs.iter_mut())
@@ -292,21 +284,29 @@ pub(super) fn add_spi(l: &mut Linker<Host>) -> wasmtime::Result<()> {
                             _ => SpiOp::DelayNs(op.len as u32),
                         })
                         .collect();
-                    let r = lock(&dev).transaction(&mut hal);
-                    drop(hal);
-                    (r, ops, bufs)
+                    lock(&dev).transaction(&mut hal)
                 })
-                .await;
-                finish(&mut c, done)
+                .await
             })
         },
     )?;
     Ok(())
 }
 
-/// The result of a bus transaction run off the executor: on success, what the device read is
-/// copied into guest memory (which cannot have changed: the instance was waiting in this call).
-fn finish(c: &mut Caller<'_, Host>, done: Result<Done, tokio::task::JoinError>) -> i32 {
+/// Runs a bus transaction on tokio's blocking pool (a slow bus, clock stretching or an SPI
+/// delay must not stall the agent's executor), then copies what the device read into guest
+/// memory, which cannot have changed: the instance was waiting in this call.
+async fn transact(
+    c: &mut Caller<'_, Host>,
+    ops: Vec<Op>,
+    mut bufs: Scratch,
+    run: impl FnOnce(&[Op], &mut Scratch) -> Result<(), DeviceError> + Send + 'static,
+) -> i32 {
+    let done = tokio::task::spawn_blocking(move || {
+        let r = run(&ops, &mut bufs);
+        (r, ops, bufs)
+    })
+    .await;
     match done {
         Ok((Ok(()), ops, bufs)) => match split(c) {
             Ok((mem, _)) => {

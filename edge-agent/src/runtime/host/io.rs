@@ -1,5 +1,6 @@
 //! Host API capabilities `kv`, `publish` and `subscribe`.
 
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use wasmfleet_common::abi::{errno, limits};
@@ -8,33 +9,26 @@ use wasmtime::{Caller, Linker};
 
 use super::guest::{bytes, copy_out, ret, text};
 use super::{Api, Host, M, PUBLISH_BURST, PUBLISH_RATE, split, with_guest};
-use crate::kv::KvError;
+use crate::kv::{Kv, KvError};
 
 pub(super) fn add_kv(l: &mut Linker<Host>) -> wasmtime::Result<()> {
     l.func_wrap_async(
         M,
         "kv_get",
         |mut c: Caller<'_, Host>, (kp, kl, bp, bl): (i32, i32, i32, i32)| {
-            let args = split(&mut c).and_then(|(mem, api)| {
-                let key = key(mem, kp, kl)?.to_vec();
-                Ok((api.kv.clone().ok_or(errno::NOT_PERMITTED)?, key))
-            });
+            let args = split(&mut c).and_then(|(mem, api)| store_and_key(mem, api, kp, kl));
             Box::new(async move {
-                let (kv, key) = match args {
-                    Ok(a) => a,
+                let value = match args {
+                    Ok((kv, key)) => on_store(kv, move |kv| kv.get(&key).map(<[u8]>::to_vec)).await,
                     Err(code) => return code,
                 };
-                // Off the executor: a replica's write may hold the store while it syncs.
-                let value = tokio::task::spawn_blocking(move || {
-                    crate::devices::lock(&kv).get(&key).map(<[u8]>::to_vec)
-                })
-                .await;
-                let value = match value {
-                    Ok(Some(v)) => v,
-                    Ok(None) => return errno::NOT_FOUND,
-                    Err(_) => return errno::IO,
-                };
-                ret(split(&mut c).and_then(|(mem, _)| copy_out(mem, bp, bl, &value)))
+                match value {
+                    Ok(Some(v)) => {
+                        ret(split(&mut c).and_then(|(mem, _)| copy_out(mem, bp, bl, &v)))
+                    }
+                    Ok(None) => errno::NOT_FOUND,
+                    Err(code) => code,
+                }
             })
         },
     )?;
@@ -43,12 +37,11 @@ pub(super) fn add_kv(l: &mut Linker<Host>) -> wasmtime::Result<()> {
         "kv_set",
         |mut c: Caller<'_, Host>, (kp, kl, vp, vl): (i32, i32, i32, i32)| {
             let args = split(&mut c).and_then(|(mem, api)| {
-                let key = key(mem, kp, kl)?.to_vec();
+                let (kv, key) = store_and_key(mem, api, kp, kl)?;
                 let value = bytes(mem, vp, vl)?.to_vec();
                 if value.len() > limits::KV_VALUE {
                     return Err(errno::TOO_LARGE);
                 }
-                let kv = api.kv.clone().ok_or(errno::NOT_PERMITTED)?;
                 Ok((kv, key, value, api.caps.kv_bytes))
             });
             Box::new(async move {
@@ -56,19 +49,10 @@ pub(super) fn add_kv(l: &mut Linker<Host>) -> wasmtime::Result<()> {
                     Ok(a) => a,
                     Err(code) => return code,
                 };
-                // The write syncs to disk: off the executor, so other instances run meanwhile.
-                let done = tokio::task::spawn_blocking(move || {
-                    crate::devices::lock(&kv).set(&key, &value, quota)
-                })
-                .await;
-                match done {
+                match on_store(kv, move |kv| kv.set(&key, &value, quota)).await {
                     Ok(Ok(())) => 0,
-                    Ok(Err(KvError::NoSpace { .. })) => errno::NO_SPACE,
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "KV write failed");
-                        errno::IO
-                    }
-                    Err(_) => errno::IO,
+                    Ok(Err(e)) => kv_error("write", &e),
+                    Err(code) => code,
                 }
             })
         },
@@ -77,31 +61,55 @@ pub(super) fn add_kv(l: &mut Linker<Host>) -> wasmtime::Result<()> {
         M,
         "kv_delete",
         |mut c: Caller<'_, Host>, (kp, kl): (i32, i32)| {
-            let args = split(&mut c).and_then(|(mem, api)| {
-                let key = key(mem, kp, kl)?.to_vec();
-                Ok((api.kv.clone().ok_or(errno::NOT_PERMITTED)?, key))
-            });
+            let args = split(&mut c).and_then(|(mem, api)| store_and_key(mem, api, kp, kl));
             Box::new(async move {
                 let (kv, key) = match args {
                     Ok(a) => a,
                     Err(code) => return code,
                 };
-                let done =
-                    tokio::task::spawn_blocking(move || crate::devices::lock(&kv).delete(&key))
-                        .await;
-                match done {
+                match on_store(kv, move |kv| kv.delete(&key)).await {
                     Ok(Ok(true)) => 0,
                     Ok(Ok(false)) => errno::NOT_FOUND,
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "KV delete failed");
-                        errno::IO
-                    }
-                    Err(_) => errno::IO,
+                    Ok(Err(e)) => kv_error("delete", &e),
+                    Err(code) => code,
                 }
             })
         },
     )?;
     Ok(())
+}
+
+/// The instance's store (`NOT_PERMITTED` without `capabilities.kv`) and the call's key.
+fn store_and_key(
+    mem: &[u8],
+    api: &Api,
+    ptr: i32,
+    len: i32,
+) -> Result<(Arc<Mutex<Kv>>, Vec<u8>), i32> {
+    let key = key(mem, ptr, len)?.to_vec();
+    Ok((api.kv.clone().ok_or(errno::NOT_PERMITTED)?, key))
+}
+
+/// Runs `f` on the locked store on tokio's blocking pool: a write syncs to disk, and a
+/// replica's write may hold the store meanwhile, so neither may stall the agent's executor.
+async fn on_store<T: Send + 'static>(
+    kv: Arc<Mutex<Kv>>,
+    f: impl FnOnce(&mut Kv) -> T + Send + 'static,
+) -> Result<T, i32> {
+    tokio::task::spawn_blocking(move || f(&mut crate::devices::lock(&kv)))
+        .await
+        .map_err(|_| errno::IO)
+}
+
+/// The guest's code for a failed KV `what` (write, delete).
+fn kv_error(what: &str, e: &KvError) -> i32 {
+    match e {
+        KvError::NoSpace { .. } => errno::NO_SPACE,
+        e => {
+            tracing::warn!(error = %e, "KV {what} failed");
+            errno::IO
+        }
+    }
 }
 
 /// A KV key: 1 to 128 bytes of UTF-8.
