@@ -48,11 +48,7 @@ fn ceilings(min: Duration, max: Duration) -> ExponentialBackoff {
         .build()
 }
 
-/// `min(base · 2^step, max)`, without overflow for any `step`.
-pub fn exponential(base: Duration, max: Duration, step: u32) -> Duration {
-    base.checked_mul(1u32.checked_shl(step).unwrap_or(u32::MAX))
-        .map_or(max, |d| d.min(max))
-}
+pub use wasmfleet_node::exponential;
 
 #[cfg(test)]
 mod tests {

@@ -15,7 +15,7 @@
 //! - `engine` (feature `engine`): the wasmtime configuration and the admission check for
 //!   modules, so the hub accepts exactly the modules agents can run.
 
-pub mod abi;
+pub use wasmfleet_node::abi;
 pub mod backoff;
 pub mod broker_url;
 pub mod digest;

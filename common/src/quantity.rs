@@ -60,24 +60,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, QuantityError> {
         .ok_or_else(|| QuantityError::TooLarge(text.into()))
 }
 
-/// Formats bytes the way a user would write them: in the largest binary unit, exact where
-/// possible (`16Mi`), else with one decimal (`11.8Gi`).
-pub fn format_bytes(bytes: u64) -> String {
-    for (suffix, unit) in [
-        ("Ti", 1u64 << 40),
-        ("Gi", 1 << 30),
-        ("Mi", 1 << 20),
-        ("Ki", 1 << 10),
-    ] {
-        if bytes >= unit {
-            if bytes.is_multiple_of(unit) {
-                return format!("{}{suffix}", bytes / unit);
-            }
-            return format!("{:.1}{suffix}", bytes as f64 / unit as f64);
-        }
-    }
-    bytes.to_string()
-}
+pub use wasmfleet_node::format_bytes;
 
 /// Parses a CPU quantity into millicores, as Kubernetes: `200m`, `0.5` (500), `2` (2000).
 pub fn parse_cpu_millis(text: &str) -> Result<u32, String> {

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use edge_agent::apps::AppBus;
 use edge_agent::devices::sim;
 use edge_agent::kv::KvStores;
-use edge_agent::reconcile::Exit;
 use edge_agent::runtime::{CodeKind, InstanceContext, Runtime, Services, StopSignal};
 use tokio::sync::mpsc;
+use wasmfleet_node::reconcile::Exit;
 
 mod support;
 use support::{median, per_instance, rss_bytes};

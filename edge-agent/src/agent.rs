@@ -1,5 +1,5 @@
 //! The agent loop: one task that owns all state and reacts to MQTT events, instance exits,
-//! output lines and a periodic tick. Decisions come from [`crate::reconcile`] and
+//! output lines and a periodic tick. Decisions come from [`wasmfleet_node::reconcile`] and
 //! [`crate::blobs::Fetcher`]; this file only carries them out.
 
 use std::collections::{HashMap, HashSet};
@@ -15,17 +15,17 @@ use wasmfleet_proto::{
     MAX_FRAME_LEN, ModuleRef, NodeStatus, Presence, WorkloadSpec, decode, encode,
 };
 
-use crate::admission::{self, NodeOffer};
 use crate::apps::AppBus;
 use crate::blobs::{BlobStore, Fetcher, ReplyOutcome};
 use crate::config::Config;
 use crate::link::{LinkEvent, MqttLink, mqtt};
-use crate::reconcile::{self, Action, Actual, Exit, RunState, WorkloadActual};
 use crate::runtime::{
     CodeKind, HAS_COMPILER, InstanceContext, Runtime, RuntimeError, STOP_GRACE, Services,
     StopSignal,
 };
 use crate::state;
+use wasmfleet_node::admission::{self, NodeOffer};
+use wasmfleet_node::reconcile::{self, Action, Actual, Exit, RunState, WorkloadActual};
 
 /// Reconcile and blob-timeout period.
 pub const TICK: Duration = Duration::from_millis(500);
@@ -182,6 +182,19 @@ impl Agent {
         let link = MqttLink::start(opts, &self.config.node, ev_tx);
         self.apps.set_publisher(link.app_publisher());
         self.link = Some(link);
+        // Attached microcontrollers: one bridge each, nodes of their own on the same broker.
+        let (mcu_stop, mcu_stop_rx) = tokio::sync::watch::channel(false);
+        let mut bridges = tokio::task::JoinSet::new();
+        for mcu in &self.config.mcus {
+            let broker = &self.config.broker;
+            let run = crate::link::mcu::run(
+                mcu.clone(),
+                broker.host.clone(),
+                broker.port,
+                mcu_stop_rx.clone(),
+            );
+            bridges.spawn(run);
+        }
         self.step();
         self.prune_disk();
         let mut tick = tokio::time::interval(TICK);
@@ -201,7 +214,10 @@ impl Agent {
                 _ = log_tick.tick() => self.flush_logs(),
             }
         }
+        // The bridges say their nodes go offline while the agent stops its own instances.
+        let _ = mcu_stop.send(true);
         self.shutdown(&mut ev_rx).await;
+        let _ = tokio::time::timeout(Duration::from_secs(3), bridges.join_all()).await;
     }
 
     fn now(&self) -> Duration {

@@ -65,6 +65,11 @@ pub struct Cli {
     /// driving a line wired to something else can damage it).
     #[arg(long, value_delimiter = ',')]
     pub gpio_lines: Vec<u32>,
+    /// A microcontroller attached to this gateway, shown to the hub as node NAME:
+    /// `NAME=tcp:HOST:PORT` (e.g. an emulator's UART) or `NAME=serial:PATH[@BAUD]` (default
+    /// 115200 baud); repeatable.
+    #[arg(long = "mcu")]
+    pub mcus: Vec<String>,
 }
 
 /// Validated agent configuration.
@@ -86,6 +91,8 @@ pub struct Config {
     pub log_limits: logbudget::Limits,
     /// Which hardware the node offers to modules.
     pub devices: DeviceSet,
+    /// Microcontrollers this agent is the gateway of.
+    pub mcus: Vec<crate::link::mcu::McuSpec>,
 }
 
 /// The hardware a node offers (`--devices`).
@@ -163,6 +170,9 @@ pub enum ConfigError {
         /// The given value.
         value: String,
     },
+    /// A `--mcu` that does not parse, or names a node twice.
+    #[error("invalid {0}")]
+    Mcu(String),
     /// No `--memory` and `/proc/meminfo` could not be read.
     #[error("cannot read MemTotal from /proc/meminfo ({0}); pass --memory")]
     MemInfo(String),
@@ -209,6 +219,24 @@ impl Cli {
             }),
             other => return Err(ConfigError::Devices(other.to_string())),
         };
+        let mut mcus: Vec<crate::link::mcu::McuSpec> = self
+            .mcus
+            .iter()
+            .map(|m| m.parse().map_err(ConfigError::Mcu))
+            .collect::<Result<_, _>>()?;
+        mcus.sort_by(|a, b| a.name.cmp(&b.name));
+        if let Some(w) = mcus.windows(2).find(|w| w[0].name == w[1].name) {
+            return Err(ConfigError::Mcu(format!(
+                "--mcu names {:?} twice",
+                w[0].name
+            )));
+        }
+        if mcus.iter().any(|m| m.name == self.node) {
+            return Err(ConfigError::Mcu(format!(
+                "--mcu {:?} has the gateway's own node name",
+                self.node
+            )));
+        }
         Ok(Config {
             broker,
             node: self.node,
@@ -222,6 +250,7 @@ impl Cli {
                 ..logbudget::Limits::default()
             },
             devices,
+            mcus,
         })
     }
 }
@@ -306,6 +335,7 @@ mod tests {
             spi: vec![],
             gpio_chip: "/dev/gpiochip0".into(),
             gpio_lines: vec![],
+            mcus: vec![],
         };
         let cfg = cli("gw-1").into_config().unwrap();
         assert_eq!(cfg.labels[0].key, "a");

@@ -17,7 +17,6 @@
 //! - [`link`] is the MQTT driver.
 //! - [`agent`] is the event loop that ties them together.
 
-pub mod admission;
 pub mod agent;
 pub mod apps;
 pub mod blobs;
@@ -26,7 +25,6 @@ pub mod devices;
 pub mod kv;
 pub mod link;
 pub mod logbudget;
-pub mod reconcile;
 pub mod runtime;
 pub mod state;
 

@@ -16,8 +16,10 @@ extern crate alloc;
 extern crate std;
 
 pub mod digest;
+pub mod engine;
 pub mod error;
 pub mod frame;
+pub mod link;
 pub mod msg;
 pub mod name;
 pub mod topic;

@@ -30,7 +30,9 @@ messages!(
     Presence,
     BlobRequest,
     BlobReply,
-    LogBatch
+    LogBatch,
+    crate::link::Downlink,
+    crate::link::Uplink,
 );
 
 /// The complete desired state of one node: hub → node on `wf/v1/n/{node}/desired`, QoS 1,

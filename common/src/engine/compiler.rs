@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use wasmfleet_proto::EngineProfile;
+use wasmfleet_proto::engine::{MCU_SETTINGS_FINGERPRINT, PULLEY32};
 use wasmtime::{Config, Engine, Linker, Module};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
@@ -17,6 +18,32 @@ pub fn config_for(target: &str) -> Result<Config, AdmitError> {
     config
         .target(target)
         .map_err(|e| AdmitError::Setup(format!("target {target:?}: {e:#}")))?;
+    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    Ok(config)
+}
+
+/// The configuration of microcontroller firmware ([`wasmfleet_proto::engine::MCU_SETTINGS`]),
+/// compiling for the Pulley interpreter: no virtual memory tricks (no reservation, guard pages
+/// or copy-on-write images; explicit bounds checks), no GC or async, and fuel instead of epochs
+/// (32-bit MCUs have no 64-bit atomics). The firmware's runtime sets the same.
+pub fn mcu_config() -> Result<Config, AdmitError> {
+    let mut config = Config::new();
+    config.target(PULLEY32).map_err(|e| {
+        AdmitError::Setup(format!(
+            "target {PULLEY32}: {e:#} (compiling for microcontrollers needs feature `cross`)"
+        ))
+    })?;
+    config.gc_support(false);
+    // The firmware's wasmtime has no component model: artifacts must not ask for it.
+    config.wasm_component_model(false);
+    config.memory_init_cow(false);
+    config.concurrency_support(false);
+    config.signals_based_traps(false);
+    config.memory_reservation(0);
+    config.memory_guard_size(0);
+    config.memory_reservation_for_growth(0);
+    config.wasm_custom_page_sizes(true);
+    config.consume_fuel(true);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
     Ok(config)
 }
@@ -50,17 +77,22 @@ impl Compiler {
     /// Whether artifacts of this hub load on a node of `profile`; the error says why not
     /// (the node then compiles the source module itself, if it can).
     pub fn fits(&self, profile: &EngineProfile) -> Result<(), String> {
+        let (ours, what) = if profile.target == PULLEY32 {
+            (MCU_SETTINGS_FINGERPRINT, "microcontroller firmware")
+        } else {
+            (settings_fingerprint(), "agents")
+        };
         if profile.wasmtime != WASMTIME_VERSION {
             return Err(format!(
                 "the node runs wasmtime {}, this hub compiles with wasmtime {WASMTIME_VERSION}",
                 profile.wasmtime
             ));
         }
-        if profile.settings != settings_fingerprint() {
+        if profile.settings != ours {
             return Err(format!(
-                "the node's engine settings (fingerprint {:016x}) differ from this hub's ({:016x})",
+                "the node's engine settings (fingerprint {:016x}) differ from those this hub \
+                 compiles for {what} ({ours:016x})",
                 profile.settings,
-                settings_fingerprint()
             ));
         }
         self.engine(&profile.target).map(|_| ())
@@ -80,7 +112,12 @@ impl Compiler {
         engines
             .entry(target.to_owned())
             .or_insert_with(|| {
-                let config = config_for(target).map_err(|e| e.to_string())?;
+                let config = if target == PULLEY32 {
+                    mcu_config()
+                } else {
+                    config_for(target)
+                }
+                .map_err(|e| e.to_string())?;
                 Engine::new(&config)
                     .map_err(|e| format!("this hub cannot compile for target {target}: {e:#}"))
             })
@@ -186,6 +223,31 @@ mod tests {
         let truncated = &wat(COMMAND)[..20];
         let err = c.check(truncated).unwrap_err();
         assert!(matches!(err, AdmitError::Invalid(_)), "{err}");
+    }
+
+    #[test]
+    #[cfg(feature = "cross")]
+    fn compiles_for_microcontrollers_with_the_firmware_settings_only() {
+        let compiler = Compiler::new();
+        let mcu = EngineProfile {
+            target: PULLEY32.into(),
+            cpu_features: vec![],
+            wasmtime: WASMTIME_VERSION.into(),
+            settings: MCU_SETTINGS_FINGERPRINT,
+            compiler: false,
+        };
+        let module = r#"(module (memory (export "memory") 1) (func (export "on_start")))"#;
+        let artifact = compiler.compile(&mcu, &wat(module)).unwrap();
+        assert_eq!(&artifact[..4], b"\x7fELF");
+        // Pulley bytecode, not machine code for this host (e_machine 62 is x86-64).
+        assert_ne!(u16::from_le_bytes([artifact[18], artifact[19]]), 62);
+        // A node with the agents' settings but the Pulley target is not served MCU code.
+        let agentish = EngineProfile {
+            settings: settings_fingerprint(),
+            ..mcu
+        };
+        let why = compiler.fits(&agentish).unwrap_err();
+        assert!(why.contains("microcontroller firmware"), "{why}");
     }
 
     #[test]

@@ -16,16 +16,10 @@ use super::settings;
 /// this in step).
 pub const WASMTIME_VERSION: &str = "50.0.1";
 
-/// Stable fingerprint (FNV-1a, 64 bits) of the engine settings compiled into artifacts.
-/// Same on every platform and build: it hashes the settings' description, not Rust `Hash`
-/// output (which differs between 32- and 64-bit hosts).
+/// Stable fingerprint of the engine settings compiled into artifacts (see
+/// [`wasmfleet_proto::engine::fingerprint`]: the same on every platform and build).
 pub fn settings_fingerprint() -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in settings::DESCRIPTION.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    wasmfleet_proto::engine::fingerprint(settings::DESCRIPTION)
 }
 
 /// The profile of this process's engine.

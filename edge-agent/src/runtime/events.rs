@@ -8,7 +8,7 @@ use wasmtime::{Instance, Store, TypedFunc};
 
 use super::host::EventQueues;
 use super::instance::{Host, STOP_GRACE, StopSignal, map_error};
-use crate::reconcile::Exit;
+use wasmfleet_node::reconcile::Exit;
 
 /// The handlers a module exports (all but `on_start` optional).
 struct Handlers {

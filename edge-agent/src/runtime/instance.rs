@@ -18,8 +18,8 @@ use super::memory::{MemoryBudget, MemoryExceeded};
 use super::output::{LineSink, SharedBudget};
 use super::{CodeKind, Runtime};
 use crate::logbudget::Limits;
-use crate::reconcile::Exit;
 use wasmfleet_common::engine::ModuleKind;
+use wasmfleet_node::reconcile::Exit;
 
 /// Where an instance runs and which code it runs.
 #[derive(Debug, Clone)]

@@ -43,7 +43,7 @@ pub use cache::CacheOutcome;
 pub use host::Services;
 pub use instance::{InstanceContext, STOP_GRACE, StopSignal};
 
-use crate::reconcile::Exit;
+use wasmfleet_node::reconcile::Exit;
 
 /// How often the epoch advances: a running guest yields (and is throttled) at least this
 /// often. While no instance runs, the ticker sleeps.

@@ -28,6 +28,7 @@ fn config(dir: &std::path::Path) -> Config {
         max_workloads: 8,
         log_limits: Default::default(),
         devices: Default::default(),
+        mcus: vec![],
     }
 }
 

@@ -8,9 +8,9 @@ use std::time::Duration;
 use edge_agent::apps::AppBus;
 use edge_agent::devices::{Devices, sim};
 use edge_agent::kv::KvStores;
-use edge_agent::reconcile::Exit;
 use edge_agent::runtime::{CodeKind, InstanceContext, Runtime, Services, StopSignal};
 use tokio::sync::mpsc;
+use wasmfleet_node::reconcile::Exit;
 use wasmfleet_proto::{Capabilities, ConfigEntry, LogLine, WorkloadSpec};
 
 use crate::common::*;

@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use edge_agent::reconcile::Exit;
 #[cfg(feature = "compiler")]
 use edge_agent::runtime::CacheOutcome;
 use edge_agent::runtime::{CodeKind, InstanceContext, Runtime, StopSignal};
 use tokio::sync::mpsc;
+use wasmfleet_node::reconcile::Exit;
 use wasmfleet_proto::{LogLine, Stream, WorkloadSpec};
 
 use crate::common::*;
@@ -439,14 +439,11 @@ async fn cpu_limit_throttles_a_busy_loop() {
     };
     let limited = measure(Some(200)).await;
     let free = measure(None).await;
+    assert!(limited < 0.35, "200m used {limited:.2} of a core");
+    // Other tests (and builds) share the machine's two cores, so neither figure is absolute:
+    // what the limit must do is hold the spinner well below what it takes when free.
     assert!(
-        (0.1..0.35).contains(&limited),
-        "200m used {limited:.2} of a core"
-    );
-    // Other tests share the machine's two cores: the unthrottled spinner gets most of one,
-    // not necessarily all of it.
-    assert!(
-        free > 0.5 && free > 2.0 * limited,
+        free > 2.0 * limited,
         "unlimited used {free:.2} of a core, 200m {limited:.2}"
     );
 }

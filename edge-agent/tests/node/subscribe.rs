@@ -118,6 +118,7 @@ async fn a_refused_qos1_subscription_falls_back_to_qos0_and_the_node_converges()
         max_workloads: 8,
         log_limits: Default::default(),
         devices: Default::default(),
+        mcus: vec![],
     })
     .unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

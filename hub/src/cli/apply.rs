@@ -50,6 +50,7 @@ pub fn prepare(doc: &DeploymentManifest) -> Result<(Vec<u8>, DeploymentSpec)> {
         namespace: doc.namespace.clone(),
         config: doc.config.clone(),
         capabilities: doc.capabilities.clone(),
+        node_selector: doc.node_selector.clone(),
     };
     spec.validate().with_context(|| doc.name.clone())?;
     Ok((bytes, spec))
@@ -132,6 +133,7 @@ pub async fn run(client: &Client, a: RunArgs<'_>) -> Result<ApplyResponse> {
         namespace: crate::model::capabilities::DEFAULT_NAMESPACE.into(),
         config: BTreeMap::new(),
         capabilities: Default::default(),
+        node_selector: BTreeMap::new(),
     };
     let (bytes, spec) = prepare(&doc)?;
     submit(client, a.name, bytes, spec).await

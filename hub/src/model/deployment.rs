@@ -57,6 +57,10 @@ pub struct DeploymentSpec {
     /// Host capabilities granted to the module.
     #[serde(default, skip_serializing_if = "CapabilitiesSpec::is_empty")]
     pub capabilities: CapabilitiesSpec,
+    /// Node labels a node must carry to run it (`spec.nodeSelector`). Microcontroller nodes
+    /// take only deployments that select `wasmfleet.dev/device-class: mcu`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
 }
 
 fn default_namespace() -> String {
@@ -157,11 +161,17 @@ impl DeploymentSpec {
         })?;
         validate_config(&self.config).map_err(SpecError::Field)?;
         self.capabilities.validate().map_err(SpecError::Field)?;
+        if self.node_selector.keys().any(|k| k.trim().is_empty()) {
+            return Err(SpecError::Field(
+                "spec.nodeSelector: label keys must not be empty".into(),
+            ));
+        }
         let pairs =
             |m: &BTreeMap<String, String>| m.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
         let bytes = self.args.iter().map(String::len).sum::<usize>()
             + pairs(&self.env)
-            + pairs(&self.config);
+            + pairs(&self.config)
+            + pairs(&self.node_selector);
         if bytes > MAX_SPEC_BYTES {
             return Err(SpecError::TooLarge(bytes));
         }
@@ -285,6 +295,7 @@ pub(crate) mod tests {
             namespace: DEFAULT_NAMESPACE.into(),
             config: BTreeMap::new(),
             capabilities: CapabilitiesSpec::default(),
+            node_selector: BTreeMap::new(),
         }
     }
 

@@ -53,6 +53,8 @@ pub struct DeploymentManifest {
     pub config: BTreeMap<String, String>,
     /// `spec.capabilities`.
     pub capabilities: CapabilitiesSpec,
+    /// `spec.nodeSelector`.
+    pub node_selector: BTreeMap<String, String>,
 }
 
 /// First pass: only what identifies the document, so an unknown kind is reported as such.
@@ -104,6 +106,8 @@ struct Spec {
     config: BTreeMap<String, Scalar>,
     #[serde(default)]
     capabilities: Capabilities,
+    #[serde(default)]
+    node_selector: BTreeMap<String, Scalar>,
 }
 
 /// A `spec.config` value: any YAML scalar, kept as text (`interval: 1s`, `threshold: 25`).
@@ -269,6 +273,11 @@ fn to_deployment(doc: Document, base: &Path) -> Result<DeploymentManifest, Strin
             .map(|(k, v)| (k, v.into_text()))
             .collect(),
         capabilities,
+        node_selector: spec
+            .node_selector
+            .into_iter()
+            .map(|(k, v)| (k, v.into_text()))
+            .collect(),
     })
 }
 

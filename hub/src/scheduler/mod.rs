@@ -66,9 +66,10 @@ pub fn schedule(inputs: Inputs<'_>) -> Placement {
         .map(|d| (d.name.as_str(), d.spec.capabilities.to_wire().devices()))
         .collect();
     let offers = |node: &NodeRecord, dep: &DeploymentRecord| {
-        devices
-            .get(dep.name.as_str())
-            .is_none_or(|want| want.iter().all(|d| node.hello.devices.contains(d)))
+        selects(dep, node)
+            && devices
+                .get(dep.name.as_str())
+                .is_none_or(|want| want.iter().all(|d| node.hello.devices.contains(d)))
     };
     let demand = |dep: &DeploymentRecord| Demand {
         memory: dep.spec.memory_bytes,
@@ -105,7 +106,7 @@ pub fn schedule(inputs: Inputs<'_>) -> Placement {
         let best = inputs
             .nodes
             .iter()
-            .filter(|(_, node)| node.ready && node.hello.device_class == DeviceClass::Linux)
+            .filter(|(_, node)| node.ready)
             .filter(|(_, node)| offers(node, dep))
             .filter(|(name, node)| fits(node, usage.get(name.as_str()), demand(dep)))
             .min_by_key(|(name, _)| {
@@ -130,6 +131,23 @@ pub fn schedule(inputs: Inputs<'_>) -> Placement {
         }
     }
     placement
+}
+
+/// The label microcontroller nodes carry (value `mcu`).
+pub const DEVICE_CLASS_LABEL: &str = "wasmfleet.dev/device-class";
+
+/// Whether `dep` may run on `node`: the node carries every label of its `nodeSelector`, and a
+/// microcontroller only when the selector asks for one (an MCU runs no WASI command and has
+/// kilobytes of memory: nothing lands there by accident, as a tainted node in Kubernetes).
+fn selects(dep: &DeploymentRecord, node: &NodeRecord) -> bool {
+    let has = |k: &str, v: &str| node.hello.labels.iter().any(|l| l.key == k && l.value == v);
+    let wants_mcu = dep
+        .spec
+        .node_selector
+        .get(DEVICE_CLASS_LABEL)
+        .is_some_and(|v| v == "mcu");
+    (node.hello.device_class == DeviceClass::Linux || wants_mcu)
+        && dep.spec.node_selector.iter().all(|(k, v)| has(k, v))
 }
 
 /// A node keeps its replicas while Ready, and for a grace period after it disconnects
@@ -170,9 +188,30 @@ fn take<'a>(
 /// Why no node fits, as `kubectl describe` says it: how many Ready nodes lack the devices, how
 /// many lack room.
 fn no_fit_reason(inputs: Inputs<'_>, dep: &DeploymentRecord, devices: &[String]) -> String {
-    let ready: Vec<&NodeRecord> = inputs.nodes.values().filter(|n| n.ready).collect();
-    if ready.is_empty() {
+    let all_ready = inputs.nodes.values().filter(|n| n.ready).count();
+    let ready: Vec<&NodeRecord> = inputs
+        .nodes
+        .values()
+        .filter(|n| n.ready && selects(dep, n))
+        .collect();
+    if all_ready == 0 {
         return "no Ready nodes".into();
+    }
+    if ready.is_empty() {
+        let selector: Vec<String> = dep
+            .spec
+            .node_selector
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        return format!(
+            "0/{all_ready} Ready nodes match its nodeSelector ({})",
+            if selector.is_empty() {
+                "none: microcontroller nodes need wasmfleet.dev/device-class=mcu".to_string()
+            } else {
+                selector.join(", ")
+            }
+        );
     }
     let lacking = ready
         .iter()

@@ -198,3 +198,30 @@ fn deployments_go_only_where_their_devices_are_and_say_why_not() {
         "0/2 Ready nodes offer the devices it needs (i2c-1, gpio:17)"
     );
 }
+
+#[test]
+fn microcontrollers_take_only_deployments_that_select_them() {
+    let mut mcu = node("mcu-1", true, GI, 4);
+    mcu.hello.device_class = DeviceClass::Mcu;
+    mcu.hello.labels = vec![wasmfleet_proto::Label {
+        key: DEVICE_CLASS_LABEL.into(),
+        value: "mcu".into(),
+    }];
+    let n = nodes(vec![mcu, node("gw", true, GI, 4)]);
+    // No selector: the Linux node, never the microcontroller.
+    let d = deps(vec![deployment("plain", 2)]);
+    let p = run(&d, &n, &BTreeMap::new(), 0);
+    assert!(p.assigned.values().all(|n| n == "gw"), "{:?}", p.assigned);
+    // Selecting the device class: only the microcontroller.
+    let mut sel = deployment("counter", 1);
+    sel.spec.node_selector = BTreeMap::from([(DEVICE_CLASS_LABEL.into(), "mcu".into())]);
+    let p = run(&deps(vec![sel.clone()]), &n, &BTreeMap::new(), 0);
+    assert_eq!(p.assigned["counter-0"], "mcu-1");
+    // A selector no node matches says so.
+    sel.spec.node_selector = BTreeMap::from([("site".into(), "north".into())]);
+    let p = run(&deps(vec![sel]), &n, &BTreeMap::new(), 0);
+    assert_eq!(
+        p.unschedulable["counter-0"],
+        "0/2 Ready nodes match its nodeSelector (site=north)"
+    );
+}

@@ -5,9 +5,12 @@
 //! kubelet refuses pods that do not fit: workloads are admitted in name order until
 //! `--max-workloads` or `--memory` is used up; the rest are refused with the reason.
 
-use std::collections::BTreeMap;
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
 
-use wasmfleet_common::quantity::format_bytes;
+use crate::format_bytes;
 use wasmfleet_proto::{Code, DesiredState, ModuleRef, WorkloadSpec};
 
 /// What this node offers and can do.
@@ -95,6 +98,7 @@ pub fn admit(desired: &DesiredState, offer: &NodeOffer) -> BTreeMap<String, Verd
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
     use wasmfleet_proto::{Digest, Limits, RestartPolicy};
 
     fn spec(name: &str, memory_bytes: u64, code: Code) -> WorkloadSpec {

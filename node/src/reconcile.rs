@@ -9,8 +9,12 @@
 //! their outcome in [`Actual`]. Reconciling is idempotent: calling it again with the same
 //! inputs yields the same actions, so the loop may run it as often as it likes.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use alloc::borrow::ToOwned;
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::time::Duration;
 
 use wasmfleet_proto::{
     DesiredState, Digest, ModuleRef, NodeStatus, Phase, RestartPolicy, WorkloadSpec, WorkloadStatus,
@@ -158,7 +162,7 @@ pub enum Action {
 
 /// Restart delay after a crash streak of `streak` restarts: `min(1 s · 2^streak, 60 s)`.
 pub fn backoff(streak: u32) -> Duration {
-    wasmfleet_common::backoff::exponential(BACKOFF_BASE, BACKOFF_MAX, streak)
+    crate::exponential(BACKOFF_BASE, BACKOFF_MAX, streak)
 }
 
 /// Whether an exit is followed by a restart under `policy`.
@@ -342,6 +346,7 @@ fn workload_status(
 mod tests {
     use super::*;
     use crate::admission::{NodeOffer, admit};
+    use alloc::vec;
     use wasmfleet_proto::{Capabilities, Code, Limits};
 
     /// An agent with a compiler and room for everything: each spec runs its source module.

@@ -3,6 +3,8 @@
 //! codes. The hub checks modules against it at `apply`; the agent links from it. One table, so
 //! the two cannot disagree about what a capability grants.
 
+use alloc::string::{String, ToString};
+
 use wasmfleet_proto::Capabilities;
 
 /// The versioned import module name of the host API.
@@ -212,6 +214,7 @@ pub fn check_imports<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
 
     #[test]
     fn imports_need_their_capability() {
