@@ -8,6 +8,7 @@ mod artifacts;
 mod common;
 mod demo;
 mod e2e;
+mod firmware;
 mod host_api;
 mod hostile;
 mod mosquitto;
