@@ -32,6 +32,8 @@ use platform::{NodePlatform, Shared};
 const LOG_BUDGET: usize = 2048;
 /// How often output is flushed and the core ticks.
 const TICK_MS: u64 = 100;
+/// How often heap use goes to the debug console.
+const HEAP_REPORT_MS: u64 = 30_000;
 
 /// What the board offers workloads.
 #[derive(Debug, Clone, Copy)]
@@ -80,6 +82,7 @@ pub fn run<H: Hardware + 'static>(hw: H, offer: Offer) -> ! {
     send(&shared, &Uplink::Hello(node.hello()));
     let mut buf = [0u8; 256];
     let mut next_tick = 0;
+    let mut next_heap_report = HEAP_REPORT_MS;
     loop {
         let now = shared.borrow().hw.now_ms();
         loop {
@@ -108,6 +111,10 @@ pub fn run<H: Hardware + 'static>(hw: H, offer: Offer) -> ! {
             apply(&shared, &runtime, &mut node, &mut running, effects);
             sync_filters(&shared, &mut node, &running);
             flush(&shared, &node, now);
+        }
+        if now >= next_heap_report {
+            next_heap_report = now + HEAP_REPORT_MS;
+            report_heap(&shared, "heap", running.len());
         }
         let deadline = running
             .values()
@@ -172,7 +179,8 @@ fn apply<H: Hardware + 'static>(
                     }
                     match start(shared, runtime, node.name(), &spec, artifact, now) {
                         Ok(instance) => {
-                            running.insert(name, instance);
+                            running.insert(name.clone(), instance);
+                            report_heap(shared, &format!("{name} started"), running.len());
                         }
                         Err(exit) => {
                             agent_line(shared, &name, &exit.message);
@@ -186,6 +194,8 @@ fn apply<H: Hardware + 'static>(
                         if !ended.is_success() {
                             agent_line(shared, &name, &format!("on_stop: {ended}"));
                         }
+                        drop(instance);
+                        report_heap(shared, &format!("{name} stopped"), running.len());
                     }
                 }
                 Effect::Deliver { topic, payload } => {
@@ -343,6 +353,15 @@ fn sync_filters<H: Hardware>(
     if let Some(Effect::Send(up)) = node.app_filters(filters) {
         send(shared, &up);
     }
+}
+
+/// Heap use on the debug console: what a module costs the device, and the high-water mark.
+fn report_heap<H: Hardware>(shared: &Rc<RefCell<Shared<H>>>, what: &str, instances: usize) {
+    let (used, peak) = shared.borrow().hw.heap_used_peak();
+    debug(
+        shared,
+        &format!("{what}: {instances} instance(s), heap {used} B in use, peak {peak} B"),
+    );
 }
 
 /// Sends buffered output and application messages.

@@ -1,24 +1,27 @@
-//! The global allocator: embedded-alloc's linked-list first-fit heap ([`LlffHeap`]) plus a
+//! The global allocator: embedded-alloc's TLSF heap ([`TlsfHeap`]; good fit in O(1), so a freed
+//! module's 64 KiB memory is found again instead of being split by first fit) plus a
 //! high-water mark.
 //!
 //! embedded-alloc reports how much is in use now, not the most that ever was; the peak is what
-//! decides whether a module fits a 256 KiB part, so this wrapper samples `used()` after every
-//! successful allocation. `used()` counts what the heap really hands out (sizes rounded up to
-//! its block granularity), so the peak includes the allocator's own rounding, but not
-//! fragmentation: a heap can still fail below its size when the free space is scattered.
+//! decides whether a module fits a 256 KiB part, so this wrapper counts the bytes it hands out
+//! and keeps their maximum. Requested sizes, not the allocator's rounding or fragmentation: a
+//! heap can still fail below its size when the free space is scattered.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use embedded_alloc::LlffHeap;
+use embedded_alloc::TlsfHeap;
 
 /// A heap that tracks its peak use. Declare it as the `#[global_allocator]` and give it a
 /// region once with [`TrackingHeap::init`].
 pub struct TrackingHeap {
-    heap: LlffHeap,
+    heap: TlsfHeap,
     initialised: AtomicBool,
     size: AtomicUsize,
+    /// Bytes handed out now (requested sizes): counted here, because embedded-alloc 0.7's
+    /// `TlsfHeap::used` borrows its heap twice and panics, and walks every block besides.
+    used: AtomicUsize,
     peak: AtomicUsize,
     failed: AtomicUsize,
 }
@@ -40,9 +43,10 @@ impl TrackingHeap {
     /// An allocator with no memory yet: every allocation fails until [`TrackingHeap::init`].
     pub const fn empty() -> Self {
         TrackingHeap {
-            heap: LlffHeap::empty(),
+            heap: TlsfHeap::empty(),
             initialised: AtomicBool::new(false),
             size: AtomicUsize::new(0),
+            used: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
         }
@@ -68,7 +72,7 @@ impl TrackingHeap {
     pub fn stats(&self) -> HeapStats {
         HeapStats {
             size: self.size.load(Ordering::Relaxed),
-            used: self.heap.used(),
+            used: self.used.load(Ordering::Relaxed),
             peak: self.peak.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
         }
@@ -77,7 +81,8 @@ impl TrackingHeap {
     /// Restarts the high-water mark from the current use, e.g. before starting a module to
     /// measure what that module costs.
     pub fn reset_peak(&self) {
-        self.peak.store(self.heap.used(), Ordering::Relaxed);
+        self.peak
+            .store(self.used.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 }
 
@@ -87,7 +92,7 @@ impl Default for TrackingHeap {
     }
 }
 
-// SAFETY: every call is forwarded to `LlffHeap`, a correct `GlobalAlloc` (it serialises
+// SAFETY: every call is forwarded to `TlsfHeap`, a correct `GlobalAlloc` (it serialises
 // itself with a critical section); the counters are only observed, never trusted for memory.
 unsafe impl GlobalAlloc for TrackingHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -96,12 +101,14 @@ unsafe impl GlobalAlloc for TrackingHeap {
         if ptr.is_null() {
             self.failed.fetch_add(1, Ordering::Relaxed);
         } else {
-            self.peak.fetch_max(self.heap.used(), Ordering::Relaxed);
+            let now = self.used.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            self.peak.fetch_max(now, Ordering::Relaxed);
         }
         ptr
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        self.used.fetch_sub(layout.size(), Ordering::Relaxed);
         // SAFETY: forwarded; `ptr` came from `alloc` above, i.e. from this same heap.
         unsafe { self.heap.dealloc(ptr, layout) }
     }
