@@ -252,6 +252,8 @@ mod tests {
 
 #[cfg(test)]
 mod doc_tests {
+    use alloc::format;
+
     /// `modules/ABI.md` is the contract C and Rust guests are written against: every function
     /// of the table must be documented there, with its signature's arity.
     #[test]

@@ -5,8 +5,10 @@
 //! A board crate's `main` is [`run`] with its [`Hardware`].
 #![no_std]
 
-extern crate alloc;
+#[doc(hidden)]
+pub extern crate alloc;
 
+mod board;
 mod hardware;
 mod kv;
 mod platform;
