@@ -39,6 +39,14 @@ macro_rules! board_hardware {
                 $board::ERASE_SIZE as u32
             }
 
+            fn flash_read(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), &'static str> {
+                use embedded_storage::nor_flash::ReadNorFlash as _;
+                self.0
+                    .flash
+                    .read(offset, buf)
+                    .map_err(|_| "read out of range")
+            }
+
             fn flash_erase(&mut self, offset: u32, len: u32) -> Result<(), &'static str> {
                 use embedded_storage::nor_flash::NorFlash as _;
                 self.0

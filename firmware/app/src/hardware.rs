@@ -23,6 +23,8 @@ pub trait Hardware {
     fn flash_len(&self) -> u32;
     /// Its erase unit, bytes.
     fn flash_sector(&self) -> u32;
+    /// Reads `buf.len()` bytes at `offset` of the region.
+    fn flash_read(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), &'static str>;
     /// Erases `offset .. offset + len` of the region (sector-aligned).
     fn flash_erase(&mut self, offset: u32, len: u32) -> Result<(), &'static str>;
     /// Writes `data` at `offset` of the region (erased before).

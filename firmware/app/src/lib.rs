@@ -21,7 +21,7 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::time::Duration;
 
-use wasmfleet_fw_core::{Effect, Exit, LogBuffer, Node, NodeConfig};
+use wasmfleet_fw_core::{Effect, Exit, FlashKv, LogBuffer, Node, NodeConfig};
 use wasmfleet_fw_runtime::{Ended, Fuel, Instance, Runtime, Workload, union_filters};
 use wasmfleet_proto::link::{self, Downlink, LinkDecoder, Uplink};
 use wasmfleet_proto::topic::{app_topic, parse_app_topic};
@@ -61,14 +61,34 @@ pub fn run<H: Hardware + 'static>(hw: H, offer: Offer) -> ! {
             value: H::BOARD.into(),
         }],
         devices: hw.devices(),
-        artifact_region: hw.flash_len(),
+        artifact_region: hw.flash_len().saturating_sub(kv::KV_REGION),
         sector: hw.flash_sector(),
+    };
+    let mut hw = hw;
+    let kv_base = config.artifact_region;
+    let sector = hw.flash_sector();
+    let kv = match FlashKv::open(
+        &mut kv::KvPart {
+            hw: &mut hw,
+            base: kv_base,
+        },
+        kv::KV_REGION,
+        sector,
+    ) {
+        Ok(kv) => Some(kv),
+        Err(e) => {
+            hw.debug(&format!(
+                "key-value flash unreadable ({e:?}): modules using KV refused"
+            ));
+            None
+        }
     };
     let shared = Rc::new(RefCell::new(Shared {
         hw,
         logs: LogBuffer::new(LOG_BUDGET),
         outbox: Vec::new(),
-        kv: kv::RamKv::default(),
+        kv,
+        kv_base,
         unix_at_boot: 0,
         watched: BTreeMap::new(),
     }));

@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 
 use embedded_hal::i2c::{self, ErrorType, I2c, Operation};
-use wasmfleet_fw_core::LogBuffer;
+use wasmfleet_fw_core::{FlashKv, LogBuffer};
 use wasmfleet_fw_runtime::{
     Busy, DeviceError, DynI2c, Edges, KvError, KvStore, LogLevel, Platform,
 };
@@ -19,7 +19,7 @@ use wasmfleet_proto::link::Uplink;
 use wasmfleet_proto::topic::app_topic;
 
 use crate::hardware::Hardware;
-use crate::kv::RamKv;
+use crate::kv::{KvPart, Stores};
 
 /// Application messages waiting for the link; more and modules see `BUSY`.
 pub const OUTBOX: usize = 16;
@@ -32,8 +32,10 @@ pub struct Shared<H> {
     pub logs: LogBuffer,
     /// Application messages to send.
     pub outbox: Vec<Uplink>,
-    /// Key-value stores by deployment.
-    pub kv: RamKv,
+    /// Key-value stores by deployment (none if the flash could not be read at boot).
+    pub kv: Option<FlashKv>,
+    /// Where the KV part starts in the flash region.
+    pub kv_base: u32,
     /// Unix milliseconds at boot, once the gateway said (0 before).
     pub unix_at_boot: u64,
     /// Watched pins: last level seen and how many watches.
@@ -116,6 +118,8 @@ impl<H: Hardware + 'static> Platform for NodePlatform<H> {
     }
 
     fn kv(&mut self) -> Option<&mut dyn KvStore> {
+        // No store (the flash was unreadable at boot): modules that use KV are refused.
+        self.shared.borrow().kv.as_ref()?;
         Some(&mut self.kv)
     }
 
@@ -190,20 +194,39 @@ impl<H: Hardware> I2c for I2cHandle<H> {
 /// The node's key-value stores, borrowed for each call.
 struct KvHandle<H>(Rc<RefCell<Shared<H>>>);
 
-impl<H> KvStore for KvHandle<H> {
+impl<H: Hardware> KvHandle<H> {
+    /// Runs `f` on the stores and their flash.
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Stores<'_, H>) -> Result<T, KvError>,
+    ) -> Result<T, KvError> {
+        let mut shared = self.0.borrow_mut();
+        let Shared {
+            hw, kv, kv_base, ..
+        } = &mut *shared;
+        let kv = kv.as_mut().ok_or(KvError::Io)?;
+        let mut stores = Stores {
+            kv,
+            flash: KvPart { hw, base: *kv_base },
+        };
+        f(&mut stores)
+    }
+}
+
+impl<H: Hardware> KvStore for KvHandle<H> {
     fn get(&mut self, store: &str, key: &[u8], buf: &mut [u8]) -> Result<Option<usize>, KvError> {
-        self.0.borrow_mut().kv.get(store, key, buf)
+        self.with(|s| s.get(store, key, buf))
     }
 
     fn set(&mut self, store: &str, key: &[u8], value: &[u8]) -> Result<(), KvError> {
-        self.0.borrow_mut().kv.set(store, key, value)
+        self.with(|s| s.set(store, key, value))
     }
 
     fn delete(&mut self, store: &str, key: &[u8]) -> Result<bool, KvError> {
-        self.0.borrow_mut().kv.delete(store, key)
+        self.with(|s| s.delete(store, key))
     }
 
     fn used(&mut self, store: &str) -> Result<u64, KvError> {
-        self.0.borrow_mut().kv.used(store)
+        self.with(|s| s.used(store))
     }
 }

@@ -11,10 +11,12 @@ extern crate std;
 
 pub mod artifacts;
 pub mod fetch;
+pub mod kv;
 pub mod logs;
 pub mod node;
 
 pub use artifacts::{ArtifactStore, Extent};
+pub use kv::{FlashKv, KvFlash, KvFlashError};
 pub use logs::LogBuffer;
 pub use node::{Effect, Node, NodeConfig};
 pub use wasmfleet_node::Exit;
