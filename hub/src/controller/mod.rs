@@ -18,7 +18,7 @@ use wasmfleet_proto::{DesiredState, NodeStatus, Presence, topic};
 use crate::model::deployment::deployment_of_workload;
 use crate::model::{
     ApplyOutcome, ArtifactKey, ArtifactState, DeploymentRecord, DeploymentSpec, NodeRecord,
-    code_for, deployment,
+    Scheduling, code_for, deployment,
 };
 use crate::reconcile::{current_placement, node_desired_states};
 use crate::scheduler::{self, Placement};
@@ -394,6 +394,7 @@ impl Controller {
                     hello,
                     ready: true,
                     since_ms,
+                    scheduling: old.map_or(Scheduling::Enabled, |n| n.scheduling),
                 };
                 if old != Some(&rec) {
                     if !was_ready {

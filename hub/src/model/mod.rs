@@ -15,7 +15,7 @@ pub use wasmfleet_common::quantity;
 
 pub use artifact::{ArtifactKey, ArtifactState, code_for, profile_key};
 pub use deployment::{DeploymentRecord, DeploymentSpec, SpecError};
-pub use node::NodeRecord;
+pub use node::{NodeRecord, Scheduling};
 pub use records::{Event, LogRecord};
 pub use views::{ApplyOutcome, DeploymentView, NodeView};
 pub use workload::WorkloadView;

@@ -14,6 +14,39 @@ pub struct NodeRecord {
     pub ready: bool,
     /// When `ready` last changed, ms since the Unix epoch.
     pub since_ms: u64,
+    /// Whether new replicas may land here (`wasmfleet cordon|drain|uncordon`).
+    pub scheduling: Scheduling,
+}
+
+/// Whether a node takes new replicas, as `kubectl cordon` and `drain` set it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Scheduling {
+    /// Schedulable.
+    #[default]
+    Enabled,
+    /// No new replicas; those it runs stay (`SchedulingDisabled`).
+    Cordoned,
+    /// No new replicas, and its replicas are moved elsewhere. Every-node workloads stay, as
+    /// DaemonSet pods do under `kubectl drain --ignore-daemonsets`.
+    Drained,
+}
+
+impl Scheduling {
+    /// The column and API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheduling::Enabled => "Enabled",
+            Scheduling::Cordoned => "Cordoned",
+            Scheduling::Drained => "Drained",
+        }
+    }
+
+    /// Parses [`Scheduling::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Enabled, Self::Cordoned, Self::Drained]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
 }
 
 /// Readiness as a kubectl user reads it.

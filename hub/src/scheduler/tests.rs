@@ -4,6 +4,7 @@ use wasmfleet_proto::{Capacity, DeviceClass, Hello};
 
 use super::*;
 use crate::model::deployment::tests::spec;
+use crate::model::Scheduling;
 
 pub(crate) fn node(name: &str, ready: bool, memory: u64, max: u32) -> NodeRecord {
     NodeRecord {
@@ -21,6 +22,7 @@ pub(crate) fn node(name: &str, ready: bool, memory: u64, max: u32) -> NodeRecord
         },
         ready,
         since_ms: 0,
+        scheduling: Scheduling::Enabled,
     }
 }
 

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use wasmfleet_proto::{DesiredState, Hello};
 
 use super::{Batch, Event, Snapshot, Store, StoreError};
-use crate::model::{ArtifactState, DeploymentRecord, NodeRecord};
+use crate::model::{ArtifactState, DeploymentRecord, NodeRecord, Scheduling};
 
 /// Events kept; older ones are trimmed.
 const KEEP_EVENTS: u64 = 10_000;
@@ -36,6 +36,10 @@ const MIGRATIONS: &[&str] = &[
     // 2: precompiled artifacts per module and engine profile.
     "
     CREATE TABLE IF NOT EXISTS artifacts (module TEXT NOT NULL, profile TEXT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (module, profile));
+    ",
+    // 3: cordoned and drained nodes.
+    "
+    ALTER TABLE nodes ADD COLUMN scheduling TEXT NOT NULL DEFAULT 'Enabled';
     ",
 ];
 
@@ -217,7 +221,7 @@ impl Store for SqliteStore {
         }
         let mut stmt = self
             .conn
-            .prepare("SELECT name, hello, ready, since_ms FROM nodes")
+            .prepare("SELECT name, hello, ready, since_ms, scheduling FROM nodes")
             .map_err(db("reading nodes"))?;
         let rows = stmt
             .query_map([], |r| {
@@ -226,11 +230,18 @@ impl Store for SqliteStore {
                     r.get::<_, String>(1)?,
                     r.get::<_, bool>(2)?,
                     r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
                 ))
             })
             .map_err(db("reading nodes"))?;
         for row in rows {
-            let (name, hello, ready, since) = row.map_err(db("reading nodes"))?;
+            let (name, hello, ready, since, scheduling) = row.map_err(db("reading nodes"))?;
+            let scheduling = Scheduling::parse(&scheduling).ok_or_else(|| {
+                corrupt(
+                    format!("node {name}"),
+                    format!("unknown scheduling state {scheduling:?}"),
+                )
+            })?;
             let hello: Hello =
                 serde_json::from_str(&hello).map_err(|e| corrupt(format!("node {name}"), e))?;
             let since_ms = u64::try_from(since).unwrap_or_default();
@@ -241,6 +252,7 @@ impl Store for SqliteStore {
                     hello,
                     ready,
                     since_ms,
+                    scheduling,
                 },
             );
         }
@@ -316,8 +328,8 @@ impl Store for SqliteStore {
             let hello = serde_json::to_string(&node.hello)
                 .map_err(|e| corrupt(format!("node {}", node.name), e))?;
             tx.execute(
-                "INSERT OR REPLACE INTO nodes (name, hello, ready, since_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![node.name, hello, node.ready, node.since_ms as i64],
+                "INSERT OR REPLACE INTO nodes (name, hello, ready, since_ms, scheduling) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![node.name, hello, node.ready, node.since_ms as i64, node.scheduling.as_str()],
             )
             .map_err(db(format!("writing node {}", node.name)))?;
         }
