@@ -31,6 +31,7 @@ messages!(
     BlobRequest,
     BlobReply,
     LogBatch,
+    Heartbeat,
     crate::link::Downlink,
     crate::link::Uplink,
 );
@@ -254,6 +255,24 @@ pub enum Presence {
     /// The node disconnected (cleanly, or its Last Will fired).
     Offline,
 }
+
+/// A node's heartbeat: node → hub on `wf/v1/n/{node}/hb`, QoS 0, not retained, every
+/// `interval_ms`. The Last Will covers a connection the broker sees close; heartbeats cover
+/// what it does not: a half-open link, a frozen agent, a broker that lost the session. The hub
+/// declares a node NotReady after [`MISSED_HEARTBEATS`] intervals without one.
+///
+/// Tiny on purpose (3 bytes for the default interval; 20 bytes plus the node name on the wire
+/// as an MQTT 3.1.1 QoS 0 PUBLISH), because a fleet sends one per node every few seconds.
+/// The interval travels in every beat, so the hub needs no configuration of its own and a
+/// node may change it at any time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Milliseconds until the next heartbeat.
+    pub interval_ms: u32,
+}
+
+/// Heartbeat intervals a node may miss before the hub declares it NotReady.
+pub const MISSED_HEARTBEATS: u32 = 3;
 
 /// What a node announces about itself when it connects.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

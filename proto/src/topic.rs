@@ -15,6 +15,8 @@ pub const ALL_STATUS: &str = "wf/v1/n/+/status";
 pub const ALL_LOGS: &str = "wf/v1/n/+/logs";
 /// The hub's subscription to every node's blob chunk requests.
 pub const ALL_BLOB_REQUESTS: &str = "wf/v1/n/+/blob-req";
+/// The hub's subscription to every node's heartbeats.
+pub const ALL_HEARTBEATS: &str = "wf/v1/n/+/hb";
 
 /// The per-node topics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +33,8 @@ pub enum NodeTopic {
     Blob,
     /// [`crate::BlobRequest`], node → hub.
     BlobRequest,
+    /// [`crate::Heartbeat`], node → hub, QoS 0, not retained.
+    Heartbeat,
 }
 
 impl NodeTopic {
@@ -43,6 +47,7 @@ impl NodeTopic {
             NodeTopic::Logs => "logs",
             NodeTopic::Blob => "blob",
             NodeTopic::BlobRequest => "blob-req",
+            NodeTopic::Heartbeat => "hb",
         }
     }
 
@@ -54,6 +59,7 @@ impl NodeTopic {
             "logs" => NodeTopic::Logs,
             "blob" => NodeTopic::Blob,
             "blob-req" => NodeTopic::BlobRequest,
+            "hb" => NodeTopic::Heartbeat,
             _ => return None,
         })
     }

@@ -198,4 +198,13 @@ fn a_node_acts_only_on_newer_generations_of_its_fleet() {
 fn heartbeat_sized_messages_stay_small() {
     // An offline presence is the Last Will of every node: it must stay tiny.
     assert!(encode(&Presence::Offline).len() <= 32);
+    // The heartbeat: version byte, then the interval as a varint.
+    let beat = Heartbeat { interval_ms: 5_000 };
+    assert_eq!(hex(&encode(&beat)), "048827");
+    assert_eq!(decode::<Heartbeat>(&encode(&beat)), Ok(beat));
+    // On the wire, an MQTT 3.1.1 QoS 0 PUBLISH: fixed header (2), topic length (2), topic,
+    // payload. A node named like `gw-00042` stays within 32 bytes.
+    let topic = topic::node_topic("gw-00042", topic::NodeTopic::Heartbeat);
+    let wire = 2 + 2 + topic.len() + encode(&beat).len();
+    assert!(wire <= 32, "{wire} bytes on the wire");
 }
