@@ -11,8 +11,8 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::{AbortHandle, JoinError, JoinSet};
 use wasmfleet_proto::topic::{NodeTopic, node_topic, parse_app_topic, parse_node_topic};
 use wasmfleet_proto::{
-    BlobReply, Capacity, Code, DesiredState, DeviceClass, Digest, Hello, LogBatch, LogLine,
-    MAX_FRAME_LEN, ModuleRef, NodeStatus, Presence, WorkloadSpec, decode, encode,
+    BlobReply, Capacity, Code, DesiredState, DeviceClass, Digest, Heartbeat, Hello, LogBatch,
+    LogLine, MAX_FRAME_LEN, ModuleRef, NodeStatus, Presence, WorkloadSpec, decode, encode,
 };
 
 use crate::apps::AppBus;
@@ -191,6 +191,7 @@ impl Agent {
                 mcu.clone(),
                 broker.host.clone(),
                 broker.port,
+                self.config.heartbeat,
                 mcu_stop_rx.clone(),
             );
             bridges.spawn(run);
@@ -201,6 +202,10 @@ impl Agent {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut log_tick = tokio::time::interval(LOG_FLUSH);
         log_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Beats come from this loop, not a task of their own: an agent whose loop is stuck
+        // stops beating, and the hub sees it NotReady.
+        let mut beats = tokio::time::interval(self.config.heartbeat);
+        beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         let apps = self.apps.clone();
         loop {
@@ -212,12 +217,24 @@ impl Agent {
                 Some(line) = self.log_rx.recv() => self.on_log(line),
                 _ = tick.tick() => self.step(),
                 _ = log_tick.tick() => self.flush_logs(),
+                _ = beats.tick() => self.beat(),
             }
         }
         // The bridges say their nodes go offline while the agent stops its own instances.
         let _ = mcu_stop.send(true);
         self.shutdown(&mut ev_rx).await;
         let _ = tokio::time::timeout(Duration::from_secs(3), bridges.join_all()).await;
+    }
+
+    /// Tells the hub this node is alive: QoS 0, a few bytes, only while connected.
+    fn beat(&self) {
+        if let Some(link) = self.link.as_ref().filter(|_| self.connected) {
+            let beat = Heartbeat {
+                interval_ms: u32::try_from(self.config.heartbeat.as_millis()).unwrap_or(u32::MAX),
+            };
+            let topic = node_topic(&self.config.node, NodeTopic::Heartbeat);
+            link.publish(topic, QoS::AtMostOnce, false, encode(&beat));
+        }
     }
 
     fn now(&self) -> Duration {

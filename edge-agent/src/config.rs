@@ -70,7 +70,16 @@ pub struct Cli {
     /// 115200 baud); repeatable.
     #[arg(long = "mcu")]
     pub mcus: Vec<String>,
+    /// How often the node tells the hub it is alive, e.g. `5s` (1s to 5m). The hub declares it
+    /// NotReady after three missed heartbeats, even when its connection looks open.
+    #[arg(long, default_value = "5s")]
+    pub heartbeat: String,
 }
+
+/// Shortest `--heartbeat`.
+pub const MIN_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
+/// Longest `--heartbeat`.
+pub const MAX_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Validated agent configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +102,8 @@ pub struct Config {
     pub devices: DeviceSet,
     /// Microcontrollers this agent is the gateway of.
     pub mcus: Vec<crate::link::mcu::McuSpec>,
+    /// Interval of heartbeats (this node's and its microcontrollers').
+    pub heartbeat: std::time::Duration,
 }
 
 /// The hardware a node offers (`--devices`).
@@ -173,6 +184,9 @@ pub enum ConfigError {
     /// A `--mcu` that does not parse, or names a node twice.
     #[error("invalid {0}")]
     Mcu(String),
+    /// A `--heartbeat` that is not a duration from 1s to 5m.
+    #[error("invalid --heartbeat {0:?}: expected a duration from 1s to 5m, e.g. 5s")]
+    Heartbeat(String),
     /// No `--memory` and `/proc/meminfo` could not be read.
     #[error("cannot read MemTotal from /proc/meminfo ({0}); pass --memory")]
     MemInfo(String),
@@ -237,6 +251,10 @@ impl Cli {
                 self.node
             )));
         }
+        let heartbeat = wasmfleet_common::quantity::parse_duration(&self.heartbeat)
+            .ok()
+            .filter(|d| (MIN_HEARTBEAT..=MAX_HEARTBEAT).contains(d))
+            .ok_or_else(|| ConfigError::Heartbeat(self.heartbeat.clone()))?;
         Ok(Config {
             broker,
             node: self.node,
@@ -251,6 +269,7 @@ impl Cli {
             },
             devices,
             mcus,
+            heartbeat,
         })
     }
 }
@@ -336,8 +355,20 @@ mod tests {
             gpio_chip: "/dev/gpiochip0".into(),
             gpio_lines: vec![],
             mcus: vec![],
+            heartbeat: "5s".into(),
         };
         let cfg = cli("gw-1").into_config().unwrap();
+        assert_eq!(cfg.heartbeat, std::time::Duration::from_secs(5));
+        for bad in ["0s", "500ms", "6m", "soon"] {
+            let err = Cli {
+                heartbeat: bad.into(),
+                ..cli("gw-1")
+            }
+            .into_config()
+            .unwrap_err()
+            .to_string();
+            assert!(err.starts_with("invalid --heartbeat"), "{bad}: {err}");
+        }
         assert_eq!(cfg.labels[0].key, "a");
         assert!(matches!(
             cli("Bad/Name").into_config(),

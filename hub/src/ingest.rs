@@ -42,6 +42,7 @@ pub async fn fleet_ingest(
                         FleetMessage::Connected => Ok(c.republish_all(now)),
                         FleetMessage::Presence(node, p) => c.on_presence(&node, p, now),
                         FleetMessage::Status(node, s) => c.on_status(&node, s, now),
+                        FleetMessage::Liveness(flip) => c.on_liveness(&flip, now),
                     };
                     match result {
                         Ok(p) => publish.extend(p),
@@ -51,6 +52,21 @@ pub async fn fleet_ingest(
                 Ok::<_, controller::ControllerError>(((), publish))
             })
             .await;
+    }
+}
+
+/// How often the hub looks for nodes whose heartbeats stopped.
+const LIVENESS_CHECK: Duration = Duration::from_millis(500);
+
+/// Declares silent the nodes whose heartbeats stopped ([`crate::reconcile::liveness`]); the
+/// flips reach the controller through the inbox like any report.
+pub async fn liveness_watch(inbox: crate::mqtt::Inbox, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(LIVENESS_CHECK);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => inbox.expire(now_ms()),
+        }
     }
 }
 

@@ -18,3 +18,6 @@ pub mod reconcile;
 pub mod scheduler;
 pub mod serve;
 pub mod store;
+
+#[cfg(test)]
+mod sim;

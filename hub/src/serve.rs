@@ -24,7 +24,7 @@ use crate::api::{self, AppState};
 use crate::clock::now_ms;
 use crate::controller::handle::Visibility;
 use crate::controller::{self, Controller, ControllerHandle, Outbox};
-use crate::ingest::{blob_servers, fleet_ingest, log_writer};
+use crate::ingest::{blob_servers, fleet_ingest, liveness_watch, log_writer};
 use crate::mqtt::inbox::Drops;
 use crate::mqtt::{EmbeddedBroker, Inbox, Link};
 use crate::store::{BlobStore, LogStore, Retention, SqliteStore};
@@ -141,6 +141,8 @@ pub async fn start(opts: Options) -> Result<RunningHub, ServeError> {
     let (inbox, log_queue, blob_queue) = Inbox::new();
     let drops = inbox.drops.clone();
     let fleet_inbox = inbox.fleet.clone();
+    let liveness = inbox.liveness.clone();
+    let watch_inbox = inbox.clone();
     let (link, link_task) = Link::start(&hub_broker, inbox, shutdown_rx.clone());
 
     let listener = tokio::net::TcpListener::bind(opts.http)
@@ -162,6 +164,7 @@ pub async fn start(opts: Options) -> Result<RunningHub, ServeError> {
         events,
         logs,
         uploads: Arc::new(Semaphore::new(api::CONCURRENT_UPLOADS)),
+        liveness,
     };
     let app = api::router(state);
     let (stop_http, mut stop_http_rx) = watch::channel(false);
@@ -182,6 +185,7 @@ pub async fn start(opts: Options) -> Result<RunningHub, ServeError> {
             fleet_inbox,
             shutdown_rx.clone(),
         )),
+        tokio::spawn(liveness_watch(watch_inbox, shutdown_rx.clone())),
         tokio::spawn(log_writer(
             controller.clone(),
             log_store,

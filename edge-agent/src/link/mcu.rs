@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 use wasmfleet_common::backoff::Reconnect;
 use wasmfleet_proto::link::{Downlink, LinkDecoder, Uplink};
 use wasmfleet_proto::topic::{self, NodeTopic, node_topic, parse_node_topic};
-use wasmfleet_proto::{BlobReply, DesiredState, Presence, decode, encode};
+use wasmfleet_proto::{BlobReply, DesiredState, Heartbeat, Presence, decode, encode};
 
 use super::mqtt::{self, LinkEvent, MqttLink};
 
@@ -107,7 +107,17 @@ impl FromStr for McuSpec {
 
 /// Runs the bridge for `mcu` until `shutdown` turns true: opens the link, keeps the node's MQTT
 /// session while the link is up, and starts over when either side drops.
-pub async fn run(mcu: McuSpec, host: String, port: u16, mut shutdown: watch::Receiver<bool>) {
+///
+/// While the device's link is up and it has said hello, the gateway sends the node's
+/// heartbeats every `heartbeat`: a link that drops stops them (and publishes `Offline`), so
+/// does a gateway that freezes.
+pub async fn run(
+    mcu: McuSpec,
+    host: String,
+    port: u16,
+    heartbeat: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut retry = Reconnect::new(LINK_RETRY_MIN, LINK_RETRY_MAX);
     let mut reported = false;
     while !*shutdown.borrow() {
@@ -116,7 +126,8 @@ pub async fn run(mcu: McuSpec, host: String, port: u16, mut shutdown: watch::Rec
                 retry.reset();
                 reported = false;
                 tracing::info!(mcu = %mcu.name, endpoint = %mcu.endpoint, "microcontroller link up");
-                let why = bridge(&mcu.name, &host, port, reader, writer, &mut shutdown).await;
+                let link = Endpoints { reader, writer };
+                let why = bridge(&mcu.name, &host, port, heartbeat, link, &mut shutdown).await;
                 tracing::warn!(mcu = %mcu.name, reason = %why, "microcontroller link down");
             }
             Err(e) => {
@@ -154,15 +165,31 @@ async fn open(endpoint: &Endpoint) -> std::io::Result<(Reader, Writer)> {
     }
 }
 
+/// Both directions of an open device link.
+struct Endpoints {
+    reader: Reader,
+    writer: Writer,
+}
+
 /// One connected period: relays until the link or the shutdown ends it; returns why.
 async fn bridge(
     node: &str,
     host: &str,
     port: u16,
-    mut reader: Reader,
-    mut writer: Writer,
+    heartbeat: Duration,
+    link: Endpoints,
     shutdown: &mut watch::Receiver<bool>,
 ) -> String {
+    let Endpoints {
+        mut reader,
+        mut writer,
+    } = link;
+    let mut beats = tokio::time::interval(heartbeat);
+    beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let beat = encode(&Heartbeat {
+        interval_ms: u32::try_from(heartbeat.as_millis()).unwrap_or(u32::MAX),
+    });
+    let mut greeted = false;
     let (ev_tx, mut ev_rx) = mpsc::channel(64);
     let session = MqttLink::start(mqtt::options(host, port, node), node, ev_tx);
     let mut decoder = LinkDecoder::new();
@@ -179,12 +206,18 @@ async fn bridge(
                 };
                 let mut down = Vec::new();
                 decoder.feed::<Uplink>(&buf[..n], |msg| match msg {
-                    Ok(up) => down.extend(relay_up(node, &session, up, desired.as_ref())),
+                    Ok(up) => {
+                        greeted |= matches!(up, Uplink::Hello(_));
+                        down.extend(relay_up(node, &session, up, desired.as_ref()));
+                    }
                     Err(e) => tracing::warn!(mcu = %node, error = %e, "bad frame from the device"),
                 });
                 if let Err(e) = send(&mut writer, &down).await {
                     break format!("write failed: {e}");
                 }
+            }
+            _ = beats.tick(), if greeted => {
+                session.publish(node_topic(node, NodeTopic::Heartbeat), QoS::AtMostOnce, false, beat.clone());
             }
             Some(event) = ev_rx.recv() => {
                 let down = match event {

@@ -29,6 +29,7 @@ fn config(dir: &std::path::Path) -> Config {
         log_limits: Default::default(),
         devices: Default::default(),
         mcus: vec![],
+        heartbeat: std::time::Duration::from_secs(5),
     }
 }
 

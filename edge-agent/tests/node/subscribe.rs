@@ -119,6 +119,7 @@ async fn a_refused_qos1_subscription_falls_back_to_qos0_and_the_node_converges()
         log_limits: Default::default(),
         devices: Default::default(),
         mcus: vec![],
+        heartbeat: std::time::Duration::from_secs(5),
     })
     .unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -16,7 +16,7 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
@@ -28,10 +28,11 @@ use wasmfleet_proto::Digest;
 use crate::clock::now_ms;
 use crate::controller::handle::Visibility;
 use crate::controller::{ControllerError, ControllerHandle};
+use crate::model::Scheduling;
 use crate::model::capabilities::check_module_capabilities;
 use crate::store::blobs::Stored;
 use crate::store::{BlobError, BlobStore, EventReader, LogReader, StoreError};
-use types::{ApplyRequest, ApplyResponse, ErrorBody};
+use types::{ApplyRequest, ApplyResponse, ErrorBody, SchedulingChange};
 
 /// Largest module upload.
 pub const MAX_MODULE_BYTES: usize = 64 << 20;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub logs: Arc<LogReader>,
     /// Bounds concurrent uploads.
     pub uploads: Arc<Semaphore>,
+    /// When each node was last heard (`get nodes`' LAST SEEN).
+    pub liveness: Arc<std::sync::Mutex<crate::reconcile::liveness::Liveness>>,
 }
 
 /// Runs a blocking read off the async workers.
@@ -114,12 +117,19 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/nodes", get(list_nodes))
+        .route("/v1/nodes/{name}/scheduling", put(set_scheduling))
         .route("/v1/deployments", get(list_deployments))
         .route(
             "/v1/deployments/{name}",
             get(get_deployment).put(apply).delete(delete),
         )
         .route("/v1/deployments/{name}/events", get(deployment_events))
+        .route("/v1/deployments/{name}/rollout", get(rollout_status))
+        .route(
+            "/v1/deployments/{name}/rollout/{action}",
+            put(rollout_action),
+        )
+        .route("/v1/deployments/{name}/revisions", get(rollout_history))
         .route("/v1/deployments/{name}/logs", get(logs))
         .route("/v1/workloads", get(list_workloads))
         .route("/v1/events", get(events))
@@ -133,7 +143,110 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn list_nodes(State(s): State<AppState>) -> Json<Vec<types::NodeView>> {
-    Json(s.controller.snapshot().node_views())
+    let liveness = s
+        .liveness
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    Json(
+        s.controller
+            .snapshot()
+            .node_views(|n| liveness.last_seen(n)),
+    )
+}
+
+async fn set_scheduling(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(body): Json<SchedulingChange>,
+) -> ApiResult<Json<SchedulingChange>> {
+    let scheduling = Scheduling::parse(&body.scheduling).ok_or_else(|| {
+        ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "scheduling {:?}: expected Enabled, Cordoned or Drained",
+                body.scheduling
+            ),
+        )
+    })?;
+    let moved = s
+        .controller
+        .change(Visibility::Now, move |c| {
+            c.set_scheduling(&name, scheduling, now_ms())
+        })
+        .await?;
+    Ok(Json(SchedulingChange {
+        scheduling: body.scheduling,
+        moved,
+    }))
+}
+
+fn no_deployment(name: &str) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!("deployment {name:?} not found"),
+    )
+}
+
+async fn rollout_status(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<types::RolloutView>> {
+    // Read through the writer's snapshot refresh so a status right after an apply sees it.
+    s.controller
+        .snapshot()
+        .rollout_view(&name)
+        .map(Json)
+        .ok_or_else(|| no_deployment(&name))
+}
+
+async fn rollout_history(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<types::RevisionView>>> {
+    s.controller
+        .snapshot()
+        .revision_views(&name)
+        .map(Json)
+        .ok_or_else(|| no_deployment(&name))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UndoQuery {
+    to_revision: Option<u64>,
+}
+
+async fn rollout_action(
+    State(s): State<AppState>,
+    Path((name, action)): Path<(String, String)>,
+    Query(q): Query<UndoQuery>,
+) -> ApiResult<Json<types::RolloutView>> {
+    let target = name.clone();
+    match action.as_str() {
+        "pause" | "resume" => {
+            let pause = action == "pause";
+            s.controller
+                .change(Visibility::Now, move |c| {
+                    c.pause_rollout(&target, pause, now_ms()).map(|p| ((), p))
+                })
+                .await?;
+        }
+        "undo" => {
+            s.controller
+                .change(Visibility::Now, move |c| {
+                    c.undo_rollout(&target, q.to_revision, now_ms())
+                        .map(|(_, p)| ((), p))
+                })
+                .await?;
+        }
+        other => {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no rollout action {other:?}: expected pause, resume or undo"),
+            ));
+        }
+    }
+    rollout_status(State(s), Path(name)).await
 }
 
 async fn list_deployments(State(s): State<AppState>) -> Json<Vec<types::DeploymentView>> {

@@ -27,6 +27,60 @@ pub struct ApplyResponse {
     pub generation: u64,
 }
 
+/// Body and answer of `PUT /v1/nodes/{name}/scheduling`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SchedulingChange {
+    /// `Enabled`, `Cordoned` or `Drained`.
+    pub scheduling: String,
+    /// In the answer: the workloads that left the node.
+    #[serde(default)]
+    pub moved: Vec<String>,
+}
+
+/// `GET /v1/deployments/{name}/rollout`: where the rollout of its revision stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutView {
+    /// Deployment name.
+    pub deployment: String,
+    /// The revision rolled out.
+    pub revision: u64,
+    /// The last good revision, if any.
+    #[serde(default)]
+    pub stable: Option<u64>,
+    /// `Progressing`, `Paused`, `Complete` or `Failed`.
+    pub phase: String,
+    /// Current wave, from 1.
+    pub wave: u32,
+    /// Number of waves.
+    pub waves: u32,
+    /// Replicas of the deployment.
+    pub replicas: u32,
+    /// Replicas switched to the revision.
+    pub updated: u32,
+    /// Replicas Running (or Succeeded) at the revision.
+    pub ready: u32,
+    /// Why it stands where it does (a failure's cause).
+    #[serde(default)]
+    pub message: String,
+}
+
+/// One row of `rollout history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionView {
+    /// Revision number.
+    pub revision: u64,
+    /// What changed.
+    pub cause: String,
+    /// When, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// The deployment's current revision.
+    pub current: bool,
+    /// The last good revision (what a failure rolls back to).
+    pub stable: bool,
+}
+
 /// An error body: `{"error": "..."}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {

@@ -51,6 +51,9 @@ pub fn prepare(doc: &DeploymentManifest) -> Result<(Vec<u8>, DeploymentSpec)> {
         config: doc.config.clone(),
         capabilities: doc.capabilities.clone(),
         node_selector: doc.node_selector.clone(),
+        node_affinity: doc.node_affinity.clone(),
+        placement: doc.placement,
+        rollout: doc.rollout.clone(),
     };
     spec.validate().with_context(|| doc.name.clone())?;
     Ok((bytes, spec))
@@ -134,6 +137,9 @@ pub async fn run(client: &Client, a: RunArgs<'_>) -> Result<ApplyResponse> {
         config: BTreeMap::new(),
         capabilities: Default::default(),
         node_selector: BTreeMap::new(),
+        node_affinity: Vec::new(),
+        placement: Default::default(),
+        rollout: Default::default(),
     };
     let (bytes, spec) = prepare(&doc)?;
     submit(client, a.name, bytes, spec).await

@@ -141,12 +141,14 @@ impl Client {
         &self,
         method: Method,
         path: &str,
-        body: Option<reqwest::Body>,
+        body: Option<(reqwest::Body, &'static str)>,
     ) -> Result<reqwest::Response, ClientError> {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method, &url);
-        if let Some(body) = body {
-            req = req.body(body);
+        if let Some((body, content_type)) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(body);
         }
         let resp = req.send().await.map_err(|e| self.failed(&e))?;
         let status = resp.status();
@@ -176,15 +178,21 @@ impl Client {
             status: StatusCode::BAD_REQUEST,
             message: e.to_string(),
         })?;
-        let resp = self.send(Method::PUT, path, Some(bytes.into())).await?;
+        let resp = self
+            .send(Method::PUT, path, Some((bytes.into(), "application/json")))
+            .await?;
         resp.json().await.map_err(|e| self.failed(&e))
     }
 
     /// PUT raw bytes.
     pub async fn put_bytes(&self, path: &str, body: Vec<u8>) -> Result<(), ClientError> {
-        self.send(Method::PUT, path, Some(body.into()))
-            .await
-            .map(|_| ())
+        self.send(
+            Method::PUT,
+            path,
+            Some((body.into(), "application/octet-stream")),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// HEAD: does the resource exist?

@@ -145,26 +145,49 @@ fn filter_one<T>(
 }
 
 fn nodes_table(nodes: &[NodeView], wide: bool, now: u64) -> String {
-    let mut header = vec!["NAME", "STATUS", "WORKLOADS", "MEMORY", "AGE", "VERSION"];
+    let mut header = vec![
+        "NAME",
+        "STATUS",
+        "CLASS",
+        "WORKLOADS",
+        "MEMORY",
+        "AGE",
+        "LAST SEEN",
+        "LABELS",
+    ];
     if wide {
-        header.extend(["CLASS", "GENERATION", "ENGINE", "DEVICES", "LABELS"]);
+        header.extend(["VERSION", "GENERATION", "ENGINE", "DEVICES"]);
     }
     let rows: Vec<Vec<String>> = nodes
         .iter()
         .map(|n| {
+            let labels: Vec<String> = n
+                .labels
+                .iter()
+                .map(|(k, v)| visible(&format!("{k}={v}")).into_owned())
+                .collect();
             let mut row = vec![
                 n.name.clone(),
                 n.status.clone(),
+                n.device_class.to_lowercase(),
                 format!("{}/{}", n.workloads, n.max_workloads),
-                format_bytes(n.memory_bytes),
-                age(n.since_ms, now),
-                n.agent_version.clone(),
+                format!(
+                    "{}/{}",
+                    format_bytes(n.allocated_memory_bytes),
+                    format_bytes(n.memory_bytes)
+                ),
+                age(node_created(n), now),
+                n.last_seen_ms
+                    .map_or_else(|| "<unknown>".into(), |t| format!("{} ago", age(t, now))),
+                if labels.is_empty() {
+                    "<none>".into()
+                } else {
+                    labels.join(",")
+                },
             ];
             if wide {
-                let labels: Vec<String> =
-                    n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 row.extend([
-                    n.device_class.clone(),
+                    visible(&n.agent_version).into_owned(),
                     format!("{}/{}", n.observed_generation, n.desired_generation),
                     format!(
                         "{}{}",
@@ -176,11 +199,6 @@ fn nodes_table(nodes: &[NodeView], wide: bool, now: u64) -> String {
                     } else {
                         visible(&n.devices.join(",")).into_owned()
                     },
-                    if labels.is_empty() {
-                        "<none>".into()
-                    } else {
-                        labels.join(",")
-                    },
                 ]);
             }
             row
@@ -189,17 +207,32 @@ fn nodes_table(nodes: &[NodeView], wide: bool, now: u64) -> String {
     render(&header, &rows)
 }
 
+/// When the hub first heard of `n` (hubs before `created_ms` existed: when its status changed).
+fn node_created(n: &NodeView) -> u64 {
+    if n.created_ms == 0 {
+        n.since_ms
+    } else {
+        n.created_ms
+    }
+}
+
 fn deployments_table(deps: &[DeploymentView], wide: bool, now: u64) -> String {
     let mut header = vec!["NAME", "READY", "SCHEDULED", "REVISION", "AGE"];
     if wide {
-        header.extend(["MODULE", "MEMORY", "RESTART"]);
+        header.extend(["MODULE", "MEMORY", "RESTART", "PLACEMENT"]);
     }
     let rows: Vec<Vec<String>> = deps
         .iter()
         .map(|d| {
             let mut row = vec![
                 d.name.clone(),
-                format!("{}/{}", d.ready_replicas, d.spec.replicas),
+                // Every-node: desired is the number of matching nodes (an older hub
+                // sends no desiredReplicas, and only replica counts).
+                format!(
+                    "{}/{}",
+                    d.ready_replicas,
+                    d.desired_replicas.max(d.spec.replicas)
+                ),
                 d.scheduled_replicas.to_string(),
                 d.revision.to_string(),
                 age(d.created_ms, now),
@@ -209,6 +242,7 @@ fn deployments_table(deps: &[DeploymentView], wide: bool, now: u64) -> String {
                     format!("sha256:{}", &d.spec.module[..12.min(d.spec.module.len())]),
                     format_bytes(d.spec.memory_bytes),
                     format!("{:?}", d.spec.restart_policy),
+                    d.spec.placement.as_str().into(),
                 ]);
             }
             row
@@ -261,8 +295,28 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> Result<String>
                 s.module, s.module_size
             );
             out += &format!(
-                "Replicas:        {} desired | {} scheduled | {} running\n",
-                s.replicas, d.scheduled_replicas, d.ready_replicas
+                "Replicas:        {} desired | {} scheduled | {} running{}\n",
+                d.desired_replicas.max(s.replicas),
+                d.scheduled_replicas,
+                d.ready_replicas,
+                match s.placement {
+                    crate::model::deployment::PlacementPolicy::EveryNode =>
+                        " (every matching node)",
+                    crate::model::deployment::PlacementPolicy::Replicas => "",
+                }
+            );
+            out += &format!(
+                "Rollout:         waves [{}], healthyFor {}s, maxUnavailable {}, failureThreshold {}, progressDeadline {}s\n",
+                s.rollout
+                    .waves
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                s.rollout.healthy_for_ms / 1000,
+                s.rollout.max_unavailable,
+                s.rollout.failure_threshold,
+                s.rollout.progress_deadline_ms / 1000
             );
             out += &format!(
                 "Args:            {}\n",
@@ -320,6 +374,13 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> Result<String>
                 n.status,
                 age(n.since_ms, now)
             );
+            out += &format!("Age:             {}\n", age(node_created(&n), now));
+            out += &format!(
+                "Last seen:       {}\n",
+                n.last_seen_ms
+                    .map_or_else(|| "<unknown>".into(), |t| format!("{} ago", age(t, now)))
+            );
+            out += &format!("Scheduling:      {}\n", n.scheduling);
             out += &format!("Agent version:   {}\n", visible(&n.agent_version));
             out += &format!("Device class:    {}\n", n.device_class);
             out += &format!(
@@ -342,6 +403,11 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> Result<String>
                 "Capacity:        {} memory, {} workloads\n",
                 format_bytes(n.memory_bytes),
                 n.max_workloads
+            );
+            out += &format!(
+                "Allocated:       {} memory, {} workloads\n",
+                format_bytes(n.allocated_memory_bytes),
+                n.workloads
             );
             out += &format!(
                 "Generation:      desired {}, observed {}\n",

@@ -6,6 +6,8 @@ pub mod client;
 pub mod demo;
 pub mod get;
 pub mod logs;
+pub mod node;
+pub mod rollout;
 pub mod sanitize;
 pub mod table;
 
@@ -125,8 +127,71 @@ pub enum Command {
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: logs::LogFormat,
     },
+    /// Manage the rollout of a deployment's revisions.
+    Rollout {
+        #[command(subcommand)]
+        action: RolloutCommand,
+    },
+    /// Mark a node unschedulable: no new replicas land there; those it runs stay.
+    Cordon {
+        /// Node name.
+        node: String,
+    },
+    /// Mark a node schedulable again.
+    Uncordon {
+        /// Node name.
+        node: String,
+    },
+    /// Cordon a node and move its replicas elsewhere (every-node workloads stay), then wait
+    /// until it has stopped them.
+    Drain {
+        /// Node name.
+        node: String,
+        /// How long to wait for the node to stop its replicas, e.g. `2m`.
+        #[arg(long, default_value = "2m")]
+        timeout: String,
+    },
     /// Start a hub and 3 local agents, deploy the example module and stream its logs.
     Demo(demo::DemoArgs),
+}
+
+/// `wasmfleet rollout ...`.
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Follow the rollout until it completes (exit 0) or fails (exit 1, naming the cause).
+    Status {
+        /// Deployment name.
+        deployment: String,
+        /// Keep following until done; `--watch=false` prints once.
+        #[arg(short = 'w', long, default_value_t = true, action = clap::ArgAction::Set)]
+        watch: bool,
+        /// Give up after this long, e.g. `10m`.
+        #[arg(long, default_value = "10m")]
+        timeout: String,
+    },
+    /// List the revisions with their change causes.
+    History {
+        /// Deployment name.
+        deployment: String,
+    },
+    /// Stop the rollout where it is; replicas keep the revision they run.
+    Pause {
+        /// Deployment name.
+        deployment: String,
+    },
+    /// Continue a paused rollout.
+    Resume {
+        /// Deployment name.
+        deployment: String,
+    },
+    /// Roll back: roll out the previous revision's template (or --to-revision's) again.
+    Undo {
+        /// Deployment name.
+        deployment: String,
+        /// The revision to go back to (default: the last good one before the current).
+        #[arg(long)]
+        to_revision: Option<u64>,
+    },
 }
 
 /// Restart policy flag values.
@@ -287,6 +352,53 @@ pub async fn run(cli: Cli) -> Result<()> {
         ),
         Command::Describe { kind, name } => {
             print!("{}", get::describe(&client, kind, &name).await?)
+        }
+        Command::Rollout { action } => match action {
+            RolloutCommand::Status {
+                deployment,
+                watch,
+                timeout,
+            } => {
+                let timeout = crate::model::quantity::parse_duration(&timeout)
+                    .map_err(|e| anyhow::anyhow!("invalid --timeout {timeout:?}: {e}"))?;
+                rollout::status(&client, &deployment, watch, timeout).await?;
+            }
+            RolloutCommand::History { deployment } => {
+                print!("{}", rollout::history(&client, &deployment).await?);
+            }
+            RolloutCommand::Pause { deployment } => {
+                println!(
+                    "{}",
+                    rollout::act(&client, &deployment, "pause", None).await?
+                );
+            }
+            RolloutCommand::Resume { deployment } => {
+                println!(
+                    "{}",
+                    rollout::act(&client, &deployment, "resume", None).await?
+                );
+            }
+            RolloutCommand::Undo {
+                deployment,
+                to_revision,
+            } => {
+                println!(
+                    "{}",
+                    rollout::act(&client, &deployment, "undo", to_revision).await?
+                );
+            }
+        },
+        Command::Cordon { node } => {
+            node::set(&client, &node, "Cordoned").await?;
+        }
+        Command::Uncordon { node } => {
+            node::set(&client, &node, "Enabled").await?;
+        }
+        Command::Drain { node, timeout } => {
+            let timeout = crate::model::quantity::parse_duration(&timeout)
+                .map_err(|e| anyhow::anyhow!("invalid --timeout {timeout:?}: {e}"))?;
+            node::set(&client, &node, "Drained").await?;
+            node::wait_drained(&client, &node, timeout).await?;
         }
         Command::Delete { kind, name } => {
             if kind != Kind::Deployment {

@@ -9,17 +9,20 @@
 
 pub mod handle;
 mod outbox;
+mod rollouts;
 mod snapshot;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use wasmfleet_proto::{DesiredState, NodeStatus, Presence, topic};
+use wasmfleet_proto::{DesiredState, MISSED_HEARTBEATS, NodeStatus, Presence, topic};
 
 use crate::model::deployment::deployment_of_workload;
+use crate::model::rollout::{RevisionRecord, change_cause};
 use crate::model::{
     ApplyOutcome, ArtifactKey, ArtifactState, DeploymentRecord, DeploymentSpec, NodeRecord,
     Scheduling, code_for, deployment,
 };
+use crate::reconcile::liveness::Flip;
 use crate::reconcile::{current_placement, node_desired_states};
 use crate::scheduler::{self, Placement};
 use crate::store::{Batch, Event, Store, StoreError};
@@ -87,6 +90,11 @@ pub struct Controller {
     sent_ms: BTreeMap<String, u64>,
     /// Precompiled artifacts by module and engine profile.
     artifacts: BTreeMap<ArtifactKey, ArtifactState>,
+    /// Nodes NotReady because their heartbeats stopped (not because they said goodbye): the
+    /// next beat makes them Ready again.
+    silent: BTreeSet<String>,
+    /// What replicas reported at which revision, for rollouts.
+    health: HashMap<String, rollouts::Health>,
 }
 
 /// How long a node may report an older generation than it was sent before the hub sends its
@@ -163,6 +171,8 @@ impl Controller {
             placement: Placement::default(),
             sent_ms: BTreeMap::new(),
             artifacts: snap.artifacts,
+            silent: BTreeSet::new(),
+            health: HashMap::new(),
         };
         c.placement.assigned = current_placement(&c.desired);
         Ok(c)
@@ -251,6 +261,18 @@ impl Controller {
         spec: DeploymentSpec,
         now_ms: u64,
     ) -> Result<(ApplyOutcome, u64, Vec<Publish>), ControllerError> {
+        self.apply_with_cause(name, spec, None, now_ms)
+    }
+
+    /// [`Controller::apply`], saying why a new revision came to be (`rollout undo`); by
+    /// default the history says what changed.
+    pub fn apply_with_cause(
+        &mut self,
+        name: &str,
+        spec: DeploymentSpec,
+        cause: Option<String>,
+        now_ms: u64,
+    ) -> Result<(ApplyOutcome, u64, Vec<Publish>), ControllerError> {
         deployment::validate_name(name).map_err(|e| ControllerError::Invalid(e.to_string()))?;
         spec.validate()
             .map_err(|e| ControllerError::Invalid(e.to_string()))?;
@@ -266,25 +288,53 @@ impl Controller {
                 return Ok((ApplyOutcome::Unchanged, old.generation, vec![]));
             }
             Some(old) => {
-                let revision = old.revision + u64::from(old.spec.template_differs(&spec));
-                let rec = DeploymentRecord {
+                let new_template = old.spec.template_differs(&spec);
+                let revision = old.revision + u64::from(new_template);
+                let mut rec = DeploymentRecord {
                     spec,
                     generation: old.generation + 1,
                     revision,
                     updated_ms: now_ms,
                     ..old.clone()
                 };
+                if new_template {
+                    if old.history.iter().all(|h| h.revision != old.revision) {
+                        // A record from before rollouts: its revision becomes the stable one.
+                        rec.history.push(RevisionRecord {
+                            revision: old.revision,
+                            spec: old.spec.clone(),
+                            cause: "(from before revision history)".into(),
+                            created_ms: old.updated_ms,
+                        });
+                    }
+                    rec.rollout = Some(rollouts::start(Some(old), revision, now_ms));
+                    let cause = cause.unwrap_or_else(|| change_cause(&old.spec, &rec.spec));
+                    rec.push_history(RevisionRecord {
+                        revision,
+                        spec: rec.spec.clone(),
+                        cause,
+                        created_ms: now_ms,
+                    });
+                }
                 (ApplyOutcome::Configured, rec)
             }
             None => {
-                let rec = DeploymentRecord {
+                let mut rec = DeploymentRecord {
                     name: name.into(),
                     spec,
                     generation: 1,
                     revision: 1,
                     created_ms: now_ms,
                     updated_ms: now_ms,
+                    rollout: Some(rollouts::start(None, 1, now_ms)),
+                    history: vec![],
                 };
+                rec.push_history(RevisionRecord {
+                    revision: 1,
+                    spec: rec.spec.clone(),
+                    cause: cause.unwrap_or_else(|| "created".into()),
+                    created_ms: now_ms,
+                });
                 (ApplyOutcome::Created, rec)
             }
         };
@@ -304,15 +354,17 @@ impl Controller {
                 name,
                 reason,
                 format!(
-                    "generation {generation}, revision {}, {} replicas of module sha256:{}",
+                    "generation {generation}, revision {}, {} of module sha256:{}",
                     record.revision,
-                    record.spec.replicas,
+                    record.replicas_text(),
                     &record.spec.module[..12]
                 ),
             )],
             ..Batch::default()
         };
-        let publish = self.reconcile_into(deployments, &mut batch, now_ms)?;
+        let mut publish = self.reconcile_into(deployments, &mut batch, now_ms)?;
+        // The rollout's first replicas switch now, not at the next tick.
+        publish.extend(self.step_rollouts(now_ms)?);
         Ok((outcome, generation, publish))
     }
 
@@ -344,7 +396,10 @@ impl Controller {
     pub fn tick(&mut self, now_ms: u64) -> Result<Vec<Publish>, ControllerError> {
         let mut batch = Batch::default();
         let mut publish = self.reconcile_into(self.deployments.clone(), &mut batch, now_ms)?;
+        publish.extend(self.step_rollouts(now_ms)?);
         publish.extend(self.resend_lagging(now_ms));
+        let placed = &self.placement.assigned;
+        self.health.retain(|w, _| placed.contains_key(w));
         Ok(publish)
     }
 
@@ -377,6 +432,7 @@ impl Controller {
         now_ms: u64,
     ) -> Result<Vec<Publish>, ControllerError> {
         let mut batch = Batch::default();
+        self.silent.remove(node);
         if !self.nodes.contains_key(node) && self.nodes.len() >= MAX_NODES {
             tracing::warn!(%node, "ignoring a new node: the hub already knows {MAX_NODES}");
             return Ok(vec![]);
@@ -394,6 +450,7 @@ impl Controller {
                     hello,
                     ready: true,
                     since_ms,
+                    created_ms: old.map_or(now_ms, |n| n.created_ms),
                     scheduling: old.map_or(Scheduling::Enabled, |n| n.scheduling),
                 };
                 if old != Some(&rec) {
@@ -426,6 +483,106 @@ impl Controller {
             }
             (Presence::Offline, _) => return Ok(vec![]),
         }
+        self.commit_node_change(node, batch, now_ms)
+    }
+
+    /// A node's heartbeats stopped, or resumed after a silence. Silence makes a Ready node
+    /// NotReady (its grace period starts); a beat makes a node Ready again only if silence is
+    /// what made it NotReady (one that said `Offline` announces itself with `Online`).
+    pub fn on_liveness(
+        &mut self,
+        flip: &Flip,
+        now_ms: u64,
+    ) -> Result<Vec<Publish>, ControllerError> {
+        let node = flip.node.as_str();
+        let Some(old) = self.nodes.get(node) else {
+            return Ok(vec![]);
+        };
+        let silent_s = now_ms.saturating_sub(flip.last_seen_ms) as f64 / 1000.0;
+        let (rec, reason, message) = match (flip.alive, old.ready) {
+            (false, true) => {
+                self.silent.insert(node.to_owned());
+                (
+                    false,
+                    "NodeNotReady",
+                    format!(
+                        "no heartbeat for {silent_s:.1} s ({MISSED_HEARTBEATS} intervals missed)"
+                    ),
+                )
+            }
+            (true, false) if self.silent.remove(node) => {
+                (true, "NodeReady", "heartbeats resumed".to_string())
+            }
+            _ => return Ok(vec![]),
+        };
+        let rec = NodeRecord {
+            ready: rec,
+            since_ms: now_ms,
+            ..old.clone()
+        };
+        let batch = Batch {
+            events: vec![event(now_ms, "Node", node, reason, message)],
+            put_nodes: vec![rec],
+            ..Batch::default()
+        };
+        self.commit_node_change(node, batch, now_ms)
+    }
+
+    /// Cordons, drains or uncordons `node` (`wasmfleet cordon|drain|uncordon`). Returns the
+    /// workloads that left it (a drain moves its replicas elsewhere, or leaves them Pending
+    /// with a reason when no node can take them).
+    pub fn set_scheduling(
+        &mut self,
+        node: &str,
+        scheduling: Scheduling,
+        now_ms: u64,
+    ) -> Result<(Vec<String>, Vec<Publish>), ControllerError> {
+        let Some(old) = self.nodes.get(node) else {
+            return Err(ControllerError::NotFound(format!(
+                "node {node:?} not found"
+            )));
+        };
+        if old.scheduling == scheduling {
+            return Ok((vec![], vec![]));
+        }
+        let (reason, message) = match scheduling {
+            Scheduling::Enabled => ("NodeSchedulable", "uncordoned: new replicas may land here"),
+            Scheduling::Cordoned => ("NodeNotSchedulable", "cordoned: no new replicas"),
+            Scheduling::Drained => (
+                "NodeDrained",
+                "drained: no new replicas, its replicas move elsewhere",
+            ),
+        };
+        let batch = Batch {
+            events: vec![event(now_ms, "Node", node, reason, message)],
+            put_nodes: vec![NodeRecord {
+                scheduling,
+                ..old.clone()
+            }],
+            ..Batch::default()
+        };
+        let held = |c: &Controller| -> BTreeSet<String> {
+            c.placement
+                .assigned
+                .iter()
+                .filter(|(_, n)| n.as_str() == node)
+                .map(|(w, _)| w.clone())
+                .collect()
+        };
+        let before = held(self);
+        let publish = self.commit_node_change(node, batch, now_ms)?;
+        let after = held(self);
+        Ok((before.difference(&after).cloned().collect(), publish))
+    }
+
+    /// Commits a change of one node's record (in `batch.put_nodes`, if any) with the placement
+    /// it causes, and sends a Ready node its desired state.
+    fn commit_node_change(
+        &mut self,
+        node: &str,
+        mut batch: Batch,
+        now_ms: u64,
+    ) -> Result<Vec<Publish>, ControllerError> {
         let mut publish = Vec::new();
         if let Some(rec) = batch.put_nodes.first().cloned() {
             let mut nodes = self.nodes.clone();
@@ -518,6 +675,7 @@ impl Controller {
             reissued = Some(state);
         }
         self.store.commit(&batch)?;
+        rollouts::observe(&mut self.health, &status, now_ms);
         if self.statuses.get(node) != Some(&status) {
             self.statuses.insert(node.into(), status);
             self.version += 1;

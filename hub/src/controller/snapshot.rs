@@ -4,10 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use wasmfleet_proto::{DesiredState, NodeStatus};
+use wasmfleet_proto::{DesiredState, NodeStatus, Phase};
+
+use crate::api::types::{RevisionView, RolloutView};
 
 use crate::model::{
-    ArtifactKey, ArtifactState, DeploymentRecord, DeploymentView, NodeRecord, NodeView,
+    ArtifactKey, ArtifactState, DeploymentRecord, DeploymentView, NodeRecord, NodeView, Scheduling,
     WorkloadView,
 };
 use crate::reconcile::workload_views;
@@ -36,13 +38,26 @@ pub struct FleetSnapshot {
 
 impl FleetSnapshot {
     /// `get nodes`.
-    pub fn node_views(&self) -> Vec<NodeView> {
+    pub fn node_views(&self, last_seen: impl Fn(&str) -> Option<u64>) -> Vec<NodeView> {
         self.nodes
             .values()
             .map(|n| NodeView {
                 name: n.name.clone(),
-                status: if n.ready { "Ready" } else { "NotReady" }.into(),
+                status: format!(
+                    "{}{}",
+                    if n.ready { "Ready" } else { "NotReady" },
+                    match n.scheduling {
+                        Scheduling::Enabled => "",
+                        Scheduling::Cordoned | Scheduling::Drained => ",SchedulingDisabled",
+                    }
+                ),
                 since_ms: n.since_ms,
+                created_ms: n.created_ms,
+                last_seen_ms: last_seen(&n.name),
+                scheduling: n.scheduling.as_str().into(),
+                allocated_memory_bytes: self.desired.get(&n.name).map_or(0, |s| {
+                    s.workloads.iter().map(|w| w.limits.memory_bytes).sum()
+                }),
                 agent_version: n.hello.agent_version.clone(),
                 device_class: format!("{:?}", n.hello.device_class),
                 memory_bytes: n.hello.capacity.memory_bytes,
@@ -88,6 +103,7 @@ impl FleetSnapshot {
             .values()
             .map(|d| {
                 let mine = workloads.iter().filter(|w| w.deployment == d.name);
+                let desired = mine.clone().count() as u32;
                 let ready = mine.clone().filter(|w| w.phase == "Running").count() as u32;
                 let scheduled = mine.filter(|w| w.node.is_some()).count() as u32;
                 DeploymentView {
@@ -95,12 +111,76 @@ impl FleetSnapshot {
                     spec: d.spec.clone(),
                     generation: d.generation,
                     revision: d.revision,
+                    desired_replicas: desired,
                     ready_replicas: ready,
                     scheduled_replicas: scheduled,
                     created_ms: d.created_ms,
                 }
             })
             .collect()
+    }
+
+    /// `rollout status`: where the rollout of `name`'s revision stands.
+    pub fn rollout_view(&self, name: &str) -> Option<RolloutView> {
+        let d = self.deployments.get(name)?;
+        let names = self.placement.workloads_of(d);
+        let replicas = u32::try_from(names.len()).unwrap_or(u32::MAX);
+        let (phase, stable, wave, updated, message) = match &d.rollout {
+            Some(r) => (
+                r.phase.as_str().to_string(),
+                r.stable,
+                r.wave + 1,
+                (0..replicas).filter(|i| r.runs_new(*i)).count() as u32,
+                r.message.clone(),
+            ),
+            None => ("Complete".to_string(), None, 1, replicas, String::new()),
+        };
+        let ready = names
+            .iter()
+            .filter(|w| {
+                let Some(node) = self.placement.assigned.get(*w) else {
+                    return false;
+                };
+                self.statuses
+                    .get(node)
+                    .filter(|s| s.observed_fleet == self.fleet)
+                    .and_then(|s| s.workloads.iter().find(|x| &x.name == *w))
+                    .is_some_and(|x| {
+                        x.revision == d.revision
+                            && matches!(x.phase, Phase::Running | Phase::Succeeded)
+                    })
+            })
+            .count() as u32;
+        Some(RolloutView {
+            deployment: d.name.clone(),
+            revision: d.revision,
+            stable,
+            phase,
+            wave,
+            waves: u32::try_from(d.spec.rollout.waves.len()).unwrap_or(1),
+            replicas,
+            updated,
+            ready,
+            message,
+        })
+    }
+
+    /// `rollout history`: the revisions kept, oldest first.
+    pub fn revision_views(&self, name: &str) -> Option<Vec<RevisionView>> {
+        let d = self.deployments.get(name)?;
+        let stable = d.rollout.as_ref().and_then(|r| r.stable);
+        Some(
+            d.history
+                .iter()
+                .map(|h| RevisionView {
+                    revision: h.revision,
+                    cause: h.cause.clone(),
+                    created_ms: h.created_ms,
+                    current: h.revision == d.revision,
+                    stable: Some(h.revision) == stable,
+                })
+                .collect(),
+        )
     }
 
     /// The deployment `workload` on `node` belongs to, if it is placed there.

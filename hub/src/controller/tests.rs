@@ -77,7 +77,7 @@ fn pending_replicas_land_when_a_node_joins() {
     assert!(publish.is_empty());
     assert_eq!(
         c.snapshot().workload_views(None)[0].message,
-        "no Ready nodes"
+        "0/0 nodes fit: no nodes"
     );
     let publish = online(&mut c, "a", 2);
     assert_eq!(decode_desired(&publish[0]).workloads[0].name, "hello-0");
@@ -138,7 +138,7 @@ fn status_reports_drive_views_and_events() {
     let reasons: Vec<_> = events.iter().map(|e| e.reason.as_str()).collect();
     assert_eq!(reasons, ["Created", "Scheduled", "Running", "Failed"]);
     assert!(events[3].message.contains("wasm trap: unreachable"));
-    assert_eq!(c.snapshot().node_views()[0].observed_generation, 1);
+    assert_eq!(c.snapshot().node_views(|_| None)[0].observed_generation, 1);
 }
 
 #[test]
@@ -178,7 +178,7 @@ fn restart_from_the_store_restores_everything() {
     let mut c = open(100);
     assert_eq!(c.republish_all(100), before);
     assert_eq!(c.snapshot().deployment_views()[0].scheduled_replicas, 2);
-    assert_eq!(c.snapshot().node_views()[0].status, "NotReady");
+    assert_eq!(c.snapshot().node_views(|_| None)[0].status, "NotReady");
 }
 
 /// A store whose commits fail, like a full disk.
@@ -211,7 +211,7 @@ fn store_failure_leaves_memory_unchanged() {
         c.on_presence("a", Presence::Online(node("a", true, 1 << 30, 8).hello), 0)
             .is_err()
     );
-    assert!(c.snapshot().node_views().is_empty());
+    assert!(c.snapshot().node_views(|_| None).is_empty());
     let err = c.apply("hello", spec(1), 0).unwrap_err();
     assert!(err.to_string().contains("disk is full"), "{err}");
     assert!(c.snapshot().deployment_views().is_empty());
@@ -325,4 +325,210 @@ fn module_spellings_are_one_template() {
     other.module = format!("sha256:{}", other.module.to_uppercase());
     let (outcome, _, _) = c.apply("hello", other, 1).unwrap();
     assert_eq!(outcome, ApplyOutcome::Unchanged);
+}
+
+fn flip(node: &str, alive: bool, last_seen_ms: u64) -> Flip {
+    Flip {
+        node: node.into(),
+        alive,
+        last_seen_ms,
+    }
+}
+
+#[test]
+fn a_silent_node_is_not_ready_its_replicas_move_after_the_grace_and_a_beat_revives_it() {
+    let mut c = controller();
+    online(&mut c, "a", 0);
+    online(&mut c, "b", 0);
+    c.apply("hello", spec(1), 0).unwrap();
+    let on = |c: &Controller| c.snapshot().placement.assigned["hello-0"].clone();
+    let first = on(&c);
+    let other = if first == "a" { "b" } else { "a" };
+
+    assert!(
+        c.on_liveness(&flip(&first, false, 1_000), 16_000)
+            .unwrap()
+            .is_empty()
+    );
+    let views = c.snapshot().node_views(|_| None);
+    let view = views.iter().find(|v| v.name == first).unwrap();
+    assert_eq!(view.status, "NotReady");
+    assert_eq!(on(&c), first, "kept during the grace period");
+    let moved = c.tick(16_000 + 10_001).unwrap();
+    assert_eq!(on(&c), other, "moved after the grace period");
+    assert!(
+        moved
+            .iter()
+            .any(|p| p.topic.contains(&format!("/n/{other}/")))
+    );
+
+    // The next beat: Ready again, sent its (now empty) desired state; the replica stays put.
+    let publish = c.on_liveness(&flip(&first, true, 30_000), 30_000).unwrap();
+    assert!(
+        publish
+            .iter()
+            .any(|p| p.topic.contains(&format!("/n/{first}/")))
+    );
+    let state = decode_desired(publish.last().unwrap());
+    assert!(state.workloads.is_empty(), "the extra replica is removed");
+    assert_eq!(on(&c), other);
+    let views = c.snapshot().node_views(|_| None);
+    assert!(views.iter().all(|v| v.status == "Ready"));
+}
+
+#[test]
+fn a_beat_does_not_revive_a_node_that_said_goodbye() {
+    let mut c = controller();
+    online(&mut c, "a", 0);
+    c.on_presence("a", Presence::Offline, 1).unwrap();
+    assert!(c.on_liveness(&flip("a", true, 2), 2).unwrap().is_empty());
+    assert_eq!(c.snapshot().node_views(|_| None)[0].status, "NotReady");
+    // And a silence on a node already NotReady changes nothing.
+    assert!(
+        c.on_liveness(&flip("a", false, 2), 20_000)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Reports every workload of the node's desired state Running at its revision.
+fn report_running(c: &mut Controller, node: &str, now: u64) {
+    let Some(state) = c.snapshot().desired.get(node).cloned() else {
+        return;
+    };
+    let status = NodeStatus {
+        observed_fleet: c.fleet(),
+        observed_generation: state.generation,
+        workloads: state
+            .workloads
+            .iter()
+            .map(|w| WorkloadStatus {
+                name: w.name.clone(),
+                revision: w.revision,
+                phase: Phase::Running,
+                restarts: 0,
+                exit_code: None,
+                message: String::new(),
+            })
+            .collect(),
+    };
+    c.on_status(node, status, now).unwrap();
+}
+
+fn revisions(c: &Controller) -> Vec<u64> {
+    let mut r: Vec<u64> = c
+        .snapshot()
+        .desired
+        .values()
+        .flat_map(|s| s.workloads.iter().map(|w| w.revision))
+        .collect();
+    r.sort();
+    r
+}
+
+fn waves_spec(replicas: u32, arg: &str) -> DeploymentSpec {
+    use crate::model::rollout::{RolloutStrategy, Share};
+    let mut s = spec(replicas);
+    s.args = vec![arg.into()];
+    s.rollout = RolloutStrategy {
+        waves: vec![Share::Count(1), Share::Percent(100)],
+        healthy_for_ms: 1_000,
+        max_unavailable: Share::Count(1),
+        failure_threshold: 1,
+        progress_deadline_ms: 60_000,
+    };
+    s
+}
+
+#[test]
+fn a_new_revision_reaches_one_replica_first_and_the_rest_once_it_is_healthy() {
+    let mut c = controller();
+    for n in ["a", "b", "c"] {
+        online(&mut c, n, 0);
+    }
+    c.apply("app", waves_spec(3, "v1"), 0).unwrap();
+    for n in ["a", "b", "c"] {
+        report_running(&mut c, n, 10);
+    }
+    c.tick(2_000).unwrap();
+    assert_eq!(revisions(&c), [1, 1, 1]);
+
+    c.apply("app", waves_spec(3, "v2"), 3_000).unwrap();
+    assert_eq!(revisions(&c), [1, 1, 2], "wave 1: one replica");
+    for n in ["a", "b", "c"] {
+        report_running(&mut c, n, 3_100);
+    }
+    c.tick(3_500).unwrap();
+    assert_eq!(revisions(&c), [1, 1, 2], "not healthy for long enough yet");
+    c.tick(4_200).unwrap();
+    assert_eq!(revisions(&c), [1, 2, 2], "wave 2, one more at a time");
+    let history = c.snapshot().revision_views("app").unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1].cause, "args");
+}
+
+/// Nodes `nodes` running revision 1 of `app` (one replica each), its rollout complete.
+fn settled(nodes: &[&str]) -> Controller {
+    let mut c = controller();
+    for n in nodes {
+        online(&mut c, n, 0);
+    }
+    c.apply("app", waves_spec(nodes.len() as u32, "v1"), 0)
+        .unwrap();
+    for n in nodes {
+        report_running(&mut c, n, 10);
+    }
+    c.tick(2_000).unwrap();
+    c
+}
+
+#[test]
+fn a_new_apply_during_a_rollout_starts_from_the_last_good_revision() {
+    let mut c = settled(&["a", "b"]);
+    c.apply("app", waves_spec(2, "v2"), 3_000).unwrap();
+    assert_eq!(revisions(&c), [1, 2]);
+    c.apply("app", waves_spec(2, "v3"), 3_500).unwrap();
+    let rollout = c.snapshot().deployments["app"].rollout.clone().unwrap();
+    assert_eq!((rollout.revision, rollout.stable), (3, Some(1)));
+    assert_eq!(
+        revisions(&c),
+        [1, 3],
+        "revision 2 is gone, not half-applied"
+    );
+}
+
+#[test]
+fn a_crash_at_the_new_revision_rolls_every_replica_back_and_undo_goes_forward_again() {
+    let mut c = settled(&["a", "b"]);
+    c.apply("app", waves_spec(2, "v2"), 3_000).unwrap();
+    let node = c.snapshot().placement.assigned["app-0"].clone();
+    report_running(&mut c, &node, 3_100);
+    // Its new instance crashed once.
+    let mut status = c.snapshot().statuses[&node].clone();
+    let w = status
+        .workloads
+        .iter_mut()
+        .find(|w| w.name == "app-0")
+        .unwrap();
+    w.restarts = 1;
+    w.message = "wasm trap".into();
+    c.on_status(&node, status, 3_200).unwrap();
+    c.tick(3_300).unwrap();
+    let view = c.snapshot().rollout_view("app").unwrap();
+    assert_eq!(view.phase, "Failed");
+    assert!(view.message.contains("app-0"), "{}", view.message);
+    assert_eq!(revisions(&c), [1, 1], "rolled back");
+
+    let (revision, _) = c.undo_rollout("app", None, 4_000).unwrap();
+    assert_eq!(revision, 3);
+    let d = &c.snapshot().deployments["app"];
+    assert_eq!(d.spec.args, ["v1"], "undo goes back to the stable template");
+    assert!(
+        d.history
+            .last()
+            .unwrap()
+            .cause
+            .contains("undo to revision 1")
+    );
+    assert!(c.undo_rollout("app", Some(99), 5_000).is_err());
 }

@@ -8,6 +8,10 @@ use wasmfleet_proto::{
 };
 
 use super::capabilities::{CapabilitiesSpec, DEFAULT_NAMESPACE, validate_config};
+use super::rollout::{REVISION_HISTORY, RevisionRecord, RolloutStatus, RolloutStrategy};
+
+mod placement;
+pub use placement::{AFFINITY_FIELD, MatchExpression, Operator, PlacementPolicy};
 
 /// Most replicas one deployment may ask for.
 pub const MAX_REPLICAS: u32 = 10_000;
@@ -16,8 +20,9 @@ pub const MAX_REPLICAS: u32 = 10_000;
 /// its node's desired state, which must fit one frame ([`wasmfleet_proto::MAX_FRAME_LEN`]).
 pub const MAX_SPEC_BYTES: usize = 16 * 1024;
 
-/// Longest deployment name: leaves room for the `-{ordinal}` of workload names within the
-/// 63-character limit of [`wasmfleet_proto::name`].
+/// Longest deployment name: leaves room for the `-{ordinal}` (at most 5 digits) and the
+/// `-{8 hex digits}` of every-node workload names within the 63-character limit of
+/// [`wasmfleet_proto::name`].
 pub const MAX_DEPLOYMENT_NAME: usize = 52;
 
 /// What a user declares for one deployment (the `spec` of a manifest, with the module already
@@ -29,7 +34,8 @@ pub struct DeploymentSpec {
     pub module: String,
     /// Size of the module in bytes.
     pub module_size: u64,
-    /// Number of instances across the fleet.
+    /// Number of instances across the fleet; 0 with [`PlacementPolicy::EveryNode`], which
+    /// runs one on every matching node instead.
     pub replicas: u32,
     /// Arguments passed to the module after argv\[0\].
     #[serde(default)]
@@ -61,6 +67,25 @@ pub struct DeploymentSpec {
     /// take only deployments that select `wasmfleet.dev/device-class: mcu`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
+    /// Label expressions a node must satisfy, all of them, together with `node_selector`
+    /// (JSON `nodeAffinity`; in a manifest `spec.affinity.nodeAffinity.matchExpressions`, see
+    /// [`crate::model::manifest`]). Unlike Kubernetes' `...IgnoredDuringExecution`, they are
+    /// re-checked on every pass, as `nodeSelector` is: a node whose labels stop matching
+    /// loses the workload (a replica is placed again elsewhere).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_affinity: Vec<MatchExpression>,
+    /// How instances are counted: `replicas` (default) or `every-node`. Defaulted so specs
+    /// stored before it existed still load.
+    #[serde(default, skip_serializing_if = "PlacementPolicy::is_replicas")]
+    pub placement: PlacementPolicy,
+    /// How a new revision reaches the replicas (`spec.rollout`); not part of the template, so
+    /// changing it alone starts no rollout.
+    #[serde(default, skip_serializing_if = "is_default_rollout")]
+    pub rollout: RolloutStrategy,
+}
+
+fn is_default_rollout(r: &RolloutStrategy) -> bool {
+    *r == RolloutStrategy::default()
 }
 
 fn default_namespace() -> String {
@@ -143,6 +168,7 @@ impl DeploymentSpec {
     /// Checks everything that does not need the blob store.
     pub fn validate(&self) -> Result<(), SpecError> {
         self.digest()?;
+        self.rollout.validate().map_err(SpecError::Field)?;
         if self.replicas > MAX_REPLICAS {
             return Err(SpecError::Replicas(self.replicas));
         }
@@ -166,12 +192,29 @@ impl DeploymentSpec {
                 "spec.nodeSelector: label keys must not be empty".into(),
             ));
         }
+        for (i, e) in self.node_affinity.iter().enumerate() {
+            e.validate()
+                .map_err(|m| SpecError::Field(format!("{AFFINITY_FIELD}[{i}]: {m}")))?;
+        }
+        if self.placement == PlacementPolicy::EveryNode && self.replicas != 0 {
+            return Err(SpecError::Field(
+                "spec.replicas: must not be set with spec.placement: every-node \
+                 (it runs one replica on every matching node)"
+                    .into(),
+            ));
+        }
         let pairs =
             |m: &BTreeMap<String, String>| m.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        let expressions = self
+            .node_affinity
+            .iter()
+            .map(|e| e.key.len() + e.values.iter().map(String::len).sum::<usize>())
+            .sum::<usize>();
         let bytes = self.args.iter().map(String::len).sum::<usize>()
             + pairs(&self.env)
             + pairs(&self.config)
-            + pairs(&self.node_selector);
+            + pairs(&self.node_selector)
+            + expressions;
         if bytes > MAX_SPEC_BYTES {
             return Err(SpecError::TooLarge(bytes));
         }
@@ -190,6 +233,7 @@ impl DeploymentSpec {
     pub fn template_differs(&self, other: &DeploymentSpec) -> bool {
         let strip = |s: &DeploymentSpec| DeploymentSpec {
             replicas: 0,
+            rollout: RolloutStrategy::default(),
             ..s.clone()
         };
         strip(self) != strip(other)
@@ -212,12 +256,26 @@ pub struct DeploymentRecord {
     pub created_ms: u64,
     /// When its spec last changed, ms since the Unix epoch.
     pub updated_ms: u64,
+    /// The rollout of `revision` (none in records from before rollouts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+    /// Recent revisions, oldest first: what `rollout history` lists and `undo` goes back to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<RevisionRecord>,
 }
 
 impl DeploymentRecord {
     /// Name of replica `ordinal`.
     pub fn workload_name(&self, ordinal: u32) -> String {
         format!("{}-{ordinal}", self.name)
+    }
+
+    /// How many instances it asks for, as an event or `describe` says it.
+    pub fn replicas_text(&self) -> String {
+        match self.spec.placement {
+            PlacementPolicy::Replicas => format!("{} replicas", self.spec.replicas),
+            PlacementPolicy::EveryNode => "one replica on every matching node".into(),
+        }
     }
 
     /// Upper bound of the bytes one replica adds to its node's desired-state frame.
@@ -237,11 +295,61 @@ impl DeploymentRecord {
 
     /// The spec of replica `ordinal` as sent to a node.
     pub fn workload_spec(&self, ordinal: u32) -> Result<WorkloadSpec, SpecError> {
-        let spec = &self.spec;
+        self.workload_spec_named(self.workload_name(ordinal))
+    }
+
+    /// The spec of its workload `name` as sent to a node: a replica's
+    /// ([`Self::workload_name`]) or an every-node workload's (named by the scheduler).
+    pub fn workload_spec_named(&self, name: String) -> Result<WorkloadSpec, SpecError> {
+        self.spec_of(&self.spec, self.revision, name)
+    }
+
+    /// The spec of workload `name`, the `index`-th of the deployment's workloads in order:
+    /// the current revision's, or the stable revision's while a rollout has not reached it
+    /// (or after a failed rollout went back).
+    pub fn workload_spec_at(&self, name: String, index: usize) -> Result<WorkloadSpec, SpecError> {
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        let stable = self
+            .rollout
+            .as_ref()
+            .filter(|r| !r.runs_new(index))
+            .and_then(|r| r.stable)
+            .and_then(|s| self.history.iter().find(|h| h.revision == s));
+        match stable {
+            Some(h) => self.spec_of(&h.spec, h.revision, name),
+            None => self.workload_spec_named(name),
+        }
+    }
+
+    /// Records a new revision in the history, keeping the last [`REVISION_HISTORY`] and the
+    /// stable one.
+    pub fn push_history(&mut self, record: RevisionRecord) {
+        self.history.retain(|h| h.revision != record.revision);
+        self.history.push(record);
+        let stable = self.rollout.as_ref().and_then(|r| r.stable);
+        self.prune_history(stable);
+    }
+
+    /// Drops revisions beyond [`REVISION_HISTORY`], oldest first, never `keep`.
+    pub fn prune_history(&mut self, keep: Option<u64>) {
+        while self.history.len() > REVISION_HISTORY {
+            let Some(i) = self.history.iter().position(|h| Some(h.revision) != keep) else {
+                break;
+            };
+            self.history.remove(i);
+        }
+    }
+
+    fn spec_of(
+        &self,
+        spec: &DeploymentSpec,
+        revision: u64,
+        name: String,
+    ) -> Result<WorkloadSpec, SpecError> {
         Ok(WorkloadSpec {
-            name: self.workload_name(ordinal),
+            name,
             deployment: self.name.clone(),
-            revision: self.revision,
+            revision,
             module: ModuleRef {
                 digest: spec.digest()?,
                 size: spec.module_size,
@@ -296,7 +404,78 @@ pub(crate) mod tests {
             config: BTreeMap::new(),
             capabilities: CapabilitiesSpec::default(),
             node_selector: BTreeMap::new(),
+            node_affinity: Vec::new(),
+            placement: PlacementPolicy::Replicas,
+            rollout: RolloutStrategy::default(),
         }
+    }
+
+    fn expr(key: &str, operator: Operator, values: &[&str]) -> MatchExpression {
+        MatchExpression {
+            key: key.into(),
+            operator,
+            values: values.iter().map(|v| v.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn expressions_match_as_in_kubernetes() {
+        let is = |e: &MatchExpression, v: Option<&str>| e.matches(v);
+        let e = expr("arch", Operator::In, &["x86_64", "aarch64"]);
+        assert!(is(&e, Some("aarch64")) && !is(&e, Some("riscv64")) && !is(&e, None));
+        let e = expr("arch", Operator::NotIn, &["x86_64"]);
+        assert!(is(&e, Some("aarch64")) && !is(&e, Some("x86_64")) && is(&e, None));
+        let e = expr("gpu", Operator::Exists, &[]);
+        assert!(is(&e, Some("")) && !is(&e, None));
+        let e = expr("gpu", Operator::DoesNotExist, &[]);
+        assert!(!is(&e, Some("yes")) && is(&e, None));
+    }
+
+    #[test]
+    fn affinity_and_placement_validation_names_the_field() {
+        let mut s = spec(1);
+        s.node_affinity = vec![
+            expr("site", Operator::Exists, &[]),
+            expr("arch", Operator::In, &[]),
+        ];
+        let err = s.validate().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "spec.affinity.nodeAffinity.matchExpressions[1]: operator In needs at least one value"
+        );
+        s.node_affinity = vec![expr("gpu", Operator::DoesNotExist, &["x"])];
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.ends_with("[0]: operator DoesNotExist takes no values"),
+            "{err}"
+        );
+        s.node_affinity = vec![expr(" ", Operator::Exists, &[])];
+        assert!(s.validate().unwrap_err().to_string().contains("key"));
+        let mut s = spec(2);
+        s.placement = PlacementPolicy::EveryNode;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.starts_with("spec.replicas:"), "{err}");
+        s.replicas = 0;
+        assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn specs_stored_before_placement_and_affinity_still_load() {
+        let mut json = serde_json::to_value(spec(3)).unwrap();
+        let obj = json.as_object_mut().unwrap();
+        assert!(!obj.contains_key("placement") && !obj.contains_key("nodeAffinity"));
+        let back: DeploymentSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(back.placement, PlacementPolicy::Replicas);
+        assert!(back.node_affinity.is_empty());
+        let mut every = spec(0);
+        every.placement = PlacementPolicy::EveryNode;
+        every.node_affinity = vec![expr("arch", Operator::NotIn, &["pulley32"])];
+        let text = serde_json::to_string(&every).unwrap();
+        assert!(text.contains(r#""placement":"every-node""#), "{text}");
+        assert_eq!(
+            serde_json::from_str::<DeploymentSpec>(&text).unwrap(),
+            every
+        );
     }
 
     #[test]
@@ -308,6 +487,8 @@ pub(crate) mod tests {
             revision: 1,
             created_ms: 0,
             updated_ms: 0,
+            rollout: None,
+            history: vec![],
         };
         assert_eq!(deployment_of_workload(&d.workload_name(17)), "web-eu.2");
     }

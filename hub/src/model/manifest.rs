@@ -1,5 +1,38 @@
 //! kubectl-style manifests (`apiVersion`/`kind`/`metadata`/`spec`), parsed strictly: an
 //! unknown field or kind is an error naming it and its line, never silently ignored.
+//!
+//! Placement fields:
+//!
+//! ```yaml
+//! spec:
+//!   placement: every-node        # or `replicas` (the default); excludes spec.replicas
+//!   nodeSelector: {site: lab}    # labels a node must carry
+//!   affinity:
+//!     nodeAffinity:
+//!       matchExpressions:        # all must hold, together with nodeSelector
+//!         - {key: wasmfleet.dev/arch, operator: In, values: [aarch64, x86_64]}
+//!         - {key: maintenance, operator: DoesNotExist}
+//! ```
+//!
+//! `nodeAffinity.matchExpressions` is a simplified form of Kubernetes' node affinity. The
+//! Kubernetes spelling, `nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.
+//! nodeSelectorTerms[0].matchExpressions`, is accepted too, with exactly one term (Kubernetes
+//! ORs terms; wasmfleet ANDs every expression). Operators: `In` and `NotIn` with at least one
+//! value, `Exists` and `DoesNotExist` with none. Every node also carries the built-in labels
+//! `wasmfleet.dev/node`, `wasmfleet.dev/device-class` and `wasmfleet.dev/arch` (see
+//! [`crate::scheduler`]).
+//!
+//! Rollout of a new revision (every field optional; see [`crate::model::rollout`]):
+//!
+//! ```yaml
+//! spec:
+//!   rollout:
+//!     waves: [1, 10%, 50%, 100%]   # cumulative; default [100%]
+//!     healthyFor: 30s              # Running without a restart before the next wave (10s)
+//!     maxUnavailable: 10%          # switched and not yet Running at once (25%)
+//!     failureThreshold: 1          # failures that stop the rollout and roll back (1)
+//!     progressDeadline: 5m         # longest wave (5m)
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -7,8 +40,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::capabilities::{CapabilitiesSpec, DEFAULT_NAMESPACE};
-use super::deployment::{RestartPolicyName, validate_name};
+use super::deployment::{
+    AFFINITY_FIELD, MatchExpression, Operator, PlacementPolicy, RestartPolicyName, validate_name,
+};
 use super::quantity::{parse_bytes, parse_cpu_millis, parse_duration};
+use super::rollout::{RolloutStrategy, Share};
 
 /// The API version manifests must declare.
 pub const API_VERSION: &str = "wasmfleet.dev/v1";
@@ -33,7 +69,7 @@ pub struct DeploymentManifest {
     pub name: String,
     /// `spec.module`, resolved against the manifest's directory.
     pub module_path: PathBuf,
-    /// `spec.replicas` (default 1).
+    /// `spec.replicas` (default 1; 0 with `placement: every-node`).
     pub replicas: u32,
     /// `spec.args`.
     pub args: Vec<String>,
@@ -55,6 +91,12 @@ pub struct DeploymentManifest {
     pub capabilities: CapabilitiesSpec,
     /// `spec.nodeSelector`.
     pub node_selector: BTreeMap<String, String>,
+    /// `spec.affinity.nodeAffinity` expressions, in order.
+    pub node_affinity: Vec<MatchExpression>,
+    /// `spec.placement` (default `replicas`).
+    pub placement: PlacementPolicy,
+    /// `spec.rollout`.
+    pub rollout: RolloutStrategy,
 }
 
 /// First pass: only what identifies the document, so an unknown kind is reported as such.
@@ -92,8 +134,9 @@ struct Metadata {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Spec {
     module: String,
-    #[serde(default = "one")]
-    replicas: u32,
+    /// Absent: 1, or none with `placement: every-node` (where setting it is an error).
+    #[serde(default)]
+    replicas: Option<u32>,
     #[serde(default)]
     args: Vec<String>,
     #[serde(default)]
@@ -108,6 +151,136 @@ struct Spec {
     capabilities: Capabilities,
     #[serde(default)]
     node_selector: BTreeMap<String, Scalar>,
+    #[serde(default)]
+    affinity: Affinity,
+    #[serde(default)]
+    placement: PlacementPolicy,
+    #[serde(default)]
+    rollout: Rollout,
+}
+
+/// `spec.rollout`.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Rollout {
+    waves: Option<Vec<Scalar>>,
+    healthy_for: Option<String>,
+    max_unavailable: Option<Scalar>,
+    failure_threshold: Option<u32>,
+    progress_deadline: Option<String>,
+}
+
+impl Rollout {
+    fn into_strategy(self) -> Result<RolloutStrategy, String> {
+        let mut s = RolloutStrategy::default();
+        if let Some(waves) = self.waves {
+            s.waves = waves
+                .into_iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    Share::parse(&w.into_text())
+                        .map_err(|e| format!("spec.rollout.waves[{i}]: {e}"))
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        let ms = |field: &str, text: &str| {
+            parse_duration(text)
+                .map(|d| d.as_millis() as u64)
+                .map_err(|e| format!("spec.rollout.{field}: {e}"))
+        };
+        if let Some(t) = self.healthy_for {
+            s.healthy_for_ms = ms("healthyFor", &t)?;
+        }
+        if let Some(t) = self.progress_deadline {
+            s.progress_deadline_ms = ms("progressDeadline", &t)?;
+        }
+        if let Some(m) = self.max_unavailable {
+            s.max_unavailable = Share::parse(&m.into_text())
+                .map_err(|e| format!("spec.rollout.maxUnavailable: {e}"))?;
+        }
+        if let Some(f) = self.failure_threshold {
+            s.failure_threshold = f;
+        }
+        s.validate()?;
+        Ok(s)
+    }
+}
+
+/// `spec.affinity`: only node affinity.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Affinity {
+    #[serde(default)]
+    node_affinity: NodeAffinity,
+}
+
+/// `spec.affinity.nodeAffinity`: the short form, the Kubernetes form, or both (ANDed).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NodeAffinity {
+    #[serde(default)]
+    match_expressions: Vec<Expression>,
+    required_during_scheduling_ignored_during_execution: Option<Required>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Required {
+    node_selector_terms: Vec<Term>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Term {
+    #[serde(default)]
+    match_expressions: Vec<Expression>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expression {
+    key: String,
+    operator: Operator,
+    #[serde(default)]
+    values: Vec<Scalar>,
+}
+
+const REQUIRED_TERMS: &str =
+    "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms";
+
+/// The expressions of both forms, each checked under the field path the user wrote.
+fn expressions(affinity: NodeAffinity) -> Result<Vec<MatchExpression>, String> {
+    let convert = |field: &str, list: Vec<Expression>| {
+        list.into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let e = MatchExpression {
+                    key: e.key,
+                    operator: e.operator,
+                    values: e.values.into_iter().map(Scalar::into_text).collect(),
+                };
+                e.validate().map_err(|m| format!("{field}[{i}]: {m}"))?;
+                Ok(e)
+            })
+            .collect::<Result<Vec<_>, String>>()
+    };
+    let mut out = convert(AFFINITY_FIELD, affinity.match_expressions)?;
+    if let Some(required) = affinity.required_during_scheduling_ignored_during_execution {
+        let mut terms = required.node_selector_terms;
+        if terms.len() != 1 {
+            return Err(format!(
+                "{REQUIRED_TERMS}: exactly one term is supported, got {} (wasmfleet ANDs \
+                 expressions; it has no OR of terms)",
+                terms.len()
+            ));
+        }
+        let term = terms.remove(0);
+        out.extend(convert(
+            &format!("{REQUIRED_TERMS}[0].matchExpressions"),
+            term.match_expressions,
+        )?);
+    }
+    Ok(out)
 }
 
 /// A `spec.config` value: any YAML scalar, kept as text (`interval: 1s`, `threshold: 25`).
@@ -145,10 +318,6 @@ struct Capabilities {
     #[serde(default)]
     subscribe: Vec<String>,
     kv: Option<String>,
-}
-
-fn one() -> u32 {
-    1
 }
 
 #[derive(Deserialize, Default)]
@@ -238,6 +407,19 @@ fn to_deployment(doc: Document, base: &Path) -> Result<DeploymentManifest, Strin
     if spec.module.trim().is_empty() {
         return Err("spec.module: must name a .wasm file".into());
     }
+    let replicas = match (spec.placement, spec.replicas) {
+        (PlacementPolicy::Replicas, n) => n.unwrap_or(1),
+        (PlacementPolicy::EveryNode, None) => 0,
+        (PlacementPolicy::EveryNode, Some(_)) => {
+            return Err(
+                "spec.replicas: not allowed with spec.placement: every-node \
+                 (it runs one replica on every matching node)"
+                    .into(),
+            );
+        }
+    };
+    let node_affinity = expressions(spec.affinity.node_affinity)?;
+    let rollout = spec.rollout.into_strategy()?;
     let caps = spec.capabilities;
     let kv_bytes = caps
         .kv
@@ -256,7 +438,7 @@ fn to_deployment(doc: Document, base: &Path) -> Result<DeploymentManifest, Strin
     Ok(DeploymentManifest {
         name,
         module_path: base.join(&spec.module),
-        replicas: spec.replicas,
+        replicas,
         args: spec.args,
         env: spec.env,
         memory_bytes,
@@ -278,136 +460,11 @@ fn to_deployment(doc: Document, base: &Path) -> Result<DeploymentManifest, Strin
             .into_iter()
             .map(|(k, v)| (k, v.into_text()))
             .collect(),
+        node_affinity,
+        placement: spec.placement,
+        rollout,
     })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const HELLO: &str = "\
-apiVersion: wasmfleet.dev/v1
-kind: Deployment
-metadata: {name: hello}
-spec:
-  module: ./hello.wasm
-  replicas: 2
-  args: [\"--interval\", \"1s\"]
-  env: {GREETING: hi}
-  resources: {memory: 16Mi, cpu: 250m, maxRunTime: 90s}
-";
-
-    #[test]
-    fn parses_the_documented_example() {
-        let d = parse(HELLO, Path::new("/apps")).unwrap();
-        assert_eq!(d.len(), 1);
-        let d = &d[0];
-        assert_eq!(d.name, "hello");
-        assert_eq!(d.module_path, Path::new("/apps/./hello.wasm"));
-        assert_eq!(d.replicas, 2);
-        assert_eq!(d.args, ["--interval", "1s"]);
-        assert_eq!(d.env["GREETING"], "hi");
-        assert_eq!(d.memory_bytes, 16 << 20);
-        assert_eq!(d.cpu_millis, Some(250));
-        assert_eq!(d.max_run_ms, Some(90_000));
-        assert_eq!(d.restart_policy, RestartPolicyName::Always);
-    }
-
-    #[test]
-    fn unknown_field_names_field_and_line() {
-        let bad = HELLO.replace("replicas: 2", "replica: 2");
-        let err = parse(&bad, Path::new(".")).unwrap_err();
-        assert!(err.contains("unknown field `replica`"), "{err}");
-        assert!(err.contains("line"), "{err}");
-    }
-
-    #[test]
-    fn unknown_kind_and_version_are_named() {
-        let err = parse(
-            &HELLO.replace("kind: Deployment", "kind: Pod"),
-            Path::new("."),
-        )
-        .unwrap_err();
-        assert!(err.contains("unknown kind \"Pod\""), "{err}");
-        let err = parse(
-            &HELLO.replace("wasmfleet.dev/v1", "apps/v1"),
-            Path::new("."),
-        )
-        .unwrap_err();
-        assert!(err.contains("apiVersion"), "{err}");
-    }
-
-    #[test]
-    fn malformed_yaml_reports_a_line() {
-        let err = parse("apiVersion: [unclosed\nkind: x", Path::new(".")).unwrap_err();
-        assert!(err.contains("line"), "{err}");
-    }
-
-    #[test]
-    fn bad_quantity_and_name_are_named() {
-        let err = parse(&HELLO.replace("16Mi", "16MB"), Path::new(".")).unwrap_err();
-        assert!(err.starts_with("spec.resources.memory"), "{err}");
-        let err = parse(&HELLO.replace("250m", "lots"), Path::new(".")).unwrap_err();
-        assert!(err.starts_with("spec.resources.cpu: \"lots\""), "{err}");
-        let err = parse(&HELLO.replace("90s", "0s"), Path::new(".")).unwrap_err();
-        assert!(err.starts_with("spec.resources.maxRunTime"), "{err}");
-        let err = parse(&HELLO.replace("90s", "soon"), Path::new(".")).unwrap_err();
-        assert!(err.starts_with("spec.resources.maxRunTime"), "{err}");
-        let err = parse(
-            &HELLO.replace("name: hello", "name: Hello_World"),
-            Path::new("."),
-        )
-        .unwrap_err();
-        assert!(err.starts_with("metadata.name"), "{err}");
-    }
-
-    #[test]
-    fn config_and_capabilities() {
-        let text = "\
-apiVersion: wasmfleet.dev/v1
-kind: Deployment
-metadata: {name: alarm, namespace: plant-1}
-spec:
-  module: ./alarm.wasm
-  config: {threshold: 25, interval: 1s, on: true}
-  capabilities:
-    gpio: [17]
-    subscribe: [\"sensors/+/temp\"]
-    kv: 4Ki
-";
-        let d = &parse(text, Path::new(".")).unwrap()[0];
-        assert_eq!(d.namespace, "plant-1");
-        assert_eq!(d.config["threshold"], "25");
-        assert_eq!(d.config["interval"], "1s");
-        assert_eq!(d.config["on"], "true");
-        assert_eq!(d.capabilities.gpio, [17]);
-        assert_eq!(d.capabilities.kv_bytes, 4096);
-        let err = parse(&text.replace("gpio: [17]", "gpios: [17]"), Path::new(".")).unwrap_err();
-        assert!(err.contains("unknown field `gpios`"), "{err}");
-        let err = parse(&text.replace("4Ki", "lots"), Path::new(".")).unwrap_err();
-        assert!(err.starts_with("spec.capabilities.kv"), "{err}");
-        let err = parse(
-            &text.replace("sensors/+/temp", "sensors/#/temp"),
-            Path::new("."),
-        )
-        .unwrap_err();
-        assert!(err.starts_with("spec.capabilities.subscribe"), "{err}");
-        assert_eq!(
-            parse(HELLO, Path::new(".")).unwrap()[0].namespace,
-            "default"
-        );
-    }
-
-    #[test]
-    fn multiple_documents_and_defaults() {
-        let two = format!(
-            "{HELLO}---\n{}",
-            HELLO
-                .replace("name: hello", "name: other")
-                .replace("  replicas: 2\n", "")
-        );
-        let d = parse(&two, Path::new(".")).unwrap();
-        assert_eq!(d.len(), 2);
-        assert_eq!(d[1].replicas, 1);
-    }
-}
+mod tests;

@@ -7,6 +7,7 @@ pub mod deployment;
 pub mod manifest;
 pub mod node;
 pub mod records;
+pub mod rollout;
 pub mod views;
 pub mod workload;
 

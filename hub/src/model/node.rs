@@ -14,6 +14,8 @@ pub struct NodeRecord {
     pub ready: bool,
     /// When `ready` last changed, ms since the Unix epoch.
     pub since_ms: u64,
+    /// When the hub first heard of it, ms since the Unix epoch (`AGE` in `get nodes`).
+    pub created_ms: u64,
     /// Whether new replicas may land here (`wasmfleet cordon|drain|uncordon`).
     pub scheduling: Scheduling,
 }

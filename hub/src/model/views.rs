@@ -25,10 +25,23 @@ pub enum ApplyOutcome {
 pub struct NodeView {
     /// Node name.
     pub name: String,
-    /// `Ready` or `NotReady`.
+    /// `Ready` or `NotReady`, with `,SchedulingDisabled` when cordoned or drained.
     pub status: String,
     /// When the status last changed, ms since the Unix epoch.
     pub since_ms: u64,
+    /// When the hub first heard of it, ms since the Unix epoch.
+    #[serde(default)]
+    pub created_ms: u64,
+    /// When the hub last heard from it (a heartbeat or announcement since the hub started),
+    /// ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen_ms: Option<u64>,
+    /// `Enabled`, `Cordoned` or `Drained`.
+    #[serde(default)]
+    pub scheduling: String,
+    /// Memory limits of the workloads placed on it, bytes.
+    #[serde(default)]
+    pub allocated_memory_bytes: u64,
     /// Agent version it announced.
     pub agent_version: String,
     /// `Linux` or `Mcu`.
@@ -68,6 +81,10 @@ pub struct DeploymentView {
     pub generation: u64,
     /// Template revision.
     pub revision: u64,
+    /// Replicas it should have: `spec.replicas`, or with `placement: every-node` the number
+    /// of nodes that match it (placed or not). Absent from older hubs: 0.
+    #[serde(default)]
+    pub desired_replicas: u32,
     /// Replicas Running at the current revision.
     pub ready_replicas: u32,
     /// Replicas placed on a node.

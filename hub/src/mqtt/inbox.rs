@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{Notify, mpsc};
-use wasmfleet_proto::{BlobRequest, NodeStatus, Presence};
+use wasmfleet_proto::{BlobRequest, Heartbeat, NodeStatus, Presence};
+
+use crate::reconcile::liveness::{Flip, Liveness};
 
 /// Bytes of undelivered log batches the hub holds before it drops new ones.
 pub const LOG_QUEUE_BYTES: usize = 8 << 20;
@@ -35,12 +37,15 @@ pub enum FleetMessage {
     Presence(String, Presence),
     /// A node's status.
     Status(String, NodeStatus),
+    /// A node went silent, or was heard again after silence.
+    Liveness(Flip),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {
     Presence,
     Status,
+    Liveness,
 }
 
 #[derive(Debug, Default)]
@@ -49,6 +54,7 @@ struct Fleet {
     order: VecDeque<(String, Kind)>,
     presence: HashMap<String, Presence>,
     status: HashMap<String, NodeStatus>,
+    liveness: HashMap<String, Flip>,
 }
 
 /// Counters of what was dropped, for the operator's log.
@@ -75,6 +81,7 @@ impl FleetInbox {
         let pending = match kind {
             Kind::Presence => f.presence.contains_key(&node),
             Kind::Status => f.status.contains_key(&node),
+            Kind::Liveness => f.liveness.contains_key(&node),
         };
         if !pending {
             if f.order.len() >= FLEET_PENDING {
@@ -115,6 +122,11 @@ impl FleetInbox {
                         out.push(FleetMessage::Status(node, s));
                     }
                 }
+                Kind::Liveness => {
+                    if let Some(flip) = f.liveness.remove(&node) {
+                        out.push(FleetMessage::Liveness(flip));
+                    }
+                }
             }
         }
         out
@@ -136,6 +148,8 @@ pub struct Inbox {
     blobs: mpsc::Sender<(String, BlobRequest)>,
     /// What was dropped.
     pub drops: Arc<Drops>,
+    /// When each node was last heard; beats stop here, only flips go on to the controller.
+    pub liveness: Arc<Mutex<Liveness>>,
 }
 
 /// The receiving side of log batches: `(node, encoded LogBatch)`.
@@ -176,6 +190,7 @@ impl Inbox {
             log_bytes: log_bytes.clone(),
             blobs,
             drops: Arc::default(),
+            liveness: Arc::default(),
         };
         (
             inbox,
@@ -187,13 +202,48 @@ impl Inbox {
         )
     }
 
-    /// The link (re)connected.
-    pub fn connected(&self) {
+    /// The link (re)connected: nodes get a full heartbeat deadline from now.
+    pub fn connected(&self, now_ms: u64) {
+        self.with_liveness(|l| l.resume(now_ms));
         self.fleet.connected();
     }
 
+    /// The link dropped: the hub hears nobody, so nobody is declared silent meanwhile.
+    pub fn disconnected(&self) {
+        self.with_liveness(Liveness::pause);
+    }
+
+    fn with_liveness<T>(&self, f: impl FnOnce(&mut Liveness) -> T) -> T {
+        f(&mut self.liveness.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// A node's heartbeat: O(1), and no allocation unless it ends a silence.
+    pub fn heartbeat(&self, node: &str, beat: Heartbeat, now_ms: u64) {
+        if let Some(flip) = self.with_liveness(|l| l.beat(node, beat.interval_ms, now_ms)) {
+            self.flip(flip);
+        }
+    }
+
+    /// Declares silent every node whose heartbeats stopped; called periodically.
+    pub fn expire(&self, now_ms: u64) {
+        for flip in self.with_liveness(|l| l.expire(now_ms)) {
+            self.flip(flip);
+        }
+    }
+
+    fn flip(&self, flip: Flip) {
+        self.fleet
+            .push(flip.node.clone(), Kind::Liveness, &self.drops, |f, n| {
+                f.liveness.insert(n, flip);
+            });
+    }
+
     /// A node's presence (replaces one still pending).
-    pub fn presence(&self, node: String, p: Presence) {
+    pub fn presence(&self, node: String, p: Presence, now_ms: u64) {
+        self.with_liveness(|l| match &p {
+            Presence::Online(_) => l.connected(&node, now_ms),
+            Presence::Offline => l.disconnected(&node),
+        });
         self.fleet.push(node, Kind::Presence, &self.drops, |f, n| {
             f.presence.insert(n, p);
         });
@@ -241,10 +291,10 @@ mod tests {
     fn reports_coalesce_per_node_in_arrival_order() {
         let (inbox, _, _) = Inbox::new();
         inbox.status("a".into(), status(1));
-        inbox.presence("b".into(), Presence::Offline);
+        inbox.presence("b".into(), Presence::Offline, 0);
         inbox.status("a".into(), status(2));
         inbox.status("a".into(), status(3));
-        inbox.connected();
+        inbox.connected(0);
         assert_eq!(
             inbox.fleet.drain(),
             [
@@ -254,6 +304,31 @@ mod tests {
             ]
         );
         assert!(inbox.fleet.drain().is_empty());
+    }
+
+    #[test]
+    fn only_flips_of_liveness_reach_the_controller_and_the_latest_wins() {
+        let (inbox, _, _) = Inbox::new();
+        let beat = Heartbeat { interval_ms: 1_000 };
+        inbox.heartbeat("a", beat, 0);
+        inbox.heartbeat("a", beat, 1_000);
+        assert!(inbox.fleet.drain().is_empty(), "beats stay in the table");
+        inbox.expire(4_001);
+        inbox.heartbeat("a", beat, 4_500);
+        let drained = inbox.fleet.drain();
+        assert!(
+            matches!(&drained[..], [FleetMessage::Liveness(f)] if f.alive && f.node == "a"),
+            "{drained:?}"
+        );
+        inbox.disconnected();
+        inbox.expire(60_000);
+        assert!(inbox.fleet.drain().is_empty(), "the hub's own outage");
+        inbox.connected(60_000);
+        inbox.expire(63_001);
+        assert!(matches!(
+            &inbox.fleet.drain()[..],
+            [FleetMessage::Connected, FleetMessage::Liveness(f)] if !f.alive
+        ));
     }
 
     #[tokio::test]

@@ -12,9 +12,10 @@ use wasmfleet_common::BrokerUrl;
 use wasmfleet_common::mqtt::{Backoff, Session, SessionEvent};
 use wasmfleet_common::subscribe::Qos;
 use wasmfleet_proto::topic::{self, NodeTopic};
-use wasmfleet_proto::{BlobRequest, decode};
+use wasmfleet_proto::{BlobRequest, Heartbeat, decode};
 
 use super::inbox::Inbox;
+use crate::clock::now_ms;
 
 /// Reconnect delays of the hub's client.
 const BACKOFF: Backoff = Backoff {
@@ -36,6 +37,7 @@ pub fn hub_filters() -> Vec<(String, Qos)> {
         (topic::ALL_STATUS.into(), Qos::AtLeastOnce),
         (topic::ALL_LOGS.into(), Qos::AtMostOnce),
         (topic::ALL_BLOB_REQUESTS.into(), Qos::AtLeastOnce),
+        (topic::ALL_HEARTBEATS.into(), Qos::AtMostOnce),
     ]
 }
 
@@ -75,10 +77,11 @@ impl Link {
                     None => return,
                     Some(SessionEvent::Connected) => {
                         tracing::info!("connected to MQTT broker");
-                        inbox.connected();
+                        inbox.connected(now_ms());
                     }
                     Some(SessionEvent::Disconnected(e)) => {
                         tracing::warn!("MQTT connection error: {e}; reconnecting");
+                        inbox.disconnected();
                     }
                     Some(SessionEvent::Message { topic, payload }) => {
                         route(&inbox, &topic, payload)
@@ -127,12 +130,20 @@ fn route(inbox: &Inbox, topic_name: &str, payload: Vec<u8>) {
     let warn = |e: wasmfleet_proto::DecodeError| {
         tracing::warn!(topic = topic_name, "dropping undecodable message: {e}");
     };
+    if kind == NodeTopic::Heartbeat {
+        // The most frequent message of an idle fleet: decoded and recorded without allocating.
+        match decode::<Heartbeat>(&payload) {
+            Ok(beat) => inbox.heartbeat(node, beat, now_ms()),
+            Err(e) => warn(e),
+        }
+        return;
+    }
     let node = node.to_owned();
     match kind {
         // A cleared retained message (an operator removing a decommissioned node).
         NodeTopic::Online | NodeTopic::Status if payload.is_empty() => {}
         NodeTopic::Online => match decode(&payload) {
-            Ok(p) => inbox.presence(node, p),
+            Ok(p) => inbox.presence(node, p, now_ms()),
             Err(e) => warn(e),
         },
         NodeTopic::Status => match decode(&payload) {
@@ -145,7 +156,7 @@ fn route(inbox: &Inbox, topic_name: &str, payload: Vec<u8>) {
             Ok(r) => inbox.blob_request(node, r),
             Err(e) => warn(e),
         },
-        NodeTopic::Desired | NodeTopic::Blob => {}
+        NodeTopic::Desired | NodeTopic::Blob | NodeTopic::Heartbeat => {}
     }
 }
 

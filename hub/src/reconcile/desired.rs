@@ -37,9 +37,11 @@ pub fn node_desired_states(
         .map(|node| (node.clone(), DesiredState::default()))
         .collect();
     for dep in deployments.values() {
-        for ordinal in 0..dep.spec.replicas {
-            let mut spec = dep.workload_spec(ordinal)?;
-            if let Some(node) = placement.assigned.get(&spec.name) {
+        // Replicas and every-node workloads alike: whatever the placement put on a node, at
+        // the revision its rollout gives it.
+        for (index, name) in placement.workloads_of(dep).into_iter().enumerate() {
+            if let Some(node) = placement.assigned.get(&name) {
+                let mut spec = dep.workload_spec_at(name, index)?;
                 spec.code = code(node, &spec);
                 next.entry(node.clone()).or_default().workloads.push(spec);
             }
@@ -133,6 +135,66 @@ mod tests {
         assert_eq!(out["a"].generation, 2);
         assert_eq!(out["a"].workloads[0].revision, 2);
         assert_eq!(out["a"].workloads[0].env.len(), 2);
+    }
+
+    #[test]
+    fn a_returning_node_no_longer_holds_the_replicas_that_moved() {
+        use crate::model::deployment::PlacementPolicy;
+        use crate::scheduler::tests::node;
+        use crate::scheduler::{Inputs, every_node_workload_name, schedule};
+
+        let mut probe = deployment("probe", 0);
+        probe.spec.placement = PlacementPolicy::EveryNode;
+        let d = BTreeMap::from([
+            ("hello".to_string(), deployment("hello", 1)),
+            ("probe".to_string(), probe),
+        ]);
+        let mut nodes = BTreeMap::from([
+            ("a".to_string(), node("a", true, 1 << 30, 8)),
+            ("b".to_string(), node("b", true, 1 << 30, 8)),
+        ]);
+        let names = |s: &DesiredState| {
+            s.workloads
+                .iter()
+                .map(|w| w.name.clone())
+                .collect::<Vec<_>>()
+        };
+        let mut desired = BTreeMap::new();
+        let pass =
+            |nodes: &BTreeMap<String, _>, desired: &mut BTreeMap<String, DesiredState>, now_ms| {
+                let p = schedule(Inputs {
+                    deployments: &d,
+                    nodes,
+                    current: &current_placement(desired),
+                    now_ms,
+                    not_ready_grace_ms: 30_000,
+                });
+                let changed = node_desired_states(&d, &p, desired, 7, &SOURCE).unwrap();
+                desired.extend(changed.clone());
+                changed
+            };
+        let probe_a = every_node_workload_name("probe", "a");
+        pass(&nodes, &mut desired, 0);
+        assert_eq!(names(&desired["a"]), ["hello-0", probe_a.as_str()]);
+        let spec = &desired["a"].workloads[1];
+        assert_eq!((spec.deployment.as_str(), spec.args.len()), ("probe", 2));
+        // a is lost beyond the grace period: the replica moves, the every-node one stays.
+        let a = nodes.get_mut("a").unwrap();
+        a.ready = false;
+        a.since_ms = 1_000;
+        pass(&nodes, &mut desired, 100_000);
+        assert_eq!(names(&desired["a"]), [probe_a.as_str()]);
+        assert_eq!(desired["a"].generation, 2);
+        assert!(names(&desired["b"]).contains(&"hello-0".to_string()));
+        // a returns: the replica stays where it went, and a's state has no extra to remove.
+        let a = nodes.get_mut("a").unwrap();
+        a.ready = true;
+        a.since_ms = 200_000;
+        assert!(
+            pass(&nodes, &mut desired, 200_001).is_empty(),
+            "nothing changes"
+        );
+        assert_eq!(names(&desired["a"]), [probe_a.as_str()]);
     }
 
     #[test]

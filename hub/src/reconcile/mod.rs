@@ -3,6 +3,8 @@
 //! nothing here does I/O or reads a clock.
 
 mod desired;
+pub mod liveness;
+pub mod rollout;
 mod views;
 
 pub use desired::{current_placement, node_desired_states};

@@ -7,7 +7,8 @@ use wasmfleet_proto::{NodeStatus, Phase};
 use crate::model::{DeploymentRecord, NodeRecord, WorkloadView};
 use crate::scheduler::Placement;
 
-/// One view per replica of every deployment, sorted by name.
+/// One view per workload of every deployment, by deployment name: its replicas by ordinal, or
+/// the every-node workloads the placement holds (placed or not) by name.
 pub fn workload_views(
     deployments: &BTreeMap<String, DeploymentRecord>,
     placement: &Placement,
@@ -16,8 +17,8 @@ pub fn workload_views(
 ) -> Vec<WorkloadView> {
     let mut out = Vec::new();
     for dep in deployments.values() {
-        for ordinal in 0..dep.spec.replicas {
-            let name = dep.workload_name(ordinal);
+        for (index, name) in placement.workloads_of(dep).into_iter().enumerate() {
+            let wanted = wanted_revision(dep, index);
             let node = placement.assigned.get(&name).cloned();
             let mut view = WorkloadView {
                 name,
@@ -29,16 +30,34 @@ pub fn workload_views(
                 exit_code: None,
                 message: String::new(),
             };
-            fill(&mut view, dep, placement, node.as_deref(), nodes, statuses);
+            fill(
+                &mut view,
+                wanted,
+                placement,
+                node.as_deref(),
+                nodes,
+                statuses,
+            );
             out.push(view);
         }
     }
     out
 }
 
+/// The revision the `index`-th workload of `dep` should run: the current one, or the stable one
+/// while a rollout has not reached it (or after it failed).
+fn wanted_revision(dep: &DeploymentRecord, index: usize) -> u64 {
+    let index = u32::try_from(index).unwrap_or(u32::MAX);
+    dep.rollout
+        .as_ref()
+        .filter(|r| !r.runs_new(index))
+        .and_then(|r| r.stable)
+        .unwrap_or(dep.revision)
+}
+
 fn fill(
     view: &mut WorkloadView,
-    dep: &DeploymentRecord,
+    wanted: u64,
     placement: &Placement,
     node: Option<&str>,
     nodes: &BTreeMap<String, NodeRecord>,
@@ -67,14 +86,11 @@ fn fill(
     view.restarts = status.restarts;
     view.revision = status.revision;
     view.exit_code = status.exit_code;
-    if status.revision == dep.revision {
+    if status.revision == wanted {
         view.phase = status.phase.as_str().into();
         view.message = status.message.clone();
     } else {
-        view.message = format!(
-            "updating from revision {} to {}",
-            status.revision, dep.revision
-        );
+        view.message = format!("updating from revision {} to {wanted}", status.revision);
     }
 }
 

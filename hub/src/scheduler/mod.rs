@@ -1,24 +1,86 @@
-//! Pure placement of workload replicas onto nodes.
+//! Pure placement of workloads onto nodes.
 //!
 //! `schedule` is a function of the deployments, the node inventory, the current placement and
-//! the time: no I/O, no clock. It is stable (a replica stays where it is while its node is
-//! usable), spreads replicas of one deployment across nodes, respects each node's memory
-//! and instance capacity, and places a deployment only on nodes that offer every device its
-//! capabilities name (`i2c-1`, `gpio:17`...).
+//! the time: no I/O, no clock, no dependence on map insertion order. It re-runs on every
+//! change (deployments, presence, scheduling state, ticks), so whatever it does not return is
+//! removed: desired states are derived from its result.
+//!
+//! Semantics, as Kubernetes users know them:
+//!
+//! - **Stable.** A workload stays where it is while its node may keep it, so a change
+//!   elsewhere never shuffles running instances; new ones are spread across nodes (fewest
+//!   replicas of the same deployment, then fewest workloads, then by name).
+//! - **Selection.** A node runs a deployment only if it carries every `nodeSelector` label,
+//!   satisfies every node-affinity expression, offers every device its capabilities name, and
+//!   is no microcontroller unless the deployment selects `wasmfleet.dev/device-class=mcu`.
+//!   Nodes carry built-in labels ([`NODE_LABEL`], [`DEVICE_CLASS_LABEL`], [`ARCH_LABEL`]).
+//! - **Room.** Memory (`resources.memory`), instance slots (`capacity.max_workloads`) and the
+//!   bytes of its desired state (one frame) bound what a node takes, every-node workloads
+//!   included.
+//! - **Replicas** (`placement: replicas`) land only on Ready, schedulable (`Enabled`) nodes.
+//!   A cordoned node keeps the replicas it has; a drained one keeps none. A NotReady node
+//!   keeps them for `not_ready_grace_ms`, then they move; when it returns they stay where
+//!   they went.
+//! - **Every-node** (`placement: every-node`, a DaemonSet): one workload bound to each
+//!   matching node, named after it ([`every_node_workload_name`]). New ones land on Ready
+//!   nodes, cordoned and drained ones included (as DaemonSets tolerate `unschedulable`);
+//!   they stay on a NotReady node and never move. A node that stops matching loses its own.
+//! - **Reasons.** Workloads no node takes are listed with a reason a person reads, as
+//!   `FailedScheduling` ([`reasons`]).
+
+mod capacity;
+mod every_node;
+mod nodes;
+mod reasons;
+mod selector;
 
 use std::collections::BTreeMap;
 
-use wasmfleet_proto::DeviceClass;
+use crate::model::deployment::{PlacementPolicy, deployment_of_workload};
+use crate::model::{DeploymentRecord, NodeRecord, Scheduling};
 
-use crate::model::{DeploymentRecord, NodeRecord};
+pub use capacity::DESIRED_STATE_BUDGET;
+pub use nodes::{ARCH_LABEL, DEVICE_CLASS_LABEL, NODE_LABEL, device_class, node_labels};
 
-/// Where every replica goes.
+use capacity::{Usage, room};
+use nodes::{Candidate, index_of};
+use reasons::Fail;
+use selector::Plan;
+
+/// Where every workload goes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Placement {
-    /// Workload name → node, for every replica that has a node.
+    /// Workload name → node, for every workload that has a node.
     pub assigned: BTreeMap<String, String>,
-    /// Replicas no node can take now, with the reason.
+    /// Workloads no node can take now, with the reason.
     pub unschedulable: BTreeMap<String, String>,
+}
+
+impl Placement {
+    /// The names of `dep`'s workloads, placed or not, sorted: `{name}-{ordinal}` for each
+    /// replica, or the every-node workloads this placement holds (one per matching node).
+    pub fn workloads_of(&self, dep: &DeploymentRecord) -> Vec<String> {
+        match dep.spec.placement {
+            PlacementPolicy::Replicas => (0..dep.spec.replicas)
+                .map(|o| dep.workload_name(o))
+                .collect(),
+            PlacementPolicy::EveryNode => {
+                let prefix = format!("{}-", dep.name);
+                let of = |map: &BTreeMap<String, String>| {
+                    map.range(prefix.clone()..)
+                        .take_while(|(w, _)| w.starts_with(&prefix))
+                        .filter(|(w, _)| deployment_of_workload(w) == dep.name)
+                        .map(|(w, _)| w.clone())
+                        .collect::<Vec<_>>()
+                };
+                let mut names = of(&self.assigned);
+                names.extend(of(&self.unschedulable));
+                names.sort();
+                names.dedup();
+                names
+            }
+        }
+    }
 }
 
 /// Inputs of one scheduling pass.
@@ -36,205 +98,207 @@ pub struct Inputs<'a> {
     pub not_ready_grace_ms: u64,
 }
 
-/// Bytes of workload specs one node's desired state may hold: one frame, less headroom for
-/// the generation and framing. Placement treats it as a capacity like memory, so no node's
-/// desired state can outgrow what the wire carries.
-pub const DESIRED_STATE_BUDGET: usize = wasmfleet_proto::MAX_FRAME_LEN - 1024;
-
-#[derive(Default, Clone, Copy)]
-struct Usage {
-    memory: u64,
-    count: u32,
-    bytes: usize,
+/// The usual name of the workload of every-node deployment `deployment` on `node`
+/// (`{deployment}-{8 hex digits}`; another salt only if two nodes' names hash alike).
+pub fn every_node_workload_name(deployment: &str, node: &str) -> String {
+    every_node::workload_name(deployment, node, 0)
 }
 
-/// Places every replica of every deployment.
-pub fn schedule(inputs: Inputs<'_>) -> Placement {
-    let mut usage: BTreeMap<&str, Usage> = BTreeMap::new();
-    let mut per_deployment: BTreeMap<(&str, &str), u32> = BTreeMap::new();
-    let mut placement = Placement::default();
-    let mut pending = Vec::new();
-    // Bytes one replica adds to a desired state, measured once per deployment and pass.
-    let spec_bytes: BTreeMap<&str, usize> = inputs
-        .deployments
-        .values()
-        .map(|d| (d.name.as_str(), d.wire_size()))
-        .collect();
-    let devices: BTreeMap<&str, Vec<String>> = inputs
-        .deployments
-        .values()
-        .map(|d| (d.name.as_str(), d.spec.capabilities.to_wire().devices()))
-        .collect();
-    let offers = |node: &NodeRecord, dep: &DeploymentRecord| {
-        selects(dep, node)
-            && devices
-                .get(dep.name.as_str())
-                .is_none_or(|want| want.iter().all(|d| node.hello.devices.contains(d)))
-    };
-    let demand = |dep: &DeploymentRecord| Demand {
-        memory: dep.spec.memory_bytes,
-        bytes: spec_bytes
-            .get(dep.name.as_str())
+/// What a pass has placed so far.
+struct Pass<'a> {
+    nodes: &'a [Candidate<'a>],
+    usage: Vec<Usage>,
+    /// (deployment, node index) → its replicas there, for spreading.
+    spread: BTreeMap<(&'a str, usize), u32>,
+    placement: Placement,
+}
+
+impl<'a> Pass<'a> {
+    fn room(&self, node: usize, plan: &Plan<'_>) -> Option<Fail<'static>> {
+        room(
+            self.nodes[node].record.hello.capacity,
+            self.usage[node],
+            plan.demand,
+        )
+    }
+
+    fn take(&mut self, node: usize, plan: &Plan<'a>, workload: String) {
+        self.usage[node].add(plan.demand);
+        *self
+            .spread
+            .entry((plan.dep.name.as_str(), node))
+            .or_default() += 1;
+        self.placement
+            .assigned
+            .insert(workload, self.nodes[node].name.to_owned());
+    }
+
+    /// The node a new replica goes to among `eligible`: room for it, then the fewest replicas
+    /// of the same deployment, the fewest workloads, the name (deterministic).
+    fn best(&self, plan: &Plan<'_>, eligible: &[usize]) -> Option<usize> {
+        eligible
+            .iter()
             .copied()
-            .unwrap_or(usize::MAX),
-    };
-
-    // Pass 1: keep replicas whose node is still usable, so a change elsewhere never shuffles them.
-    for dep in inputs.deployments.values() {
-        for ordinal in 0..dep.spec.replicas {
-            let workload = dep.workload_name(ordinal);
-            let kept = inputs
-                .current
-                .get(&workload)
-                .and_then(|node| inputs.nodes.get_key_value(node.as_str()))
-                .filter(|(_, node)| keeps_replicas(node, inputs))
-                .filter(|(_, node)| offers(node, dep))
-                .filter(|(name, node)| fits(node, usage.get(name.as_str()), demand(dep)));
-            match kept {
-                Some((name, _)) => {
-                    take(&mut usage, &mut per_deployment, name, dep, demand(dep));
-                    placement.assigned.insert(workload, name.clone());
-                }
-                None => pending.push((dep, workload)),
-            }
-        }
+            .filter(|&i| self.room(i, plan).is_none())
+            .min_by_key(|&i| {
+                let same = self.spread.get(&(plan.dep.name.as_str(), i)).copied();
+                (same.unwrap_or(0), self.usage[i].count, i)
+            })
     }
-
-    // Pass 2: place the rest on the Ready node with the fewest replicas of the same
-    // deployment, then the fewest workloads, then by name (deterministic).
-    for (dep, workload) in pending {
-        let best = inputs
-            .nodes
-            .iter()
-            .filter(|(_, node)| node.ready)
-            .filter(|(_, node)| offers(node, dep))
-            .filter(|(name, node)| fits(node, usage.get(name.as_str()), demand(dep)))
-            .min_by_key(|(name, _)| {
-                let same = per_deployment
-                    .get(&(name.as_str(), dep.name.as_str()))
-                    .copied();
-                let total = usage.get(name.as_str()).map_or(0, |u| u.count);
-                (same.unwrap_or(0), total, name.as_str())
-            });
-        match best {
-            Some((name, _)) => {
-                take(&mut usage, &mut per_deployment, name, dep, demand(dep));
-                placement.assigned.insert(workload, name.clone());
-            }
-            None => {
-                let want = devices
-                    .get(dep.name.as_str())
-                    .map_or(&[][..], Vec::as_slice);
-                let reason = no_fit_reason(inputs, dep, want);
-                placement.unschedulable.insert(workload, reason);
-            }
-        }
-    }
-    placement
 }
 
-/// The label microcontroller nodes carry (value `mcu`).
-pub const DEVICE_CLASS_LABEL: &str = "wasmfleet.dev/device-class";
-
-/// Whether `dep` may run on `node`: the node carries every label of its `nodeSelector`, and a
-/// microcontroller only when the selector asks for one (an MCU runs no WASI command and has
-/// kilobytes of memory: nothing lands there by accident, as a tainted node in Kubernetes).
-fn selects(dep: &DeploymentRecord, node: &NodeRecord) -> bool {
-    let has = |k: &str, v: &str| node.hello.labels.iter().any(|l| l.key == k && l.value == v);
-    let wants_mcu = dep
-        .spec
-        .node_selector
-        .get(DEVICE_CLASS_LABEL)
-        .is_some_and(|v| v == "mcu");
-    (node.hello.device_class == DeviceClass::Linux || wants_mcu)
-        && dep.spec.node_selector.iter().all(|(k, v)| has(k, v))
-}
-
-/// A node keeps its replicas while Ready, and for a grace period after it disconnects
-/// (a gateway rebooting must not cause a fleet-wide reshuffle).
-fn keeps_replicas(node: &NodeRecord, inputs: Inputs<'_>) -> bool {
-    node.ready || inputs.now_ms.saturating_sub(node.since_ms) < inputs.not_ready_grace_ms
-}
-
-/// What one replica of a deployment takes from a node.
-#[derive(Clone, Copy)]
-struct Demand {
-    memory: u64,
-    bytes: usize,
-}
-
-fn fits(node: &NodeRecord, used: Option<&Usage>, want: Demand) -> bool {
-    let used = used.copied().unwrap_or_default();
-    let cap = node.hello.capacity;
-    used.count < cap.max_workloads
-        && used.memory.saturating_add(want.memory) <= cap.memory_bytes
-        && used.bytes.saturating_add(want.bytes) <= DESIRED_STATE_BUDGET
-}
-
-fn take<'a>(
-    usage: &mut BTreeMap<&'a str, Usage>,
-    per_deployment: &mut BTreeMap<(&'a str, &'a str), u32>,
-    node: &'a str,
-    dep: &'a DeploymentRecord,
-    want: Demand,
-) {
-    let u = usage.entry(node).or_default();
-    u.memory += want.memory;
-    u.count += 1;
-    u.bytes += want.bytes;
-    *per_deployment.entry((node, dep.name.as_str())).or_default() += 1;
-}
-
-/// Why no node fits, as `kubectl describe` says it: how many Ready nodes lack the devices, how
-/// many lack room.
-fn no_fit_reason(inputs: Inputs<'_>, dep: &DeploymentRecord, devices: &[String]) -> String {
-    let all_ready = inputs.nodes.values().filter(|n| n.ready).count();
-    let ready: Vec<&NodeRecord> = inputs
+/// Places every workload of every deployment.
+pub fn schedule(inputs: Inputs<'_>) -> Placement {
+    let nodes: Vec<Candidate<'_>> = inputs
         .nodes
-        .values()
-        .filter(|n| n.ready && selects(dep, n))
-        .collect();
-    if all_ready == 0 {
-        return "no Ready nodes".into();
-    }
-    if ready.is_empty() {
-        let selector: Vec<String> = dep
-            .spec
-            .node_selector
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        return format!(
-            "0/{all_ready} Ready nodes match its nodeSelector ({})",
-            if selector.is_empty() {
-                "none: microcontroller nodes need wasmfleet.dev/device-class=mcu".to_string()
-            } else {
-                selector.join(", ")
-            }
-        );
-    }
-    let lacking = ready
         .iter()
-        .filter(|n| !devices.iter().all(|d| n.hello.devices.contains(d)))
-        .count();
-    let room = format!(
-        "room for {} of memory, one more instance and its spec",
-        crate::model::quantity::format_bytes(dep.spec.memory_bytes)
-    );
-    match lacking {
-        0 => format!("0/{} Ready nodes have {room}", ready.len()),
-        n if n == ready.len() => format!(
-            "0/{n} Ready nodes offer the devices it needs ({})",
-            devices.join(", ")
-        ),
-        n => format!(
-            "0/{} Ready nodes fit: {n} lack the devices it needs ({}), {} lack {room}",
-            ready.len(),
-            devices.join(", "),
-            ready.len() - n
-        ),
+        .map(|(name, record)| Candidate::new(name, record))
+        .collect();
+    let plans: Vec<Plan<'_>> = inputs.deployments.values().map(Plan::new).collect();
+    let mut pass = Pass {
+        nodes: &nodes,
+        usage: vec![Usage::default(); nodes.len()],
+        spread: BTreeMap::new(),
+        placement: Placement::default(),
+    };
+    let mut bound = Vec::new();
+    let mut counted = Vec::new();
+
+    // Pass 1: keep what may stay, so a change elsewhere never shuffles it.
+    for plan in &plans {
+        match plan.dep.spec.placement {
+            PlacementPolicy::Replicas => {
+                for ordinal in 0..plan.dep.spec.replicas {
+                    let workload = plan.dep.workload_name(ordinal);
+                    let kept = inputs
+                        .current
+                        .get(&workload)
+                        .and_then(|node| index_of(&nodes, node))
+                        .filter(|&i| keeps_replicas(nodes[i].record, inputs))
+                        .filter(|&i| plan.mismatch(&nodes[i]).is_none())
+                        .filter(|&i| pass.room(i, plan).is_none());
+                    match kept {
+                        Some(i) => pass.take(i, plan, workload),
+                        None => counted.push((plan, workload)),
+                    }
+                }
+            }
+            PlacementPolicy::EveryNode => {
+                let matching: Vec<usize> = (0..nodes.len())
+                    .filter(|&i| plan.mismatch(&nodes[i]).is_none())
+                    .collect();
+                for (i, workload) in
+                    every_node::bind(&plan.dep.name, &nodes, &matching, inputs.current)
+                {
+                    // Bound to its node whatever the node's state: never moved elsewhere.
+                    let held =
+                        inputs.current.get(&workload).map(String::as_str) == Some(nodes[i].name);
+                    if held && pass.room(i, plan).is_none() {
+                        pass.take(i, plan, workload);
+                    } else {
+                        bound.push((plan, i, workload));
+                    }
+                }
+            }
+        }
     }
+
+    // Pass 2a: new every-node workloads, on their node if it is Ready and has room. First,
+    // since they can go nowhere else.
+    let mut bound_failed = Vec::new();
+    for (plan, i, workload) in bound {
+        if nodes[i].record.ready && pass.room(i, plan).is_none() {
+            pass.take(i, plan, workload);
+        } else {
+            bound_failed.push((plan, i, workload));
+        }
+    }
+
+    // Pass 2b: new replicas, deployment by deployment (pending ones come grouped).
+    let mut counted_failed = Vec::new();
+    let mut eligible: (Option<&str>, Vec<usize>) = (None, Vec::new());
+    for (plan, workload) in counted {
+        let name = plan.dep.name.as_str();
+        if counted_failed
+            .last()
+            .is_some_and(|(p, _): &(&Plan<'_>, String)| p.dep.name == name)
+        {
+            // Nothing was placed since its previous replica failed: this one fails too.
+            counted_failed.push((plan, workload));
+            continue;
+        }
+        if eligible.0 != Some(name) {
+            eligible = (
+                Some(name),
+                (0..nodes.len())
+                    .filter(|&i| takes_new_replicas(nodes[i].record))
+                    .filter(|&i| plan.mismatch(&nodes[i]).is_none())
+                    .collect(),
+            );
+        }
+        match pass.best(plan, &eligible.1) {
+            Some(i) => pass.take(i, plan, workload),
+            None => counted_failed.push((plan, workload)),
+        }
+    }
+
+    // Reasons, against the final usage: usage only grows within a pass, so what failed still
+    // fails, and a placement fed back as `current` yields the same text (no event churn).
+    for (plan, i, workload) in bound_failed {
+        let node = &nodes[i];
+        let fail = if node.record.ready {
+            // Cannot be None: the node had no room earlier in the pass, and has less now.
+            pass.room(i, plan).unwrap_or(Fail::InsufficientMemory)
+        } else {
+            Fail::NotReady
+        };
+        pass.placement
+            .unschedulable
+            .insert(workload, reasons::on_node(node.name, &fail));
+    }
+    let mut last: Option<(&str, String)> = None;
+    for (plan, workload) in counted_failed {
+        let reason = match &last {
+            Some((dep, reason)) if *dep == plan.dep.name => reason.clone(),
+            _ => {
+                let fails = (0..nodes.len()).filter_map(|i| first_fail(&pass, plan, i));
+                let reason = reasons::summarize(nodes.len(), fails);
+                last = Some((plan.dep.name.as_str(), reason.clone()));
+                reason
+            }
+        };
+        pass.placement.unschedulable.insert(workload, reason);
+    }
+    pass.placement
+}
+
+/// The first check node `i` fails for a new replica of `plan`, in report order.
+fn first_fail<'p>(pass: &Pass<'_>, plan: &'p Plan<'_>, i: usize) -> Option<Fail<'p>> {
+    let node = &pass.nodes[i];
+    if !node.record.ready {
+        return Some(Fail::NotReady);
+    }
+    if node.record.scheduling != Scheduling::Enabled {
+        return Some(Fail::Unschedulable);
+    }
+    plan.mismatch(node).or_else(|| pass.room(i, plan))
+}
+
+/// A node takes new replicas when Ready and schedulable (neither cordoned nor drained).
+fn takes_new_replicas(node: &NodeRecord) -> bool {
+    node.ready && node.scheduling == Scheduling::Enabled
+}
+
+/// A node keeps its replicas while Ready, and for a grace period after it disconnects (a
+/// gateway rebooting must not cause a fleet-wide reshuffle), unless it is drained.
+fn keeps_replicas(node: &NodeRecord, inputs: Inputs<'_>) -> bool {
+    node.scheduling != Scheduling::Drained
+        && (node.ready || inputs.now_ms.saturating_sub(node.since_ms) < inputs.not_ready_grace_ms)
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod tests_semantics;

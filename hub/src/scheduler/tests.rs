@@ -3,8 +3,8 @@ use std::collections::BTreeMap;
 use wasmfleet_proto::{Capacity, DeviceClass, Hello};
 
 use super::*;
-use crate::model::deployment::tests::spec;
 use crate::model::Scheduling;
+use crate::model::deployment::tests::spec;
 
 pub(crate) fn node(name: &str, ready: bool, memory: u64, max: u32) -> NodeRecord {
     NodeRecord {
@@ -22,6 +22,7 @@ pub(crate) fn node(name: &str, ready: bool, memory: u64, max: u32) -> NodeRecord
         },
         ready,
         since_ms: 0,
+        created_ms: 0,
         scheduling: Scheduling::Enabled,
     }
 }
@@ -34,18 +35,20 @@ pub(crate) fn deployment(name: &str, replicas: u32) -> DeploymentRecord {
         revision: 1,
         created_ms: 0,
         updated_ms: 0,
+        rollout: None,
+        history: vec![],
     }
 }
 
-fn nodes(list: Vec<NodeRecord>) -> BTreeMap<String, NodeRecord> {
+pub(crate) fn nodes(list: Vec<NodeRecord>) -> BTreeMap<String, NodeRecord> {
     list.into_iter().map(|n| (n.name.clone(), n)).collect()
 }
 
-fn deps(list: Vec<DeploymentRecord>) -> BTreeMap<String, DeploymentRecord> {
+pub(crate) fn deps(list: Vec<DeploymentRecord>) -> BTreeMap<String, DeploymentRecord> {
     list.into_iter().map(|d| (d.name.clone(), d)).collect()
 }
 
-fn run(
+pub(crate) fn run(
     deployments: &BTreeMap<String, DeploymentRecord>,
     nodes: &BTreeMap<String, NodeRecord>,
     current: &BTreeMap<String, String>,
@@ -60,7 +63,7 @@ fn run(
     })
 }
 
-const GI: u64 = 1 << 30;
+pub(crate) const GI: u64 = 1 << 30;
 
 #[test]
 fn spreads_replicas_across_nodes() {
@@ -102,10 +105,9 @@ fn respects_instance_count_and_reports_unschedulable() {
     let n = nodes(vec![node("a", true, GI, 1)]);
     let p = run(&deps(vec![deployment("hello", 2)]), &n, &BTreeMap::new(), 0);
     assert_eq!(p.assigned.len(), 1);
-    let reason = &p.unschedulable["hello-1"];
-    assert!(
-        reason.contains("0/1 Ready nodes have room for 16Mi"),
-        "{reason}"
+    assert_eq!(
+        p.unschedulable["hello-1"],
+        "0/1 nodes fit: 1 too many workloads"
     );
     let none = run(
         &deps(vec![deployment("hello", 1)]),
@@ -113,7 +115,7 @@ fn respects_instance_count_and_reports_unschedulable() {
         &BTreeMap::new(),
         0,
     );
-    assert_eq!(none.unschedulable["hello-0"], "no Ready nodes");
+    assert_eq!(none.unschedulable["hello-0"], "0/0 nodes fit: no nodes");
 }
 
 #[test]
@@ -173,7 +175,7 @@ fn desired_states_never_outgrow_one_frame() {
     assert!(
         p.unschedulable
             .values()
-            .all(|r| r.contains("0/1 Ready nodes have room"))
+            .all(|r| r == "0/1 nodes fit: 1 desired state full")
     );
 }
 
@@ -192,12 +194,12 @@ fn deployments_go_only_where_their_devices_are_and_say_why_not() {
         p.assigned["sensor-0"], "b-pi",
         "the only node with i2c-1 and gpio:17"
     );
-    // The device node gone: nothing fits, and the reason names the devices.
+    // The device node gone: nothing fits, and the reason names what each node lacks.
     fleet.remove("b-pi");
     let p = run(&deps(vec![sensor]), &fleet, &p.assigned, 0);
     assert_eq!(
         p.unschedulable["sensor-0"],
-        "0/2 Ready nodes offer the devices it needs (i2c-1, gpio:17)"
+        "0/2 nodes fit: 1 missing device gpio:17, 1 missing devices i2c-1, gpio:17"
     );
 }
 
@@ -224,6 +226,14 @@ fn microcontrollers_take_only_deployments_that_select_them() {
     let p = run(&deps(vec![sel]), &n, &BTreeMap::new(), 0);
     assert_eq!(
         p.unschedulable["counter-0"],
-        "0/2 Ready nodes match its nodeSelector (site=north)"
+        "0/2 nodes fit: 2 missing label site=north"
+    );
+    // No selector: the microcontroller says why it is no candidate.
+    let n = nodes(vec![n["mcu-1"].clone(), node("gw", true, GI, 0)]);
+    let p = run(&deps(vec![deployment("plain", 1)]), &n, &BTreeMap::new(), 0);
+    assert_eq!(
+        p.unschedulable["plain-0"],
+        "0/2 nodes fit: 1 microcontroller not selected (wasmfleet.dev/device-class=mcu), \
+         1 too many workloads"
     );
 }

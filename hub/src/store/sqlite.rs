@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     // 3: cordoned and drained nodes.
     "
     ALTER TABLE nodes ADD COLUMN scheduling TEXT NOT NULL DEFAULT 'Enabled';
+    ALTER TABLE nodes ADD COLUMN created_ms INTEGER NOT NULL DEFAULT 0;
     ",
 ];
 
@@ -221,7 +222,7 @@ impl Store for SqliteStore {
         }
         let mut stmt = self
             .conn
-            .prepare("SELECT name, hello, ready, since_ms, scheduling FROM nodes")
+            .prepare("SELECT name, hello, ready, since_ms, scheduling, created_ms FROM nodes")
             .map_err(db("reading nodes"))?;
         let rows = stmt
             .query_map([], |r| {
@@ -231,11 +232,13 @@ impl Store for SqliteStore {
                     r.get::<_, bool>(2)?,
                     r.get::<_, i64>(3)?,
                     r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
                 ))
             })
             .map_err(db("reading nodes"))?;
         for row in rows {
-            let (name, hello, ready, since, scheduling) = row.map_err(db("reading nodes"))?;
+            let (name, hello, ready, since, scheduling, created) =
+                row.map_err(db("reading nodes"))?;
             let scheduling = Scheduling::parse(&scheduling).ok_or_else(|| {
                 corrupt(
                     format!("node {name}"),
@@ -252,6 +255,7 @@ impl Store for SqliteStore {
                     hello,
                     ready,
                     since_ms,
+                    created_ms: u64::try_from(created).unwrap_or_default(),
                     scheduling,
                 },
             );
@@ -328,8 +332,15 @@ impl Store for SqliteStore {
             let hello = serde_json::to_string(&node.hello)
                 .map_err(|e| corrupt(format!("node {}", node.name), e))?;
             tx.execute(
-                "INSERT OR REPLACE INTO nodes (name, hello, ready, since_ms, scheduling) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![node.name, hello, node.ready, node.since_ms as i64, node.scheduling.as_str()],
+                "INSERT OR REPLACE INTO nodes (name, hello, ready, since_ms, scheduling, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    node.name,
+                    hello,
+                    node.ready,
+                    node.since_ms as i64,
+                    node.scheduling.as_str(),
+                    node.created_ms as i64
+                ],
             )
             .map_err(db(format!("writing node {}", node.name)))?;
         }

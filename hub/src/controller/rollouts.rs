@@ -1,0 +1,317 @@
+//! The controller's side of rollouts: what replicas report, fed to the pure state machine
+//! ([`crate::reconcile::rollout`]), and the user's `rollout pause|resume|undo`.
+
+use std::collections::HashMap;
+
+use wasmfleet_proto::{NodeStatus, Phase};
+
+use super::{Controller, ControllerError, Publish, event};
+use crate::model::DeploymentRecord;
+use crate::model::rollout::{RolloutPhase, RolloutStatus};
+use crate::reconcile::rollout::{Replica, step};
+use crate::store::Batch;
+
+/// What the hub has seen of one workload at one revision, from its node's reports. In memory
+/// only: after a hub restart a wave waits `healthyFor` again, which errs on the safe side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Health {
+    revision: u64,
+    /// Restarts reported when this revision was first seen.
+    base_restarts: u32,
+    restarts: u32,
+    phase: Phase,
+    running_since_ms: Option<u64>,
+}
+
+impl Health {
+    fn failures(&self) -> u32 {
+        self.restarts.saturating_sub(self.base_restarts) + u32::from(self.phase == Phase::Failed)
+    }
+}
+
+/// Records what `status` says of each workload.
+pub(super) fn observe(health: &mut HashMap<String, Health>, status: &NodeStatus, now_ms: u64) {
+    for w in &status.workloads {
+        let running = w.phase == Phase::Running;
+        let h = health.entry(w.name.clone()).or_insert(Health {
+            revision: w.revision,
+            base_restarts: w.restarts,
+            restarts: w.restarts,
+            phase: w.phase,
+            running_since_ms: running.then_some(now_ms),
+        });
+        if h.revision != w.revision {
+            *h = Health {
+                revision: w.revision,
+                base_restarts: w.restarts,
+                restarts: w.restarts,
+                phase: w.phase,
+                running_since_ms: running.then_some(now_ms),
+            };
+            continue;
+        }
+        let restarted = w.restarts != h.restarts;
+        h.restarts = w.restarts;
+        h.phase = w.phase;
+        h.running_since_ms = match (running, restarted, h.running_since_ms) {
+            (false, _, _) => None,
+            (true, true, _) | (true, false, None) => Some(now_ms),
+            (true, false, Some(t)) => Some(t),
+        };
+    }
+}
+
+impl Controller {
+    /// The replicas of `dep` as the rollout state machine sees them, in workload order.
+    fn replicas(&self, dep: &DeploymentRecord, revision: u64) -> Vec<Replica> {
+        self.placement
+            .workloads_of(dep)
+            .into_iter()
+            .map(|name| {
+                let node = self.placement.assigned.get(&name).cloned();
+                let reported = node
+                    .as_ref()
+                    .and_then(|n| self.statuses.get(n))
+                    .filter(|s| s.observed_fleet == self.fleet)
+                    .and_then(|s| s.workloads.iter().find(|w| w.name == name));
+                let health = self.health.get(&name).filter(|h| h.revision == revision);
+                Replica {
+                    node_ready: node
+                        .as_ref()
+                        .and_then(|n| self.nodes.get(n))
+                        .is_some_and(|n| n.ready),
+                    node,
+                    reported: reported.map(|w| (w.phase, w.revision)),
+                    failures: health.map_or(0, Health::failures),
+                    running_since_ms: health.and_then(|h| h.running_since_ms),
+                    message: reported.map(|w| w.message.clone()).unwrap_or_default(),
+                    name,
+                }
+            })
+            .collect()
+    }
+
+    /// Steps every Progressing rollout; commits the changes and the desired states they imply.
+    pub(super) fn step_rollouts(&mut self, now_ms: u64) -> Result<Vec<Publish>, ControllerError> {
+        let mut next = self.deployments.clone();
+        let mut batch = Batch::default();
+        for dep in self.deployments.values() {
+            let Some(status) = dep.rollout.as_ref() else {
+                continue;
+            };
+            let replicas = self.replicas(dep, status.revision);
+            let Some(s) = step(&dep.spec.rollout, status, &replicas, now_ms) else {
+                continue;
+            };
+            if let Some((reason, message)) = s.event {
+                batch
+                    .events
+                    .push(event(now_ms, "Deployment", &dep.name, reason, message));
+            }
+            let mut rec = dep.clone();
+            if s.status.phase == RolloutPhase::Complete {
+                rec.prune_history(Some(s.status.revision));
+            }
+            rec.rollout = Some(s.status);
+            batch.put_deployments.push(rec.clone());
+            next.insert(rec.name.clone(), rec);
+        }
+        if batch.is_empty() {
+            return Ok(vec![]);
+        }
+        self.reconcile_into(next, &mut batch, now_ms)
+    }
+
+    /// `rollout pause` and `rollout resume`.
+    pub fn pause_rollout(
+        &mut self,
+        name: &str,
+        pause: bool,
+        now_ms: u64,
+    ) -> Result<Vec<Publish>, ControllerError> {
+        let dep = self.deployment(name)?;
+        let Some(status) = dep.rollout.clone() else {
+            return Err(ControllerError::Invalid(format!(
+                "deployment {name:?} has no rollout"
+            )));
+        };
+        let (from, to, reason) = match pause {
+            true => (
+                RolloutPhase::Progressing,
+                RolloutPhase::Paused,
+                "RolloutPaused",
+            ),
+            false => (
+                RolloutPhase::Paused,
+                RolloutPhase::Progressing,
+                "RolloutResumed",
+            ),
+        };
+        if status.phase == to {
+            return Ok(vec![]);
+        }
+        if status.phase != from {
+            return Err(ControllerError::Invalid(format!(
+                "the rollout of revision {} of {name:?} is {}: only a {} rollout can be {}",
+                status.revision,
+                status.phase.as_str(),
+                from.as_str(),
+                if pause { "paused" } else { "resumed" }
+            )));
+        }
+        let mut rec = dep.clone();
+        rec.rollout = Some(RolloutStatus {
+            phase: to,
+            // A resumed wave gets its full deadline again.
+            wave_started_ms: now_ms,
+            message: if pause {
+                "paused by the user".into()
+            } else {
+                String::new()
+            },
+            ..status
+        });
+        let mut batch = Batch {
+            events: vec![event(
+                now_ms,
+                "Deployment",
+                name,
+                reason,
+                format!("revision {} {}", rec.revision, reason[7..].to_lowercase()),
+            )],
+            put_deployments: vec![rec.clone()],
+            ..Batch::default()
+        };
+        let mut next = self.deployments.clone();
+        next.insert(name.to_owned(), rec);
+        self.reconcile_into(next, &mut batch, now_ms)
+    }
+
+    /// `rollout undo [--to-revision N]`: rolls out the template of revision `to` (default: the
+    /// last good one before the current) as a new revision.
+    pub fn undo_rollout(
+        &mut self,
+        name: &str,
+        to: Option<u64>,
+        now_ms: u64,
+    ) -> Result<(u64, Vec<Publish>), ControllerError> {
+        let dep = self.deployment(name)?;
+        let current = dep.revision;
+        let target = match to {
+            Some(r) => r,
+            None => dep
+                .rollout
+                .as_ref()
+                .and_then(|r| r.stable.filter(|s| *s != current))
+                .or_else(|| {
+                    dep.history
+                        .iter()
+                        .map(|h| h.revision)
+                        .filter(|r| *r < current)
+                        .max()
+                })
+                .ok_or_else(|| {
+                    ControllerError::Invalid(format!(
+                        "deployment {name:?} has no earlier revision to roll back to"
+                    ))
+                })?,
+        };
+        let template = dep
+            .history
+            .iter()
+            .find(|h| h.revision == target)
+            .ok_or_else(|| {
+                let kept: Vec<String> =
+                    dep.history.iter().map(|h| h.revision.to_string()).collect();
+                ControllerError::NotFound(format!(
+                    "revision {target} of {name:?} not found (kept: {})",
+                    kept.join(", ")
+                ))
+            })?;
+        if target == current {
+            return Err(ControllerError::Invalid(format!(
+                "revision {target} is the current revision of {name:?}"
+            )));
+        }
+        let mut spec = template.spec.clone();
+        spec.replicas = dep.spec.replicas;
+        spec.rollout = dep.spec.rollout.clone();
+        let cause = format!("rollout undo to revision {target}");
+        let (_, _, publish) = self.apply_with_cause(name, spec, Some(cause), now_ms)?;
+        let revision = self.deployment(name)?.revision;
+        Ok((revision, publish))
+    }
+
+    fn deployment(&self, name: &str) -> Result<&DeploymentRecord, ControllerError> {
+        self.deployments
+            .get(name)
+            .ok_or_else(|| ControllerError::NotFound(format!("deployment {name:?} not found")))
+    }
+}
+
+/// The rollout of a new template revision: from the last good revision, or from nothing.
+pub(super) fn start(old: Option<&DeploymentRecord>, revision: u64, now_ms: u64) -> RolloutStatus {
+    // The last good revision: the old one if its rollout completed (or predates rollouts),
+    // else the one its rollout started from (an unfinished revision is not proven good).
+    let stable = old.and_then(|o| match &o.rollout {
+        None => Some(o.revision),
+        Some(r) if r.phase == RolloutPhase::Complete => Some(o.revision),
+        Some(r) => r.stable,
+    });
+    RolloutStatus {
+        revision,
+        stable,
+        wave: 0,
+        updated: 0,
+        wave_started_ms: now_ms,
+        phase: RolloutPhase::Progressing,
+        message: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wasmfleet_proto::WorkloadStatus;
+
+    use super::*;
+
+    fn status(restarts: u32, phase: Phase, revision: u64) -> NodeStatus {
+        NodeStatus {
+            workloads: vec![WorkloadStatus {
+                name: "app-0".into(),
+                revision,
+                phase,
+                restarts,
+                exit_code: None,
+                message: String::new(),
+            }],
+            ..NodeStatus::default()
+        }
+    }
+
+    #[test]
+    fn health_counts_restarts_at_a_revision_and_running_time_since_the_last() {
+        let mut h = HashMap::new();
+        observe(&mut h, &status(3, Phase::Running, 1), 0);
+        observe(&mut h, &status(3, Phase::Pending, 2), 10);
+        assert_eq!(
+            h["app-0"].failures(),
+            0,
+            "restarts of revision 1 do not count"
+        );
+        observe(&mut h, &status(3, Phase::Running, 2), 20);
+        assert_eq!(h["app-0"].running_since_ms, Some(20));
+        observe(&mut h, &status(3, Phase::Running, 2), 30);
+        assert_eq!(h["app-0"].running_since_ms, Some(20));
+        observe(&mut h, &status(4, Phase::Running, 2), 40);
+        assert_eq!(h["app-0"].failures(), 1);
+        assert_eq!(
+            h["app-0"].running_since_ms,
+            Some(40),
+            "a restart resets the clock"
+        );
+        observe(&mut h, &status(4, Phase::Failed, 2), 50);
+        assert_eq!(h["app-0"].failures(), 2);
+        assert_eq!(h["app-0"].running_since_ms, None);
+    }
+}
