@@ -56,7 +56,7 @@ pub async fn fleet_ingest(
 }
 
 /// How often the hub looks for nodes whose heartbeats stopped.
-const LIVENESS_CHECK: Duration = Duration::from_millis(500);
+const LIVENESS_CHECK: Duration = Duration::from_millis(200);
 
 /// Declares silent the nodes whose heartbeats stopped ([`crate::reconcile::liveness`]); the
 /// flips reach the controller through the inbox like any report.

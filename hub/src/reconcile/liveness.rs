@@ -9,7 +9,7 @@
 //! A beat costs one hash lookup and no allocation (at 10,000 nodes beating every 5 s that is
 //! 2,000 a second); only a change between alive and silent leaves this table, so the
 //! controller and its store see flips, never beats. [`Liveness::expire`] scans the table; the
-//! hub calls it twice a second (10,000 entries take microseconds).
+//! hub calls it five times a second (10,000 entries take microseconds).
 
 use std::collections::HashMap;
 
