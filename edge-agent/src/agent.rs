@@ -433,6 +433,8 @@ impl Agent {
             true,
             encode(&Presence::Online(hello)),
         );
+        // A beat right away: the hub learns this node's interval now, not one interval later.
+        self.beat();
         self.fetcher.reset_outstanding();
         let now = self.now();
         self.send_blob_requests(now);

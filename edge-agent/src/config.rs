@@ -70,7 +70,7 @@ pub struct Cli {
     /// 115200 baud); repeatable.
     #[arg(long = "mcu")]
     pub mcus: Vec<String>,
-    /// How often the node tells the hub it is alive, e.g. `5s` (1s to 5m). The hub declares it
+    /// How often the node tells the hub it is alive, e.g. `5s` (1s to 20s). The hub declares it
     /// NotReady after three missed heartbeats, even when its connection looks open.
     #[arg(long, default_value = "5s")]
     pub heartbeat: String,
@@ -78,8 +78,10 @@ pub struct Cli {
 
 /// Shortest `--heartbeat`.
 pub const MIN_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
-/// Longest `--heartbeat`.
-pub const MAX_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(300);
+/// Longest `--heartbeat`. A hub that restarts hears a node's interval only with its next
+/// beat and assumes 5 s until then; at most 20 s keeps such a node from looking NotReady for
+/// longer than a few seconds, far within the 60 s grace before its workloads move.
+pub const MAX_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Validated agent configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,8 +186,8 @@ pub enum ConfigError {
     /// A `--mcu` that does not parse, or names a node twice.
     #[error("invalid {0}")]
     Mcu(String),
-    /// A `--heartbeat` that is not a duration from 1s to 5m.
-    #[error("invalid --heartbeat {0:?}: expected a duration from 1s to 5m, e.g. 5s")]
+    /// A `--heartbeat` that is not a duration from 1s to 20s.
+    #[error("invalid --heartbeat {0:?}: expected a duration from 1s to 20s, e.g. 5s")]
     Heartbeat(String),
     /// No `--memory` and `/proc/meminfo` could not be read.
     #[error("cannot read MemTotal from /proc/meminfo ({0}); pass --memory")]
@@ -359,7 +361,7 @@ mod tests {
         };
         let cfg = cli("gw-1").into_config().unwrap();
         assert_eq!(cfg.heartbeat, std::time::Duration::from_secs(5));
-        for bad in ["0s", "500ms", "6m", "soon"] {
+        for bad in ["0s", "500ms", "21s", "soon"] {
             let err = Cli {
                 heartbeat: bad.into(),
                 ..cli("gw-1")

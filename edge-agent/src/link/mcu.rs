@@ -207,7 +207,11 @@ async fn bridge(
                 let mut down = Vec::new();
                 decoder.feed::<Uplink>(&buf[..n], |msg| match msg {
                     Ok(up) => {
-                        greeted |= matches!(up, Uplink::Hello(_));
+                        if matches!(up, Uplink::Hello(_)) {
+                            // Beat right after the announcement: the hub learns the interval now.
+                            beats.reset_immediately();
+                            greeted = true;
+                        }
                         down.extend(relay_up(node, &session, up, desired.as_ref()));
                     }
                     Err(e) => tracing::warn!(mcu = %node, error = %e, "bad frame from the device"),

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use wasmfleet_proto::{DesiredState, MISSED_HEARTBEATS, NodeStatus, Presence, topic};
 
 use crate::model::deployment::deployment_of_workload;
-use crate::model::rollout::{RevisionRecord, change_cause};
+use crate::model::rollout::{RevisionRecord, RolloutPhase, change_cause};
 use crate::model::{
     ApplyOutcome, ArtifactKey, ArtifactState, DeploymentRecord, DeploymentSpec, NodeRecord,
     Scheduling, code_for, deployment,
@@ -175,6 +175,17 @@ impl Controller {
             health: HashMap::new(),
         };
         c.placement.assigned = current_placement(&c.desired);
+        // Replica health lives in memory: a wave in progress starts its clock again, or a hub
+        // that was down longer than the deadline would roll back healthy rollouts.
+        for d in c.deployments.values_mut() {
+            if let Some(r) = d
+                .rollout
+                .as_mut()
+                .filter(|r| r.phase == RolloutPhase::Progressing)
+            {
+                r.wave_started_ms = now_ms;
+            }
+        }
         Ok(c)
     }
 
@@ -675,7 +686,9 @@ impl Controller {
             reissued = Some(state);
         }
         self.store.commit(&batch)?;
-        rollouts::observe(&mut self.health, &status, now_ms);
+        if status.observed_fleet == self.fleet {
+            rollouts::observe(&mut self.health, node, &self.placement, &status, now_ms);
+        }
         if self.statuses.get(node) != Some(&status) {
             self.statuses.insert(node.into(), status);
             self.version += 1;

@@ -9,15 +9,17 @@ use super::{Controller, ControllerError, Publish, event};
 use crate::model::DeploymentRecord;
 use crate::model::rollout::{RolloutPhase, RolloutStatus};
 use crate::reconcile::rollout::{Replica, step};
+use crate::scheduler::Placement;
 use crate::store::Batch;
 
 /// What the hub has seen of one workload at one revision, from its node's reports. In memory
 /// only: after a hub restart a wave waits `healthyFor` again, which errs on the safe side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Health {
+    /// The node that reported it: a replica that moved starts over.
+    node: String,
     revision: u64,
-    /// Restarts reported when this revision was first seen.
-    base_restarts: u32,
+    /// Restarts of this revision's instance (agents count them per spec, from 0).
     restarts: u32,
     phase: Phase,
     running_since_ms: Option<u64>,
@@ -25,29 +27,34 @@ pub(super) struct Health {
 
 impl Health {
     fn failures(&self) -> u32 {
-        self.restarts.saturating_sub(self.base_restarts) + u32::from(self.phase == Phase::Failed)
+        self.restarts + u32::from(self.phase == Phase::Failed)
     }
 }
 
-/// Records what `status` says of each workload.
-pub(super) fn observe(health: &mut HashMap<String, Health>, status: &NodeStatus, now_ms: u64) {
+/// Records what `node`'s `status` says of the workloads placed on it (a late report from a
+/// node a replica left says nothing about the replica).
+pub(super) fn observe(
+    health: &mut HashMap<String, Health>,
+    node: &str,
+    placement: &Placement,
+    status: &NodeStatus,
+    now_ms: u64,
+) {
     for w in &status.workloads {
+        if placement.assigned.get(&w.name).map(String::as_str) != Some(node) {
+            continue;
+        }
         let running = w.phase == Phase::Running;
-        let h = health.entry(w.name.clone()).or_insert(Health {
+        let fresh = || Health {
+            node: node.to_owned(),
             revision: w.revision,
-            base_restarts: w.restarts,
             restarts: w.restarts,
             phase: w.phase,
             running_since_ms: running.then_some(now_ms),
-        });
-        if h.revision != w.revision {
-            *h = Health {
-                revision: w.revision,
-                base_restarts: w.restarts,
-                restarts: w.restarts,
-                phase: w.phase,
-                running_since_ms: running.then_some(now_ms),
-            };
+        };
+        let h = health.entry(w.name.clone()).or_insert_with(fresh);
+        if h.revision != w.revision || h.node != node {
+            *h = fresh();
             continue;
         }
         let restarted = w.restarts != h.restarts;
@@ -234,7 +241,10 @@ impl Controller {
             )));
         }
         let mut spec = template.spec.clone();
-        spec.replicas = dep.spec.replicas;
+        // The replica count is today's, unless the revision counted differently (every-node).
+        if spec.placement == dep.spec.placement {
+            spec.replicas = dep.spec.replicas;
+        }
         spec.rollout = dep.spec.rollout.clone();
         let cause = format!("rollout undo to revision {target}");
         let (_, _, publish) = self.apply_with_cause(name, spec, Some(cause), now_ms)?;
@@ -275,6 +285,13 @@ mod tests {
 
     use super::*;
 
+    fn placed() -> Placement {
+        Placement {
+            assigned: [("app-0".to_string(), "a".to_string())].into(),
+            ..Placement::default()
+        }
+    }
+
     fn status(restarts: u32, phase: Phase, revision: u64) -> NodeStatus {
         NodeStatus {
             workloads: vec![WorkloadStatus {
@@ -292,26 +309,37 @@ mod tests {
     #[test]
     fn health_counts_restarts_at_a_revision_and_running_time_since_the_last() {
         let mut h = HashMap::new();
-        observe(&mut h, &status(3, Phase::Running, 1), 0);
-        observe(&mut h, &status(3, Phase::Pending, 2), 10);
+        let p = placed();
+        observe(&mut h, "a", &p, &status(3, Phase::Running, 1), 0);
+        observe(&mut h, "a", &p, &status(0, Phase::Pending, 2), 10);
         assert_eq!(
             h["app-0"].failures(),
             0,
             "restarts of revision 1 do not count"
         );
-        observe(&mut h, &status(3, Phase::Running, 2), 20);
+        observe(&mut h, "a", &p, &status(0, Phase::Running, 2), 20);
         assert_eq!(h["app-0"].running_since_ms, Some(20));
-        observe(&mut h, &status(3, Phase::Running, 2), 30);
+        observe(&mut h, "a", &p, &status(0, Phase::Running, 2), 30);
         assert_eq!(h["app-0"].running_since_ms, Some(20));
-        observe(&mut h, &status(4, Phase::Running, 2), 40);
+        observe(&mut h, "a", &p, &status(1, Phase::Running, 2), 40);
         assert_eq!(h["app-0"].failures(), 1);
         assert_eq!(
             h["app-0"].running_since_ms,
             Some(40),
             "a restart resets the clock"
         );
-        observe(&mut h, &status(4, Phase::Failed, 2), 50);
+        observe(&mut h, "a", &p, &status(1, Phase::Failed, 2), 50);
         assert_eq!(h["app-0"].failures(), 2);
         assert_eq!(h["app-0"].running_since_ms, None);
+        // A node the replica is not placed on says nothing about it.
+        observe(&mut h, "b", &p, &status(9, Phase::Failed, 2), 60);
+        assert_eq!(h["app-0"].failures(), 2);
+    }
+
+    #[test]
+    fn a_crash_already_in_the_first_report_counts() {
+        let mut h = HashMap::new();
+        observe(&mut h, "a", &placed(), &status(1, Phase::Running, 2), 0);
+        assert_eq!(h["app-0"].failures(), 1);
     }
 }

@@ -532,3 +532,45 @@ fn a_crash_at_the_new_revision_rolls_every_replica_back_and_undo_goes_forward_ag
     );
     assert!(c.undo_rollout("app", Some(99), 5_000).is_err());
 }
+
+#[test]
+fn a_hub_down_longer_than_the_deadline_does_not_roll_back_a_healthy_rollout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    let open = |now| {
+        Controller::load(
+            Box::new(SqliteStore::open(&path).unwrap()),
+            Config::default(),
+            now,
+        )
+        .unwrap()
+    };
+    {
+        let mut c = open(0);
+        for n in ["a", "b"] {
+            online(&mut c, n, 0);
+        }
+        c.apply("app", waves_spec(2, "v1"), 0).unwrap();
+        for n in ["a", "b"] {
+            report_running(&mut c, n, 10);
+        }
+        c.tick(2_000).unwrap();
+        c.apply("app", waves_spec(2, "v2"), 3_000).unwrap();
+    }
+    // Back ten minutes later (the deadline is one): nobody has reported yet.
+    let mut c = open(603_000);
+    c.tick(604_000).unwrap();
+    let view = c.snapshot().rollout_view("app").unwrap();
+    assert_eq!(view.phase, "Progressing", "{}", view.message);
+    for n in ["a", "b"] {
+        online(&mut c, n, 604_500);
+        report_running(&mut c, n, 605_000);
+    }
+    for now in (606_100..612_000).step_by(1_100) {
+        c.tick(now).unwrap();
+        for n in ["a", "b"] {
+            report_running(&mut c, n, now + 1);
+        }
+    }
+    assert_eq!(c.snapshot().rollout_view("app").unwrap().phase, "Complete");
+}

@@ -130,8 +130,12 @@ impl RolloutStrategy {
         if self.failure_threshold == 0 {
             return Err("spec.rollout.failureThreshold must be at least 1".into());
         }
-        if self.progress_deadline_ms == 0 {
-            return Err("spec.rollout.progressDeadline must be more than 0".into());
+        if self.progress_deadline_ms <= self.healthy_for_ms {
+            return Err(
+                "spec.rollout.progressDeadline must be longer than spec.rollout.healthyFor \
+                 (a wave needs healthyFor to prove itself)"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -321,5 +325,11 @@ mod tests {
             ..RolloutStrategy::default()
         };
         assert!(bad.validate().unwrap_err().contains("waves"));
+        let bad = RolloutStrategy {
+            healthy_for_ms: 60_000,
+            progress_deadline_ms: 60_000,
+            ..RolloutStrategy::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("progressDeadline"));
     }
 }

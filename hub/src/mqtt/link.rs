@@ -55,7 +55,9 @@ impl Link {
             url.host.clone(),
             url.port,
         );
-        opts.set_keep_alive(Duration::from_secs(15));
+        // Short, so a half-open link of the hub's own is noticed (and heartbeat silence paused,
+        // see `Inbox::disconnected`) within 8 s: before any node's 15 s heartbeat deadline.
+        opts.set_keep_alive(Duration::from_secs(4));
         opts.set_clean_session(true);
         opts.set_max_packet_size(
             wasmfleet_proto::MAX_FRAME_LEN + 4096,

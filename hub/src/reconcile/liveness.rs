@@ -18,6 +18,10 @@ use wasmfleet_proto::MISSED_HEARTBEATS;
 /// The interval assumed for a node until its first beat says otherwise (the agents' default).
 pub const DEFAULT_INTERVAL_MS: u32 = 5_000;
 
+/// Most nodes watched: beats from further names are ignored (a client inventing node names
+/// must not grow the hub without bound; the controller keeps as many nodes).
+pub const MAX_WATCHED: usize = 100_000;
+
 /// Shortest interval a node may claim: a node cannot make the hub scan for it more often.
 pub const MIN_INTERVAL_MS: u32 = 500;
 
@@ -66,6 +70,7 @@ impl Liveness {
     /// O(1); allocates only the first time a node is heard.
     pub fn beat(&mut self, node: &str, interval_ms: u32, now_ms: u64) -> Option<Flip> {
         let interval_ms = interval_ms.max(MIN_INTERVAL_MS);
+        let full = self.nodes.len() >= MAX_WATCHED;
         match self.nodes.get_mut(node) {
             Some(seen) => {
                 let was_alive = seen.alive;
@@ -76,6 +81,7 @@ impl Liveness {
                     last_seen_ms: now_ms,
                 })
             }
+            None if full => None,
             None => {
                 self.nodes
                     .insert(node.to_owned(), Seen::heard(now_ms, interval_ms));

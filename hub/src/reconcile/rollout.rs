@@ -69,7 +69,17 @@ pub fn step(
                 .is_some_and(|t| now_ms.saturating_sub(t) >= strategy.healthy_for_ms)
                 && at_revision(r)
     };
-    let running = u32::try_from(switched.iter().filter(at_revision).count()).unwrap_or(0);
+    let mu = strategy.max_unavailable(n);
+    // Switched replicas that cannot run now (their node is NotReady, or they have none) do not
+    // hold the rollout back, up to maxUnavailable of them: they converge when their node
+    // returns. For switching they count as settled ...
+    let unavailable = switched.iter().filter(|r| !r.node_ready).count();
+    let excused = u32::try_from(unavailable).unwrap_or(u32::MAX).min(mu);
+    let running = switched
+        .iter()
+        .filter(|r| r.node_ready && at_revision(r))
+        .count();
+    let settled = u32::try_from(running).unwrap_or(u32::MAX) + excused;
     let wave = status.wave as usize;
     let waves = strategy.waves.len();
     // A first deployment has nothing to protect: one wave of everything.
@@ -79,14 +89,20 @@ pub fn step(
     } else {
         strategy.wave_target(wave, n)
     };
-    let next_updated = updated.max(target.min(running + strategy.max_unavailable(n)));
-    let unavailable = switched.iter().filter(|r| !r.node_ready).count();
-    let allowed = unavailable.min(strategy.max_unavailable(n) as usize);
+    let next_updated = updated.max(target.min(settled + mu));
+    // ... and for a wave's health, except that every wave needs at least one replica proven
+    // healthy: a wave of absent nodes (or a hub that just restarted and heard nobody yet)
+    // proves nothing.
+    let allowed = if first {
+        excused
+    } else {
+        excused.min(target.saturating_sub(1))
+    };
     let healthy_ready = switched
         .iter()
         .filter(|r| r.node_ready && healthy(r))
         .count();
-    let all_healthy = healthy_ready + allowed >= target as usize;
+    let all_healthy = healthy_ready + allowed as usize >= target as usize;
     let mut next = status.clone();
     next.updated = next_updated;
     if updated >= target && all_healthy {
@@ -104,11 +120,7 @@ pub fn step(
         }
         next.wave += 1;
         next.wave_started_ms = now_ms;
-        next.updated = updated.max(
-            strategy
-                .wave_target(wave + 1, n)
-                .min(running + strategy.max_unavailable(n)),
-        );
+        next.updated = updated.max(strategy.wave_target(wave + 1, n).min(settled + mu));
         return Some(Step {
             status: next,
             event: Some((
@@ -336,11 +348,58 @@ mod tests {
         reps[1].running_since_ms = None;
         let done = step(&s, &status(3, 0), &reps, 5_000).unwrap();
         assert_eq!(done.status.phase, RolloutPhase::Complete);
+        // A wave of only absent replicas proves nothing.
+        let mut absent = replicas(3);
+        for r in absent.iter_mut() {
+            r.node_ready = false;
+        }
+        let s1 = RolloutStrategy {
+            waves: vec![Share::Count(1), Share::Percent(100)],
+            ..s.clone()
+        };
+        assert!(
+            step(&s1, &status(1, 0), &absent, 5_000).is_none_or(|st| st.status.wave == 0),
+            "no wave completes on absent replicas"
+        );
         // Two unavailable with maxUnavailable 1: it waits (and fails at the deadline).
         reps[2].node_ready = false;
         reps[2].running_since_ms = None;
         reps[2].reported = None;
         assert!(step(&s, &status(3, 0), &reps, 5_000).is_none());
+    }
+
+    #[test]
+    fn an_absent_replica_does_not_use_up_the_switching_budget() {
+        // Every-node on 4 nodes, one of them off: maxUnavailable 1 (25%).
+        let s = RolloutStrategy {
+            waves: vec![Share::Percent(100)],
+            max_unavailable: Share::Percent(25),
+            ..strategy()
+        };
+        let mut reps = replicas(4);
+        reps[0].node_ready = false;
+        let mut st = status(0, 0);
+        let mut now = 0;
+        while st.phase == RolloutPhase::Progressing && now < 30_000 {
+            for r in reps
+                .iter_mut()
+                .take(st.updated as usize)
+                .filter(|r| r.node_ready)
+            {
+                if r.running_since_ms.is_none() {
+                    running_new(r, now);
+                }
+            }
+            if let Some(next) = step(&s, &st, &reps, now) {
+                st = next.status;
+            }
+            now += 250;
+        }
+        assert_eq!(st.phase, RolloutPhase::Complete, "{st:?}");
+        assert_eq!(
+            st.updated, 4,
+            "the absent node gets the revision when it returns"
+        );
     }
 
     #[test]
