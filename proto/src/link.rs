@@ -13,7 +13,9 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::error::DecodeError;
-use crate::msg::{BlobReply, BlobRequest, DesiredState, Hello, LogBatch, Message, NodeStatus};
+use crate::msg::{
+    BlobReply, BlobRequest, DesiredState, Heartbeat, Hello, LogBatch, Message, NodeStatus,
+};
 
 /// Largest frame (before COBS) either side of a link accepts. Bounds the receive buffer of a
 /// microcontroller: MCUs ask for blob chunks of at most [`MCU_BLOB_CHUNK`] bytes and get
@@ -68,6 +70,10 @@ pub enum Uplink {
     /// Every application topic filter the node's modules subscribe to (full filters); the
     /// gateway subscribes to exactly these on the node's behalf.
     AppFilters(Vec<String>),
+    /// The device is alive; the gateway publishes it on the node's `hb` topic. A device that
+    /// freezes, or a cut wire the link layer cannot see, stops these, and the hub declares
+    /// the node NotReady. (Last, so frames of the variants above keep their encoding.)
+    Heartbeat(Heartbeat),
 }
 
 /// Encodes `msg` for the link: COBS over a [`crate::frame`], then the zero terminator.

@@ -108,9 +108,11 @@ impl FromStr for McuSpec {
 /// Runs the bridge for `mcu` until `shutdown` turns true: opens the link, keeps the node's MQTT
 /// session while the link is up, and starts over when either side drops.
 ///
-/// While the device's link is up and it has said hello, the gateway sends the node's
-/// heartbeats every `heartbeat`: a link that drops stops them (and publishes `Offline`), so
-/// does a gateway that freezes.
+/// The device's own heartbeats (`Uplink::Heartbeat`) are relayed to the node's `hb` topic, so
+/// a device that freezes, or a wire cut the link cannot see, makes the node NotReady. For
+/// firmware that sends none, the gateway beats every `heartbeat` while the link is up and the
+/// device has said hello: a link that drops stops them (and publishes `Offline`), as does a
+/// gateway that freezes.
 pub async fn run(
     mcu: McuSpec,
     host: String,
@@ -190,6 +192,9 @@ async fn bridge(
         interval_ms: u32::try_from(heartbeat.as_millis()).unwrap_or(u32::MAX),
     });
     let mut greeted = false;
+    // Firmware that predates device heartbeats never sends one: the gateway beats for it
+    // while the link is up.
+    let mut device_beats = false;
     let (ev_tx, mut ev_rx) = mpsc::channel(64);
     let session = MqttLink::start(mqtt::options(host, port, node), node, ev_tx);
     let mut decoder = LinkDecoder::new();
@@ -207,10 +212,15 @@ async fn bridge(
                 let mut down = Vec::new();
                 decoder.feed::<Uplink>(&buf[..n], |msg| match msg {
                     Ok(up) => {
-                        if matches!(up, Uplink::Hello(_)) {
+                        match &up {
                             // Beat right after the announcement: the hub learns the interval now.
-                            beats.reset_immediately();
-                            greeted = true;
+                            Uplink::Hello(_) => {
+                                beats.reset_immediately();
+                                greeted = true;
+                            }
+                            // The device beats itself: its beats, not the link's, say it lives.
+                            Uplink::Heartbeat(_) => device_beats = true,
+                            _ => {}
                         }
                         down.extend(relay_up(node, &session, up, desired.as_ref()));
                     }
@@ -220,7 +230,7 @@ async fn bridge(
                     break format!("write failed: {e}");
                 }
             }
-            _ = beats.tick(), if greeted => {
+            _ = beats.tick(), if greeted && !device_beats => {
                 session.publish(node_topic(node, NodeTopic::Heartbeat), QoS::AtMostOnce, false, beat.clone());
             }
             Some(event) = ev_rx.recv() => {
@@ -316,6 +326,15 @@ fn relay_up(
             } else {
                 tracing::warn!(mcu = %node, %topic, "device published outside the application topics; dropped");
             }
+            vec![]
+        }
+        Uplink::Heartbeat(beat) => {
+            session.publish(
+                topic(NodeTopic::Heartbeat),
+                QoS::AtMostOnce,
+                false,
+                encode(&beat),
+            );
             vec![]
         }
         Uplink::AppFilters(filters) => {

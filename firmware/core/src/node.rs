@@ -14,8 +14,8 @@ use wasmfleet_node::{Action, Actual, Exit, NodeOffer, RunState, Verdict, Workloa
 use wasmfleet_proto::engine::{MCU_SETTINGS_FINGERPRINT, PULLEY32};
 use wasmfleet_proto::link::{Downlink, Uplink};
 use wasmfleet_proto::{
-    Capacity, DesiredState, DeviceClass, Digest, EngineProfile, Hello, Label, NodeStatus,
-    WorkloadSpec,
+    Capacity, DesiredState, DeviceClass, Digest, EngineProfile, Heartbeat, Hello, Label,
+    NodeStatus, WorkloadSpec,
 };
 
 use crate::artifacts::{ArtifactStore, Extent};
@@ -27,6 +27,8 @@ pub const DEVICE_CLASS_LABEL: &str = "wasmfleet.dev/device-class";
 pub const WASMTIME_VERSION: &str = "50.0.1";
 /// After a failed download, wait this long before asking again.
 pub const FETCH_RETRY: Duration = Duration::from_secs(5);
+/// How often the device says it is alive (the hub's default: NotReady after three missed).
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// What the board offers; fixed at boot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +97,8 @@ pub struct Node {
     filters: Vec<String>,
     /// The name the gateway gave it (empty until the first sync).
     name: String,
+    /// When the next heartbeat is due (none before the first sync).
+    next_beat: Option<Duration>,
 }
 
 impl Node {
@@ -112,6 +116,7 @@ impl Node {
             unix_at_zero: None,
             filters: Vec::new(),
             name: String::new(),
+            next_beat: None,
         }
     }
 
@@ -145,6 +150,12 @@ impl Node {
         }
     }
 
+    fn beat() -> Uplink {
+        Uplink::Heartbeat(Heartbeat {
+            interval_ms: HEARTBEAT.as_millis() as u32,
+        })
+    }
+
     /// Wall-clock milliseconds at `now`, once the gateway said the time (0 before).
     pub fn unix_ms(&self, now: Duration) -> u64 {
         self.unix_at_zero
@@ -160,6 +171,9 @@ impl Node {
                 self.unix_at_zero = Some(unix_ms.saturating_sub(now.as_millis() as u64));
                 out.push(Effect::Send(Uplink::Hello(self.hello())));
                 out.push(Effect::Send(Uplink::AppFilters(self.filters.clone())));
+                // A beat right away, so the hub learns the interval with the announcement.
+                out.push(Effect::Send(Self::beat()));
+                self.next_beat = Some(now + HEARTBEAT);
                 // Report again whatever was reported before: the gateway is new.
                 self.last_status = None;
             }
@@ -191,6 +205,10 @@ impl Node {
     /// Time passed: re-ask for a lost chunk, restart after back-off, retry failed downloads.
     pub fn tick(&mut self, now: Duration) -> Vec<Effect> {
         let mut out = Vec::new();
+        if self.next_beat.is_some_and(|due| now >= due) {
+            out.push(Effect::Send(Self::beat()));
+            self.next_beat = Some(now + HEARTBEAT);
+        }
         if let Some(req) = self.fetch.as_mut().and_then(|f| f.on_tick(now)) {
             out.push(Effect::Send(Uplink::BlobRequest(req)));
         }

@@ -145,6 +145,31 @@ fn sync_announces_an_mcu_with_its_label_and_pulley_profile() {
 }
 
 #[test]
+fn a_synced_node_beats_right_away_and_every_interval() {
+    let beats = |out: &[Effect]| {
+        sent(out)
+            .iter()
+            .filter(|u| matches!(u, Uplink::Heartbeat(b) if b.interval_ms == 5_000))
+            .count()
+    };
+    let mut node = Node::new(config());
+    assert_eq!(
+        beats(&node.tick(10 * S)),
+        0,
+        "silent before the gateway is known"
+    );
+    let sync = Downlink::Sync {
+        node: "mcu-1".into(),
+        unix_ms: 0,
+    };
+    assert_eq!(beats(&node.on_link(sync, 10 * S)), 1);
+    assert_eq!(beats(&node.tick(14 * S)), 0);
+    assert_eq!(beats(&node.tick(15 * S)), 1);
+    assert_eq!(beats(&node.tick(16 * S)), 0);
+    assert_eq!(beats(&node.tick(20 * S)), 1);
+}
+
+#[test]
 fn fetches_verifies_starts_restarts_updates_and_stops() {
     let mut node = Node::new(config());
     let (bytes, a1) = artifact(3, 5000);
