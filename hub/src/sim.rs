@@ -18,6 +18,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
 use wasmfleet_node::admission::{NodeOffer, admit};
 use wasmfleet_node::reconcile::{
     Action, Actual, Exit, RunState, WorkloadActual, reconcile, status,
@@ -31,27 +34,6 @@ use crate::model::deployment::tests::spec;
 use crate::model::rollout::{RolloutPhase, RolloutStrategy, Share};
 use crate::model::{ArtifactState, DeploymentSpec, profile_key};
 use crate::store::SqliteStore;
-
-/// Deterministic pseudo-randomness (xorshift64*), so a seed replays exactly.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 > 1.0 - p
-    }
-}
 
 const STEP_MS: u64 = 100;
 const CHAOS_MS: u64 = 60_000;
@@ -163,7 +145,7 @@ fn run(mut w: WorkloadActual, now: Duration) -> WorkloadActual {
 }
 
 struct Sim {
-    rng: Rng,
+    rng: StdRng,
     now: u64,
     seq: u64,
     hub: Option<Controller>,
@@ -186,19 +168,19 @@ impl Sim {
             return;
         }
         let droppable = !matches!(msg, Msg::Presence(_));
-        if self.chaos && droppable && self.rng.chance(self.drop) {
+        if self.chaos && droppable && self.rng.random_bool(self.drop) {
             return;
         }
-        let copies = if self.chaos && self.rng.chance(self.dup) {
+        let copies = if self.chaos && self.rng.random_bool(self.dup) {
             2
         } else {
             1
         };
         for _ in 0..copies {
             let delay = if self.chaos {
-                self.rng.below(self.max_delay)
+                self.rng.random_range(0..self.max_delay)
             } else {
-                self.rng.below(50)
+                self.rng.random_range(0..50)
             };
             self.seq += 1;
             self.flight.push(InFlight {
@@ -325,11 +307,11 @@ impl Sim {
 /// A random change of the fleet's deployments.
 fn change(sim: &mut Sim) {
     let names = ["alpha", "beta", "gamma"];
-    let name = names[sim.rng.below(names.len() as u64) as usize];
-    let module = [GOOD, GOOD2, BAD][sim.rng.below(3) as usize];
-    let mut s: DeploymentSpec = spec(1 + sim.rng.below(5) as u32);
+    let name = names[sim.rng.random_range(0..names.len())];
+    let module = [GOOD, GOOD2, BAD][sim.rng.random_range(0..3usize)];
+    let mut s: DeploymentSpec = spec(sim.rng.random_range(1..=5u32));
     s.module = Digest(module).to_hex();
-    s.args = vec![format!("--v{}", sim.rng.below(3))];
+    s.args = vec![format!("--v{}", sim.rng.random_range(0..3))];
     s.rollout = RolloutStrategy {
         waves: vec![Share::Count(1), Share::Percent(50), Share::Percent(100)],
         healthy_for_ms: 2_000,
@@ -337,7 +319,7 @@ fn change(sim: &mut Sim) {
         failure_threshold: 1,
         progress_deadline_ms: 20_000,
     };
-    let delete = sim.rng.chance(0.15);
+    let delete = sim.rng.random_bool(0.15);
     sim.log.push(format!(
         "{}: {} {name} ({} replicas of {})",
         sim.now,
@@ -372,11 +354,12 @@ fn change(sim: &mut Sim) {
 fn simulate(seed: u64, nodes: usize) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let store = dir.path().join("hub.db");
-    let mut rng = Rng::new(seed);
+    // Seeded, so a seed replays exactly.
+    let mut rng = StdRng::seed_from_u64(seed);
     let mut sim = Sim {
-        drop: rng.below(30) as f64 / 100.0,
-        dup: rng.below(20) as f64 / 100.0,
-        max_delay: 1 + rng.below(2_000),
+        drop: f64::from(rng.random_range(0..30u8)) / 100.0,
+        dup: f64::from(rng.random_range(0..20u8)) / 100.0,
+        max_delay: 1 + rng.random_range(0..2_000),
         rng,
         now: 0,
         seq: 0,
@@ -402,25 +385,25 @@ fn simulate(seed: u64, nodes: usize) -> Result<(), String> {
     while sim.now < CHAOS_MS + SETTLE_MS {
         sim.chaos = sim.now < CHAOS_MS;
         if sim.chaos {
-            if sim.rng.chance(0.02) {
+            if sim.rng.random_bool(0.02) {
                 change(&mut sim);
             }
-            if sim.rng.chance(0.004) {
-                let i = sim.rng.below(nodes as u64) as usize;
-                let back = 1_000 + sim.rng.below(20_000);
+            if sim.rng.random_bool(0.004) {
+                let i = sim.rng.random_range(0..nodes);
+                let back = 1_000 + sim.rng.random_range(0..20_000);
                 sim.log
                     .push(format!("{}: node {i} partitioned for {back} ms", sim.now));
                 sim.disconnect(i, back);
             }
-            if sim.rng.chance(0.003) {
-                let i = sim.rng.below(nodes as u64) as usize;
+            if sim.rng.random_bool(0.003) {
+                let i = sim.rng.random_range(0..nodes);
                 sim.log.push(format!("{}: node {i} restarts", sim.now));
-                let back = 500 + sim.rng.below(5_000);
+                let back = 500 + sim.rng.random_range(0..5_000);
                 sim.disconnect(i, back);
                 sim.nodes[i].actual = Actual::default();
             }
-            if sim.rng.chance(0.0005) {
-                let down = sim.rng.below(5_000);
+            if sim.rng.random_bool(0.0005) {
+                let down = sim.rng.random_range(0..5_000);
                 sim.restart_hub(&store, down);
             }
         }

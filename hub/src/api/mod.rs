@@ -28,7 +28,6 @@ use wasmfleet_proto::Digest;
 use crate::clock::now_ms;
 use crate::controller::handle::Visibility;
 use crate::controller::{ControllerError, ControllerHandle};
-use crate::model::Scheduling;
 use crate::model::capabilities::check_module_capabilities;
 use crate::store::blobs::Stored;
 use crate::store::{BlobError, BlobStore, EventReader, LogReader, StoreError};
@@ -159,15 +158,7 @@ async fn set_scheduling(
     Path(name): Path<String>,
     Json(body): Json<SchedulingChange>,
 ) -> ApiResult<Json<SchedulingChange>> {
-    let scheduling = Scheduling::parse(&body.scheduling).ok_or_else(|| {
-        ApiError(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!(
-                "scheduling {:?}: expected Enabled, Cordoned or Drained",
-                body.scheduling
-            ),
-        )
-    })?;
+    let scheduling = body.scheduling;
     let moved = s
         .controller
         .change(Visibility::Now, move |c| {

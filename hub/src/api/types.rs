@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::model::{
-    ApplyOutcome, DeploymentSpec, DeploymentView, Event, LogRecord, NodeView, WorkloadView,
+    ApplyOutcome, DeploymentSpec, DeploymentView, Event, LogRecord, NodeView, Scheduling,
+    WorkloadView,
 };
 
 /// Body of `PUT /v1/deployments/{name}`.
@@ -31,7 +32,7 @@ pub struct ApplyResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SchedulingChange {
     /// `Enabled`, `Cordoned` or `Drained`.
-    pub scheduling: String,
+    pub scheduling: Scheduling,
     /// In the answer: the workloads that left the node.
     #[serde(default)]
     pub moved: Vec<String>,

@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::api::types::ApplyOutcome;
+use crate::api::types::{ApplyOutcome, Scheduling};
 use crate::model::deployment::RestartPolicyName;
 use crate::mqtt::BrokerUrl;
 use client::Client;
@@ -148,8 +148,8 @@ pub enum Command {
         /// Node name.
         node: String,
         /// How long to wait for the node to stop its replicas, e.g. `2m`.
-        #[arg(long, default_value = "2m")]
-        timeout: String,
+        #[arg(long, default_value = "2m", value_parser = parse_duration)]
+        timeout: Duration,
     },
     /// Start a hub and 3 local agents, deploy the example module and stream its logs.
     Demo(demo::DemoArgs),
@@ -166,8 +166,8 @@ pub enum RolloutCommand {
         #[arg(short = 'w', long, default_value_t = true, action = clap::ArgAction::Set)]
         watch: bool,
         /// Give up after this long, e.g. `10m`.
-        #[arg(long, default_value = "10m")]
-        timeout: String,
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        timeout: Duration,
     },
     /// List the revisions with their change causes.
     History {
@@ -359,8 +359,6 @@ pub async fn run(cli: Cli) -> Result<()> {
                 watch,
                 timeout,
             } => {
-                let timeout = crate::model::quantity::parse_duration(&timeout)
-                    .map_err(|e| anyhow::anyhow!("invalid --timeout {timeout:?}: {e}"))?;
                 rollout::status(&client, &deployment, watch, timeout).await?;
             }
             RolloutCommand::History { deployment } => {
@@ -389,15 +387,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         },
         Command::Cordon { node } => {
-            node::set(&client, &node, "Cordoned").await?;
+            node::set(&client, &node, Scheduling::Cordoned).await?;
         }
         Command::Uncordon { node } => {
-            node::set(&client, &node, "Enabled").await?;
+            node::set(&client, &node, Scheduling::Enabled).await?;
         }
         Command::Drain { node, timeout } => {
-            let timeout = crate::model::quantity::parse_duration(&timeout)
-                .map_err(|e| anyhow::anyhow!("invalid --timeout {timeout:?}: {e}"))?;
-            node::set(&client, &node, "Drained").await?;
+            node::set(&client, &node, Scheduling::Drained).await?;
             node::wait_drained(&client, &node, timeout).await?;
         }
         Command::Delete { kind, name } => {

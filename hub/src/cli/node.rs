@@ -3,25 +3,29 @@
 use std::time::{Duration, Instant};
 
 use super::client::{Client, path};
-use crate::api::types::{NodeView, SchedulingChange};
+use crate::api::types::{NodeView, Scheduling, SchedulingChange};
 
 /// Sets `node`'s scheduling state and prints what kubectl prints.
-pub async fn set(client: &Client, node: &str, scheduling: &str) -> anyhow::Result<Vec<String>> {
+pub async fn set(
+    client: &Client,
+    node: &str,
+    scheduling: Scheduling,
+) -> anyhow::Result<Vec<String>> {
     let answer: SchedulingChange = client
         .put_json(
             &path(&["v1", "nodes", node, "scheduling"]),
             &SchedulingChange {
-                scheduling: scheduling.into(),
+                scheduling,
                 moved: vec![],
             },
         )
         .await?;
     let verb = match scheduling {
-        "Enabled" => "uncordoned",
-        "Cordoned" => "cordoned",
-        _ => "drained",
+        Scheduling::Enabled => "uncordoned",
+        Scheduling::Cordoned => "cordoned",
+        Scheduling::Drained => "drained",
     };
-    if scheduling == "Drained" {
+    if scheduling == Scheduling::Drained {
         for w in &answer.moved {
             println!("evicting workload/{w}");
         }

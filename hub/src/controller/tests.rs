@@ -16,6 +16,16 @@ fn controller() -> Controller {
     .unwrap()
 }
 
+/// A controller over the store file at `path`, as a hub (re)starting at `now` loads it.
+fn reopen(path: &std::path::Path, now: u64) -> Controller {
+    Controller::load(
+        Box::new(SqliteStore::open(path).unwrap()),
+        Config::default(),
+        now,
+    )
+    .unwrap()
+}
+
 fn online(c: &mut Controller, name: &str, now: u64) -> Vec<Publish> {
     c.on_presence(
         name,
@@ -161,14 +171,7 @@ fn invalid_specs_change_nothing() {
 fn restart_from_the_store_restores_everything() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hub.db");
-    let open = |now| {
-        Controller::load(
-            Box::new(SqliteStore::open(&path).unwrap()),
-            Config::default(),
-            now,
-        )
-        .unwrap()
-    };
+    let open = |now| reopen(&path, now);
     let before = {
         let mut c = open(0);
         online(&mut c, "a", 0);
@@ -537,14 +540,7 @@ fn a_crash_at_the_new_revision_rolls_every_replica_back_and_undo_goes_forward_ag
 fn a_hub_down_longer_than_the_deadline_does_not_roll_back_a_healthy_rollout() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hub.db");
-    let open = |now| {
-        Controller::load(
-            Box::new(SqliteStore::open(&path).unwrap()),
-            Config::default(),
-            now,
-        )
-        .unwrap()
-    };
+    let open = |now| reopen(&path, now);
     {
         let mut c = open(0);
         for n in ["a", "b"] {

@@ -308,17 +308,19 @@ impl DeploymentRecord {
     /// the current revision's, or the stable revision's while a rollout has not reached it
     /// (or after a failed rollout went back).
     pub fn workload_spec_at(&self, name: String, index: usize) -> Result<WorkloadSpec, SpecError> {
+        let (revision, spec) = self.template_at(index);
+        self.spec_of(spec, revision, name)
+    }
+
+    /// The revision, and its template, that the `index`-th of the deployment's workloads runs.
+    pub fn template_at(&self, index: usize) -> (u64, &DeploymentSpec) {
         let index = u32::try_from(index).unwrap_or(u32::MAX);
-        let stable = self
-            .rollout
+        self.rollout
             .as_ref()
             .filter(|r| !r.runs_new(index))
             .and_then(|r| r.stable)
-            .and_then(|s| self.history.iter().find(|h| h.revision == s));
-        match stable {
-            Some(h) => self.spec_of(&h.spec, h.revision, name),
-            None => self.workload_spec_named(name),
-        }
+            .and_then(|s| self.history.iter().find(|h| h.revision == s))
+            .map_or((self.revision, &self.spec), |h| (h.revision, &h.spec))
     }
 
     /// Records a new revision in the history, keeping the last [`REVISION_HISTORY`] and the

@@ -18,7 +18,7 @@ pub fn workload_views(
     let mut out = Vec::new();
     for dep in deployments.values() {
         for (index, name) in placement.workloads_of(dep).into_iter().enumerate() {
-            let wanted = wanted_revision(dep, index);
+            let (wanted, _) = dep.template_at(index);
             let node = placement.assigned.get(&name).cloned();
             let mut view = WorkloadView {
                 name,
@@ -42,17 +42,6 @@ pub fn workload_views(
         }
     }
     out
-}
-
-/// The revision the `index`-th workload of `dep` should run: the current one, or the stable one
-/// while a rollout has not reached it (or after it failed).
-fn wanted_revision(dep: &DeploymentRecord, index: usize) -> u64 {
-    let index = u32::try_from(index).unwrap_or(u32::MAX);
-    dep.rollout
-        .as_ref()
-        .filter(|r| !r.runs_new(index))
-        .and_then(|r| r.stable)
-        .unwrap_or(dep.revision)
 }
 
 fn fill(
