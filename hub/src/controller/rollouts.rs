@@ -100,10 +100,14 @@ impl Controller {
 
     /// Steps every Progressing rollout; commits the changes and the desired states they imply.
     pub(super) fn step_rollouts(&mut self, now_ms: u64) -> Result<Vec<Publish>, ControllerError> {
-        let mut next = self.deployments.clone();
         let mut batch = Batch::default();
         for dep in self.deployments.values() {
-            let Some(status) = dep.rollout.as_ref() else {
+            // Only a Progressing rollout moves: the others cost nothing per tick.
+            let Some(status) = dep
+                .rollout
+                .as_ref()
+                .filter(|r| r.phase == RolloutPhase::Progressing)
+            else {
                 continue;
             };
             let replicas = self.replicas(dep, status.revision);
@@ -120,11 +124,14 @@ impl Controller {
                 rec.prune_history(Some(s.status.revision));
             }
             rec.rollout = Some(s.status);
-            batch.put_deployments.push(rec.clone());
-            next.insert(rec.name.clone(), rec);
+            batch.put_deployments.push(rec);
         }
         if batch.is_empty() {
             return Ok(vec![]);
+        }
+        let mut next = self.deployments.clone();
+        for rec in &batch.put_deployments {
+            next.insert(rec.name.clone(), rec.clone());
         }
         self.reconcile_into(next, &mut batch, now_ms)
     }
