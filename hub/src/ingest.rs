@@ -13,12 +13,13 @@ use wasmfleet_proto::{BlobReply, BlobRequest, LogBatch, MAX_BLOB_CHUNK, MAX_LOG_
 
 use crate::clock::now_ms;
 use crate::controller::handle::Visibility;
-use crate::controller::{self, ControllerHandle, FleetSnapshot};
+use crate::controller::{ControllerHandle, FleetSnapshot};
+use crate::mqtt::Link;
 use crate::mqtt::inbox::{BlobQueue, FleetInbox, LogQueue};
-use crate::mqtt::{FleetMessage, Link};
 use crate::store::{BlobStore, LogRecord, LogStore};
 
-/// Feeds coalesced presence and status to the controller, one change per drained batch.
+/// Feeds coalesced presence and status to the controller, one change (one scheduler pass at
+/// most, one store transaction) per drained batch.
 pub async fn fleet_ingest(
     controller: ControllerHandle,
     inbox: Arc<FleetInbox>,
@@ -35,21 +36,16 @@ pub async fn fleet_ingest(
         }
         let _ = controller
             .change(Visibility::Soon, move |c| {
-                let now = now_ms();
-                let mut publish = Vec::new();
-                for m in messages {
-                    let result = match m {
-                        FleetMessage::Connected => Ok(c.republish_all(now)),
-                        FleetMessage::Presence(node, p) => c.on_presence(&node, p, now),
-                        FleetMessage::Status(node, s) => c.on_status(&node, s, now),
-                        FleetMessage::Liveness(flip) => c.on_liveness(&flip, now),
-                    };
-                    match result {
-                        Ok(p) => publish.extend(p),
-                        Err(e) => tracing::error!("controller: {e}"),
+                match c.on_fleet(messages, now_ms()) {
+                    Ok(publish) => Ok(((), publish)),
+                    // The store refused the batch (a full disk): nothing of it was kept. The
+                    // hub re-sends what nodes lag behind on, and nodes re-announce themselves
+                    // when they reconnect.
+                    Err(e) => {
+                        tracing::error!("controller: {e}");
+                        Err(e)
                     }
                 }
-                Ok::<_, controller::ControllerError>(((), publish))
             })
             .await;
     }

@@ -9,20 +9,20 @@
 
 pub mod handle;
 mod outbox;
+mod reports;
 mod rollouts;
 mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use wasmfleet_proto::{DesiredState, MISSED_HEARTBEATS, NodeStatus, Presence, topic};
+use wasmfleet_proto::{DesiredState, NodeStatus, topic};
 
 use crate::model::deployment::deployment_of_workload;
 use crate::model::rollout::{RevisionRecord, RolloutPhase, change_cause};
 use crate::model::{
     ApplyOutcome, ArtifactKey, ArtifactState, DeploymentRecord, DeploymentSpec, NodeRecord,
-    Scheduling, code_for, deployment,
+    code_for, deployment,
 };
-use crate::reconcile::liveness::Flip;
 use crate::reconcile::{current_placement, node_desired_states};
 use crate::scheduler::{self, Placement};
 use crate::store::{Batch, Event, Store, StoreError};
@@ -93,8 +93,17 @@ pub struct Controller {
     /// Nodes NotReady because their heartbeats stopped (not because they said goodbye): the
     /// next beat makes them Ready again.
     silent: BTreeSet<String>,
-    /// What replicas reported at which revision, for rollouts.
+    /// What replicas of Progressing rollouts reported at which revision.
     health: HashMap<String, rollouts::Health>,
+    /// When each NotReady node's grace period ends, earliest first: the only time-driven
+    /// input of placement, so a tick schedules only when one of these is due.
+    deadlines: BTreeSet<(u64, String)>,
+    /// Nodes whose last report names another generation than their desired state: the
+    /// only ones a tick looks at for re-sends.
+    behind: BTreeSet<String>,
+    /// Scheduler passes run since load (for tests and benchmarks: events that change no
+    /// node and ticks with nothing due run none).
+    passes: u64,
 }
 
 /// How long a node may report an older generation than it was sent before the hub sends its
@@ -173,7 +182,11 @@ impl Controller {
             artifacts: snap.artifacts,
             silent: BTreeSet::new(),
             health: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            behind: BTreeSet::new(),
+            passes: 0,
         };
+        c.deadlines = c.nodes.values().filter_map(|n| c.deadline_of(n)).collect();
         c.placement.assigned = current_placement(&c.desired);
         // Replica health lives in memory: a wave in progress starts its clock again, or a hub
         // that was down longer than the deadline would roll back healthy rollouts.
@@ -192,6 +205,11 @@ impl Controller {
     /// Identity of the fleet store, carried by every desired state.
     pub fn fleet(&self) -> u64 {
         self.fleet
+    }
+
+    /// Scheduler passes since load.
+    pub fn passes(&self) -> u64 {
+        self.passes
     }
 
     /// Changes since load; equal versions mean equal snapshots.
@@ -247,7 +265,7 @@ impl Controller {
         let mut next = self.artifacts.clone();
         next.extend(fresh);
         let previous = std::mem::replace(&mut self.artifacts, next);
-        let result = self.reconcile_into(self.deployments.clone(), &mut batch, now_ms);
+        let result = self.reconcile_into(None, &mut batch, now_ms);
         if result.is_err() {
             self.artifacts = previous;
         }
@@ -373,7 +391,7 @@ impl Controller {
             )],
             ..Batch::default()
         };
-        let mut publish = self.reconcile_into(deployments, &mut batch, now_ms)?;
+        let mut publish = self.reconcile_into(Some(deployments), &mut batch, now_ms)?;
         // The rollout's first replicas switch now, not at the next tick.
         publish.extend(self.step_rollouts(now_ms)?);
         Ok((outcome, generation, publish))
@@ -399,306 +417,98 @@ impl Controller {
             )],
             ..Batch::default()
         };
-        self.reconcile_into(deployments, &mut batch, now_ms)
+        self.reconcile_into(Some(deployments), &mut batch, now_ms)
     }
 
-    /// Re-runs placement: time-based changes (grace periods) and retries of unschedulable
-    /// replicas. Cheap and idempotent; called periodically.
+    /// What time alone changes: grace periods that ended (replicas of nodes NotReady too
+    /// long move), rollout waves, re-sends to lagging nodes. Called every second; it costs
+    /// next to nothing when none is due. Every other input of placement (deployments,
+    /// nodes, artifacts) schedules when it changes, so a tick has no retries to make.
     pub fn tick(&mut self, now_ms: u64) -> Result<Vec<Publish>, ControllerError> {
-        let mut batch = Batch::default();
-        let mut publish = self.reconcile_into(self.deployments.clone(), &mut batch, now_ms)?;
+        let mut publish = Vec::new();
+        if self
+            .deadlines
+            .first()
+            .is_some_and(|(due, _)| *due <= now_ms)
+        {
+            publish = self.reconcile_into(None, &mut Batch::default(), now_ms)?;
+            while self
+                .deadlines
+                .first()
+                .is_some_and(|(due, _)| *due <= now_ms)
+            {
+                self.deadlines.pop_first();
+            }
+        }
         publish.extend(self.step_rollouts(now_ms)?);
         publish.extend(self.resend_lagging(now_ms));
-        let placed = &self.placement.assigned;
-        self.health.retain(|w, _| placed.contains_key(w));
+        if !self.health.is_empty() {
+            let (placed, deployments) = (&self.placement.assigned, &self.deployments);
+            self.health
+                .retain(|w, _| placed.contains_key(w) && rollouts::progressing(deployments, w));
+        }
         Ok(publish)
     }
 
     /// Desired states of Ready nodes that report an older generation than they were sent,
-    /// at most once per [`LAGGING_RESEND_MS`] per node.
+    /// at most once per [`LAGGING_RESEND_MS`] per node. Looks only at the nodes known to be
+    /// behind, so a converged fleet costs nothing here.
     fn resend_lagging(&mut self, now_ms: u64) -> Vec<Publish> {
         let mut out = Vec::new();
-        for (node, state) in &self.desired {
-            let ready = self.nodes.get(node).is_some_and(|n| n.ready);
-            let observed = self
-                .statuses
-                .get(node)
-                .map(|s| (s.observed_fleet, s.observed_generation));
-            let sent = self.sent_ms.get(node).copied().unwrap_or(0);
-            if ready
-                && observed.is_some_and(|o| o != (state.fleet, state.generation))
-                && now_ms.saturating_sub(sent) >= LAGGING_RESEND_MS
+        let (desired, statuses, nodes, fleet_sent) = (
+            &self.desired,
+            &self.statuses,
+            &self.nodes,
+            &mut self.sent_ms,
+        );
+        self.behind.retain(|node| {
+            let (Some(state), Some(status)) = (desired.get(node), statuses.get(node)) else {
+                return false;
+            };
+            if (status.observed_fleet, status.observed_generation)
+                == (state.fleet, state.generation)
             {
-                out.push(desired_publish(&mut self.sent_ms, node, state, now_ms));
+                return false;
             }
-        }
+            let ready = nodes.get(node).is_some_and(|n| n.ready);
+            let sent = fleet_sent.get(node).copied().unwrap_or(0);
+            if ready && now_ms.saturating_sub(sent) >= LAGGING_RESEND_MS {
+                out.push(desired_publish(fleet_sent, node, state, now_ms));
+            }
+            true
+        });
         out
     }
 
-    /// A node announced itself or went away.
-    pub fn on_presence(
-        &mut self,
-        node: &str,
-        presence: Presence,
-        now_ms: u64,
-    ) -> Result<Vec<Publish>, ControllerError> {
-        let mut batch = Batch::default();
-        self.silent.remove(node);
-        if !self.nodes.contains_key(node) && self.nodes.len() >= MAX_NODES {
-            tracing::warn!(%node, "ignoring a new node: the hub already knows {MAX_NODES}");
-            return Ok(vec![]);
-        }
-        match (presence, self.nodes.get(node)) {
-            (Presence::Online(hello), old) => {
-                let was_ready = old.is_some_and(|n| n.ready);
-                let since_ms = if was_ready {
-                    old.map_or(now_ms, |n| n.since_ms)
-                } else {
-                    now_ms
-                };
-                let rec = NodeRecord {
-                    name: node.into(),
-                    hello,
-                    ready: true,
-                    since_ms,
-                    created_ms: old.map_or(now_ms, |n| n.created_ms),
-                    scheduling: old.map_or(Scheduling::Enabled, |n| n.scheduling),
-                };
-                if old != Some(&rec) {
-                    if !was_ready {
-                        batch.events.push(event(
-                            now_ms,
-                            "Node",
-                            node,
-                            "NodeReady",
-                            format!("agent {} connected", rec.hello.agent_version),
-                        ));
-                    }
-                    batch.put_nodes.push(rec);
-                }
-            }
-            (Presence::Offline, Some(old)) if old.ready => {
-                let rec = NodeRecord {
-                    ready: false,
-                    since_ms: now_ms,
-                    ..old.clone()
-                };
-                batch.events.push(event(
-                    now_ms,
-                    "Node",
-                    node,
-                    "NodeNotReady",
-                    "agent disconnected",
-                ));
-                batch.put_nodes.push(rec);
-            }
-            (Presence::Offline, _) => return Ok(vec![]),
-        }
-        self.commit_node_change(node, batch, now_ms)
+    /// When `node`'s grace period ends, if it is NotReady.
+    fn deadline_of(&self, node: &NodeRecord) -> Option<(u64, String)> {
+        (!node.ready).then(|| {
+            (
+                node.since_ms.saturating_add(self.config.not_ready_grace_ms),
+                node.name.clone(),
+            )
+        })
     }
 
-    /// A node's heartbeats stopped, or resumed after a silence. Silence makes a Ready node
-    /// NotReady (its grace period starts); a beat makes a node Ready again only if silence is
-    /// what made it NotReady (one that said `Offline` announces itself with `Online`).
-    pub fn on_liveness(
-        &mut self,
-        flip: &Flip,
-        now_ms: u64,
-    ) -> Result<Vec<Publish>, ControllerError> {
-        let node = flip.node.as_str();
-        let Some(old) = self.nodes.get(node) else {
-            return Ok(vec![]);
-        };
-        let silent_s = now_ms.saturating_sub(flip.last_seen_ms) as f64 / 1000.0;
-        let (rec, reason, message) = match (flip.alive, old.ready) {
-            (false, true) => {
-                self.silent.insert(node.to_owned());
-                (
-                    false,
-                    "NodeNotReady",
-                    format!(
-                        "no heartbeat for {silent_s:.1} s ({MISSED_HEARTBEATS} intervals missed)"
-                    ),
-                )
-            }
-            (true, false) if self.silent.remove(node) => {
-                (true, "NodeReady", "heartbeats resumed".to_string())
-            }
-            _ => return Ok(vec![]),
-        };
-        let rec = NodeRecord {
-            ready: rec,
-            since_ms: now_ms,
-            ..old.clone()
-        };
-        let batch = Batch {
-            events: vec![event(now_ms, "Node", node, reason, message)],
-            put_nodes: vec![rec],
-            ..Batch::default()
-        };
-        self.commit_node_change(node, batch, now_ms)
+    /// Puts a node record in place, keeping [`Controller::deadlines`] in step; returns the
+    /// record it replaced.
+    fn put_node(&mut self, rec: NodeRecord) -> Option<NodeRecord> {
+        let key = self.deadline_of(&rec);
+        let old = self.nodes.insert(rec.name.clone(), rec);
+        if let Some(k) = old.as_ref().and_then(|o| self.deadline_of(o)) {
+            self.deadlines.remove(&k);
+        }
+        if let Some(k) = key {
+            self.deadlines.insert(k);
+        }
+        old
     }
 
-    /// Cordons, drains or uncordons `node` (`wasmfleet cordon|drain|uncordon`). Returns the
-    /// workloads that left it (a drain moves its replicas elsewhere, or leaves them Pending
-    /// with a reason when no node can take them).
-    pub fn set_scheduling(
-        &mut self,
-        node: &str,
-        scheduling: Scheduling,
-        now_ms: u64,
-    ) -> Result<(Vec<String>, Vec<Publish>), ControllerError> {
-        let Some(old) = self.nodes.get(node) else {
-            return Err(ControllerError::NotFound(format!(
-                "node {node:?} not found"
-            )));
-        };
-        if old.scheduling == scheduling {
-            return Ok((vec![], vec![]));
+    /// Forgets a node record (undoing a batch that introduced it).
+    fn remove_node(&mut self, node: &str) {
+        if let Some(k) = self.nodes.remove(node).and_then(|o| self.deadline_of(&o)) {
+            self.deadlines.remove(&k);
         }
-        let (reason, message) = match scheduling {
-            Scheduling::Enabled => ("NodeSchedulable", "uncordoned: new replicas may land here"),
-            Scheduling::Cordoned => ("NodeNotSchedulable", "cordoned: no new replicas"),
-            Scheduling::Drained => (
-                "NodeDrained",
-                "drained: no new replicas, its replicas move elsewhere",
-            ),
-        };
-        let batch = Batch {
-            events: vec![event(now_ms, "Node", node, reason, message)],
-            put_nodes: vec![NodeRecord {
-                scheduling,
-                ..old.clone()
-            }],
-            ..Batch::default()
-        };
-        let held = |c: &Controller| -> BTreeSet<String> {
-            c.placement
-                .assigned
-                .iter()
-                .filter(|(_, n)| n.as_str() == node)
-                .map(|(w, _)| w.clone())
-                .collect()
-        };
-        let before = held(self);
-        let publish = self.commit_node_change(node, batch, now_ms)?;
-        let after = held(self);
-        Ok((before.difference(&after).cloned().collect(), publish))
-    }
-
-    /// Commits a change of one node's record (in `batch.put_nodes`, if any) with the placement
-    /// it causes, and sends a Ready node its desired state.
-    fn commit_node_change(
-        &mut self,
-        node: &str,
-        mut batch: Batch,
-        now_ms: u64,
-    ) -> Result<Vec<Publish>, ControllerError> {
-        let mut publish = Vec::new();
-        if let Some(rec) = batch.put_nodes.first().cloned() {
-            let mut nodes = self.nodes.clone();
-            nodes.insert(node.into(), rec);
-            let old_nodes = std::mem::replace(&mut self.nodes, nodes);
-            match self.reconcile_into(self.deployments.clone(), &mut batch, now_ms) {
-                Ok(p) => publish = p,
-                Err(e) => {
-                    self.nodes = old_nodes;
-                    return Err(e);
-                }
-            }
-        }
-        // A (re)connected node gets its desired state again even if nothing changed: it may
-        // have missed it, and a retained message lost with a broker restart is not re-sent.
-        // A node the hub holds nothing for gets an empty state, which stops whatever it still
-        // runs from an earlier hub or a wiped store.
-        if self.nodes.get(node).is_some_and(|n| n.ready)
-            && !publish
-                .iter()
-                .any(|p| p.topic.contains(&format!("/n/{node}/")))
-        {
-            let state = self.desired.get(node).cloned().unwrap_or(DesiredState {
-                fleet: self.fleet,
-                ..DesiredState::default()
-            });
-            publish.push(desired_publish(&mut self.sent_ms, node, &state, now_ms));
-        }
-        self.version += 1;
-        Ok(publish)
-    }
-
-    /// A node reported what it runs. Records phase changes as events. Reports of nodes the
-    /// hub has no record of are ignored (they announce themselves first; a stray retained
-    /// status of a long-gone node must not be kept forever).
-    ///
-    /// A node that acted on a generation of this fleet newer than any the hub holds for it
-    /// (the store was restored from a backup) would ignore everything the hub sends as stale:
-    /// its desired state is re-issued above what the node reports.
-    pub fn on_status(
-        &mut self,
-        node: &str,
-        status: NodeStatus,
-        now_ms: u64,
-    ) -> Result<Vec<Publish>, ControllerError> {
-        if !self.nodes.contains_key(node) {
-            tracing::debug!(%node, "ignoring the status of an unknown node");
-            return Ok(vec![]);
-        }
-        let old = self.statuses.get(node);
-        let mut batch = Batch::default();
-        for w in &status.workloads {
-            let before = old.and_then(|o| o.workloads.iter().find(|x| x.name == w.name));
-            if before.map(|b| (b.phase, b.restarts, b.revision))
-                != Some((w.phase, w.restarts, w.revision))
-            {
-                let mut msg = format!(
-                    "{} on node {node} (revision {}, restarts {})",
-                    w.phase.as_str(),
-                    w.revision,
-                    w.restarts
-                );
-                if !w.message.is_empty() {
-                    msg = format!("{msg}: {}", w.message);
-                }
-                batch
-                    .events
-                    .push(event(now_ms, "Workload", &w.name, w.phase.as_str(), msg));
-            }
-        }
-        let held = self.desired.get(node).map_or(0, |d| d.generation);
-        let mut reissued = None;
-        if status.observed_fleet == self.fleet && status.observed_generation > held {
-            let mut state = self.desired.get(node).cloned().unwrap_or(DesiredState {
-                fleet: self.fleet,
-                ..DesiredState::default()
-            });
-            state.generation = status.observed_generation + 1;
-            batch.events.push(event(
-                now_ms,
-                "Node",
-                node,
-                "GenerationReissued",
-                format!(
-                    "node acted on generation {} but the store holds {held}; re-issued as {}",
-                    status.observed_generation, state.generation
-                ),
-            ));
-            batch.put_desired.push((node.to_owned(), state.clone()));
-            reissued = Some(state);
-        }
-        self.store.commit(&batch)?;
-        if status.observed_fleet == self.fleet {
-            rollouts::observe(&mut self.health, node, &self.placement, &status, now_ms);
-        }
-        if self.statuses.get(node) != Some(&status) {
-            self.statuses.insert(node.into(), status);
-            self.version += 1;
-        }
-        let mut publish = vec![];
-        if let Some(state) = reissued {
-            publish.push(desired_publish(&mut self.sent_ms, node, &state, now_ms));
-            self.desired.insert(node.to_owned(), state);
-        }
-        Ok(publish)
     }
 
     /// Drops old events beyond retention.
@@ -706,53 +516,61 @@ impl Controller {
         self.store.trim()
     }
 
-    /// Runs the scheduler and reconciler against `deployments`, commits `batch` plus every
-    /// resulting desired state atomically, then adopts the new state. On a store error
-    /// nothing changes in memory.
+    /// Runs the scheduler and reconciler against `deployments` (`None`: the current ones)
+    /// and the nodes as they are in memory (records being committed in `batch` are already
+    /// in place), commits `batch` plus every resulting desired state atomically, then adopts
+    /// the new state. On a store error nothing but the node records changes in memory (their
+    /// caller puts those back).
     fn reconcile_into(
         &mut self,
-        deployments: BTreeMap<String, DeploymentRecord>,
+        deployments: Option<BTreeMap<String, DeploymentRecord>>,
         batch: &mut Batch,
         now_ms: u64,
     ) -> Result<Vec<Publish>, ControllerError> {
+        self.passes += 1;
+        let deployments_now = deployments.as_ref().unwrap_or(&self.deployments);
+        // The placement already sent (the desired states are derived from it), so it is
+        // also what the scheduler keeps stable.
         let placement = scheduler::schedule(scheduler::Inputs {
-            deployments: &deployments,
+            deployments: deployments_now,
             nodes: &self.nodes,
-            current: &current_placement(&self.desired),
+            current: &self.placement.assigned,
             now_ms,
             not_ready_grace_ms: self.config.not_ready_grace_ms,
         });
-        let (nodes, artifacts, put_nodes) = (&self.nodes, &self.artifacts, &batch.put_nodes);
-        let code = |node: &str, spec: &wasmfleet_proto::WorkloadSpec| {
-            // The node's latest announcement, including one being recorded in this pass.
-            let record = put_nodes
-                .iter()
-                .find(|n| n.name == node)
-                .or(nodes.get(node));
-            match record {
-                Some(n) => code_for(artifacts, &spec.module.digest, &n.hello.engine),
-                None => wasmfleet_proto::Code::Source,
-            }
+        let (nodes, artifacts) = (&self.nodes, &self.artifacts);
+        let code = |node: &str, spec: &wasmfleet_proto::WorkloadSpec| match nodes.get(node) {
+            Some(n) => code_for(artifacts, &spec.module.digest, &n.hello.engine),
+            None => wasmfleet_proto::Code::Source,
         };
-        let changed =
-            node_desired_states(&deployments, &placement, &self.desired, self.fleet, &code)
-                .map_err(|e| ControllerError::Invalid(e.to_string()))?;
+        let changed = node_desired_states(
+            deployments_now,
+            &placement,
+            &self.desired,
+            self.fleet,
+            &code,
+        )
+        .map_err(|e| ControllerError::Invalid(e.to_string()))?;
         self.placement_events(&placement, now_ms, batch);
         batch
             .put_desired
             .extend(changed.iter().map(|(n, s)| (n.clone(), s.clone())));
         let dirty = !batch.is_empty() || placement != self.placement;
         self.store.commit(batch)?;
-        for rec in batch.put_nodes.drain(..) {
-            self.nodes.insert(rec.name.clone(), rec);
+        if let Some(deployments) = deployments {
+            self.deployments = deployments;
         }
-        self.deployments = deployments;
         self.placement = placement;
         let sent_ms = &mut self.sent_ms;
         let publish = changed
             .iter()
             .map(|(node, state)| desired_publish(sent_ms, node, state, now_ms))
             .collect();
+        for node in changed.keys() {
+            if self.statuses.contains_key(node) {
+                self.behind.insert(node.clone());
+            }
+        }
         self.desired.extend(changed);
         if dirty {
             self.version += 1;

@@ -1,12 +1,13 @@
 //! The controller's side of rollouts: what replicas report, fed to the pure state machine
 //! ([`crate::reconcile::rollout`]), and the user's `rollout pause|resume|undo`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use wasmfleet_proto::{NodeStatus, Phase};
 
 use super::{Controller, ControllerError, Publish, event};
 use crate::model::DeploymentRecord;
+use crate::model::deployment::deployment_of_workload;
 use crate::model::rollout::{RolloutPhase, RolloutStatus};
 use crate::reconcile::rollout::{Replica, step};
 use crate::scheduler::Placement;
@@ -31,17 +32,33 @@ impl Health {
     }
 }
 
+/// Whether `workload` belongs to a deployment whose rollout is Progressing: only those
+/// replicas' health is kept (a finished rollout needs none, and a new one starts with a new
+/// revision, whose health starts from its first report).
+pub(super) fn progressing(
+    deployments: &BTreeMap<String, DeploymentRecord>,
+    workload: &str,
+) -> bool {
+    deployments
+        .get(deployment_of_workload(workload))
+        .and_then(|d| d.rollout.as_ref())
+        .is_some_and(|r| r.phase == RolloutPhase::Progressing)
+}
+
 /// Records what `node`'s `status` says of the workloads placed on it (a late report from a
-/// node a replica left says nothing about the replica).
+/// node a replica left says nothing about the replica), for Progressing rollouts.
 pub(super) fn observe(
     health: &mut HashMap<String, Health>,
+    deployments: &BTreeMap<String, DeploymentRecord>,
     node: &str,
     placement: &Placement,
     status: &NodeStatus,
     now_ms: u64,
 ) {
     for w in &status.workloads {
-        if placement.assigned.get(&w.name).map(String::as_str) != Some(node) {
+        if placement.assigned.get(&w.name).map(String::as_str) != Some(node)
+            || !progressing(deployments, &w.name)
+        {
             continue;
         }
         let running = w.phase == Phase::Running;
@@ -133,7 +150,7 @@ impl Controller {
         for rec in &batch.put_deployments {
             next.insert(rec.name.clone(), rec.clone());
         }
-        self.reconcile_into(next, &mut batch, now_ms)
+        self.reconcile_into(Some(next), &mut batch, now_ms)
     }
 
     /// `rollout pause` and `rollout resume`.
@@ -198,7 +215,7 @@ impl Controller {
         };
         let mut next = self.deployments.clone();
         next.insert(name.to_owned(), rec);
-        self.reconcile_into(next, &mut batch, now_ms)
+        self.reconcile_into(Some(next), &mut batch, now_ms)
     }
 
     /// `rollout undo [--to-revision N]`: rolls out the template of revision `to` (default: the
@@ -299,6 +316,13 @@ mod tests {
         }
     }
 
+    /// `app`, its rollout Progressing.
+    fn rolling() -> BTreeMap<String, DeploymentRecord> {
+        let mut app = crate::scheduler::tests::deployment("app", 1);
+        app.rollout = Some(start(None, 1, 0));
+        BTreeMap::from([("app".to_string(), app)])
+    }
+
     fn status(restarts: u32, phase: Phase, revision: u64) -> NodeStatus {
         NodeStatus {
             workloads: vec![WorkloadStatus {
@@ -317,36 +341,58 @@ mod tests {
     fn health_counts_restarts_at_a_revision_and_running_time_since_the_last() {
         let mut h = HashMap::new();
         let p = placed();
-        observe(&mut h, "a", &p, &status(3, Phase::Running, 1), 0);
-        observe(&mut h, "a", &p, &status(0, Phase::Pending, 2), 10);
+        let d = rolling();
+        observe(&mut h, &d, "a", &p, &status(3, Phase::Running, 1), 0);
+        observe(&mut h, &d, "a", &p, &status(0, Phase::Pending, 2), 10);
         assert_eq!(
             h["app-0"].failures(),
             0,
             "restarts of revision 1 do not count"
         );
-        observe(&mut h, "a", &p, &status(0, Phase::Running, 2), 20);
+        observe(&mut h, &d, "a", &p, &status(0, Phase::Running, 2), 20);
         assert_eq!(h["app-0"].running_since_ms, Some(20));
-        observe(&mut h, "a", &p, &status(0, Phase::Running, 2), 30);
+        observe(&mut h, &d, "a", &p, &status(0, Phase::Running, 2), 30);
         assert_eq!(h["app-0"].running_since_ms, Some(20));
-        observe(&mut h, "a", &p, &status(1, Phase::Running, 2), 40);
+        observe(&mut h, &d, "a", &p, &status(1, Phase::Running, 2), 40);
         assert_eq!(h["app-0"].failures(), 1);
         assert_eq!(
             h["app-0"].running_since_ms,
             Some(40),
             "a restart resets the clock"
         );
-        observe(&mut h, "a", &p, &status(1, Phase::Failed, 2), 50);
+        observe(&mut h, &d, "a", &p, &status(1, Phase::Failed, 2), 50);
         assert_eq!(h["app-0"].failures(), 2);
         assert_eq!(h["app-0"].running_since_ms, None);
         // A node the replica is not placed on says nothing about it.
-        observe(&mut h, "b", &p, &status(9, Phase::Failed, 2), 60);
+        observe(&mut h, &d, "b", &p, &status(9, Phase::Failed, 2), 60);
         assert_eq!(h["app-0"].failures(), 2);
     }
 
     #[test]
     fn a_crash_already_in_the_first_report_counts() {
         let mut h = HashMap::new();
-        observe(&mut h, "a", &placed(), &status(1, Phase::Running, 2), 0);
+        observe(
+            &mut h,
+            &rolling(),
+            "a",
+            &placed(),
+            &status(1, Phase::Running, 2),
+            0,
+        );
         assert_eq!(h["app-0"].failures(), 1);
+    }
+
+    #[test]
+    fn replicas_of_a_finished_rollout_keep_no_health() {
+        let mut d = rolling();
+        d.get_mut("app").unwrap().rollout.as_mut().unwrap().phase = RolloutPhase::Complete;
+        let mut h = HashMap::new();
+        observe(&mut h, &d, "a", &placed(), &status(1, Phase::Running, 2), 0);
+        assert!(
+            h.is_empty(),
+            "a converged fleet costs no memory per replica here"
+        );
+        assert!(!progressing(&d, "app-0"));
+        assert!(progressing(&rolling(), "app-0"));
     }
 }

@@ -1,7 +1,9 @@
-use wasmfleet_proto::{Phase, WorkloadStatus};
+use wasmfleet_proto::{Phase, Presence, WorkloadStatus};
 
 use super::*;
 use crate::model::deployment::tests::spec;
+use crate::mqtt::FleetMessage;
+use crate::reconcile::liveness::Flip;
 use crate::scheduler::tests::node;
 use crate::store::SqliteStore;
 
@@ -569,4 +571,98 @@ fn a_hub_down_longer_than_the_deadline_does_not_roll_back_a_healthy_rollout() {
         }
     }
     assert_eq!(c.snapshot().rollout_view("app").unwrap().phase, "Complete");
+}
+
+fn hello_of(name: &str) -> wasmfleet_proto::Hello {
+    node(name, true, 1 << 30, 8).hello
+}
+
+#[test]
+fn a_connect_storm_is_one_scheduler_pass_and_every_node_gets_its_state() {
+    let mut c = controller();
+    c.apply("hello", spec(50), 0).unwrap();
+    let before = c.passes();
+    let storm = (0..100).map(|i| {
+        let n = format!("n{i:03}");
+        FleetMessage::Presence(n.clone(), Presence::Online(hello_of(&n)))
+    });
+    let publish = c.on_fleet(storm, 1).unwrap();
+    assert_eq!(c.passes() - before, 1, "one pass for the whole batch");
+    let greeted: BTreeSet<&str> = publish.iter().map(|p| p.topic.as_str()).collect();
+    assert_eq!(
+        greeted.len(),
+        100,
+        "every node hears its desired state once"
+    );
+    let placed: usize = publish
+        .iter()
+        .map(|p| decode_desired(p).workloads.len())
+        .sum();
+    assert_eq!(placed, 50, "the pending replicas landed in that pass");
+    assert_eq!(c.snapshot().node_views(|_| None).len(), 100);
+}
+
+#[test]
+fn reports_that_change_no_node_schedule_nothing() {
+    let mut c = controller();
+    online(&mut c, "a", 0);
+    c.apply("hello", spec(1), 0).unwrap();
+    report_running(&mut c, "a", 10);
+    for t in 1..=30 {
+        c.tick(t * 1_000).unwrap();
+    }
+    assert_eq!(
+        c.deployments["hello"].rollout.as_ref().unwrap().phase,
+        RolloutPhase::Complete
+    );
+    let before = c.passes();
+    // The same status again, a reconnect with the same announcement, and quiet ticks.
+    report_running(&mut c, "a", 31_000);
+    online(&mut c, "a", 31_000);
+    for t in 32..60 {
+        c.tick(t * 1_000).unwrap();
+    }
+    assert_eq!(c.passes(), before, "nothing in there can move a replica");
+    assert!(
+        c.health.is_empty(),
+        "no health kept once the rollout is over"
+    );
+    assert!(c.behind.is_empty(), "and no node is behind");
+}
+
+#[test]
+fn a_tick_schedules_once_when_a_grace_period_ends() {
+    let mut c = controller();
+    online(&mut c, "a", 0);
+    online(&mut c, "b", 0);
+    c.apply("hello", spec(1), 0).unwrap();
+    let holder = c.snapshot().placement.assigned["hello-0"].clone();
+    report_running(&mut c, &holder, 10);
+    for t in 1..=30 {
+        c.tick(t * 1_000).unwrap();
+    }
+    c.on_presence(&holder, Presence::Offline, 31_000).unwrap();
+    let before = c.passes();
+    c.tick(40_999).unwrap();
+    assert_eq!(c.passes(), before, "grace (10 s) not over yet");
+    let moved = c.tick(41_000).unwrap();
+    assert_eq!(c.passes(), before + 1);
+    assert!(!moved.is_empty(), "the replica moved");
+    assert_ne!(c.snapshot().placement.assigned["hello-0"], holder);
+    c.tick(42_000).unwrap();
+    assert_eq!(c.passes(), before + 1, "and only once");
+}
+
+#[test]
+fn a_batch_the_store_refuses_leaves_no_node_behind() {
+    let mut c = Controller::load(
+        Box::new(FullDisk(SqliteStore::in_memory().unwrap())),
+        Config::default(),
+        0,
+    )
+    .unwrap();
+    let batch = ["a", "b"].map(|n| FleetMessage::Presence(n.into(), Presence::Online(hello_of(n))));
+    assert!(c.on_fleet(batch, 0).is_err());
+    assert!(c.snapshot().node_views(|_| None).is_empty());
+    assert!(c.nodes.is_empty() && c.deadlines.is_empty());
 }
