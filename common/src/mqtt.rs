@@ -171,6 +171,13 @@ impl Session {
         self.subs
             .with(|s, _, connected| *connected && s.all_granted())
     }
+
+    /// Whether the subscription to `topic` is granted on the current connection (at either
+    /// QoS): what a client waits for before it asks for something answered on that topic.
+    pub fn granted(&self, topic: &str) -> bool {
+        self.subs
+            .with(|s, _, connected| *connected && s.granted(topic).is_some())
+    }
 }
 
 async fn drive(

@@ -9,14 +9,16 @@ use std::time::{Duration, Instant};
 use rumqttc::QoS;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::{AbortHandle, JoinError, JoinSet};
-use wasmfleet_proto::topic::{NodeTopic, node_topic, parse_app_topic, parse_node_topic};
+use wasmfleet_proto::topic::{
+    NodeTopic, blob_chunk, node_topic, parse_app_topic, parse_blob_topic, parse_node_topic,
+};
 use wasmfleet_proto::{
     BlobReply, Capacity, Code, DesiredState, DeviceClass, Digest, Heartbeat, Hello, LogBatch,
     LogLine, MAX_FRAME_LEN, ModuleRef, NodeStatus, Presence, WorkloadSpec, decode, encode,
 };
 
 use crate::apps::AppBus;
-use crate::blobs::{BlobStore, Fetcher, ReplyOutcome};
+use crate::blobs::{BlobStore, Fetcher, ReplyOutcome, Route};
 use crate::config::Config;
 use crate::link::{LinkEvent, MqttLink, mqtt};
 use crate::runtime::{
@@ -29,6 +31,9 @@ use wasmfleet_node::reconcile::{self, Action, Actual, Exit, RunState, WorkloadAc
 
 /// Reconcile and blob-timeout period.
 pub const TICK: Duration = Duration::from_millis(500);
+/// How soon requests held for a chunk topic subscription are looked at again (the SUBACK is
+/// not an event the loop sees).
+const BLOB_HOLD_POLL: Duration = Duration::from_millis(5);
 /// Log batching period.
 pub const LOG_FLUSH: Duration = Duration::from_millis(200);
 /// Lines that trigger an immediate log batch.
@@ -218,6 +223,10 @@ impl Agent {
                 _ = tick.tick() => self.step(),
                 _ = log_tick.tick() => self.flush_logs(),
                 _ = beats.tick() => self.beat(),
+                () = tokio::time::sleep(BLOB_HOLD_POLL), if self.fetcher.holding() => {
+                    let now = self.now();
+                    self.send_blob_requests(now);
+                }
             }
         }
         // The bridges say their nodes go offline while the agent stops its own instances.
@@ -396,6 +405,7 @@ impl Agent {
             LinkEvent::Message { topic, payload } => match parse_node_topic(&topic) {
                 Some((_, NodeTopic::Desired)) => self.handle_desired(&topic, &payload),
                 Some((_, NodeTopic::Blob)) => self.handle_blob(&topic, &payload),
+                None if parse_blob_topic(&topic).is_some() => self.handle_blob(&topic, &payload),
                 _ if parse_app_topic(&topic).is_some() => {
                     self.apps.deliver(&topic, &payload);
                     let dropped = self.apps.take_dropped();
@@ -522,15 +532,24 @@ impl Agent {
         }
     }
 
-    /// Takes a blob-reply payload: chunks that answer an outstanding request are written to
-    /// the partial download; anything else is ignored.
+    /// Takes a blob-reply payload from the node's own `blob` topic or a chunk's fleet-wide
+    /// topic: chunks the fetcher takes (see [`Fetcher::on_reply`]) are written to the partial
+    /// download; anything else is ignored.
     pub fn handle_blob(&mut self, topic: &str, payload: &[u8]) {
         let reply = match decode::<BlobReply>(payload) {
             Ok(r) => r,
             Err(error) => return tracing::warn!(%topic, %error, "ignoring undecodable blob reply"),
         };
+        let route = match parse_blob_topic(topic) {
+            // A reply names its blob and range; on a chunk's topic they must be that chunk's.
+            Some(at) if !reply_fits(&reply, at) => {
+                return tracing::warn!(%topic, "ignoring a reply about another chunk");
+            }
+            Some(_) => Route::FanOut,
+            None => Route::Direct,
+        };
         let now = self.now();
-        match self.fetcher.on_reply(reply, now) {
+        match self.fetcher.on_reply(reply, route, now) {
             ReplyOutcome::Ignored => {}
             ReplyOutcome::NotFound(digest) => {
                 // The fetcher starts over from zero: so must the partial file.
@@ -568,17 +587,32 @@ impl Agent {
         self.send_blob_requests(now);
     }
 
+    /// Keeps the fleet-wide topics of the chunks being fetched subscribed, and sends the chunk
+    /// requests due: on `blob-want` (answered on the chunk's topic, once for every node
+    /// asking) or `blob-req` (answered on this node's own), as the fetcher decides.
     fn send_blob_requests(&mut self, now: Duration) {
-        let Some(link) = self.link.as_ref().filter(|_| self.connected) else {
+        let Some(link) = self.link.as_ref() else {
             return;
         };
-        let topic = node_topic(&self.config.node, NodeTopic::BlobRequest);
-        for req in self.fetcher.poll(now) {
-            if !link.publish(topic.clone(), QoS::AtLeastOnce, false, encode(&req)) {
+        link.set_blob_topics(self.fetcher.fan_out_topics());
+        if !self.connected {
+            return;
+        }
+        let node = &self.config.node;
+        let asks = self.fetcher.poll(now, |d, c| link.blob_granted(d, c));
+        for ask in asks {
+            let kind = match ask.route {
+                Route::FanOut => NodeTopic::BlobWant,
+                Route::Direct => NodeTopic::BlobRequest,
+            };
+            let payload = encode(&ask.request);
+            if !link.publish(node_topic(node, kind), QoS::AtLeastOnce, false, payload) {
                 // Not sent: not outstanding either, so it is asked for again next time.
-                self.fetcher.unsent(&req);
+                self.fetcher.unsent(&ask.request);
             }
         }
+        // A transfer may have fallen back to its node's topic: no subscription needed.
+        link.set_blob_topics(self.fetcher.fan_out_topics());
     }
 
     /// Publishes status when it changed, when [`STATUS_REFRESH`] passed, or when forced.
@@ -690,5 +724,13 @@ impl Agent {
             }
         }
         self.link = None;
+    }
+}
+
+/// Whether `reply` belongs on the topic of chunk `at`: the same blob, starting in that chunk.
+fn reply_fits(reply: &BlobReply, at: (Digest, u64)) -> bool {
+    match reply {
+        BlobReply::Chunk { digest, offset, .. } => (*digest, blob_chunk(*offset)) == at,
+        BlobReply::NotFound { digest } => *digest == at.0,
     }
 }

@@ -1,22 +1,19 @@
 //! What the hub does with what the fleet sends, each off the MQTT loop and off the async
 //! workers: presence and status into the controller ([`fleet_ingest`]), log batches into the
-//! log store ([`log_writer`]), chunk requests answered from the blob store
-//! ([`blob_servers`]).
+//! log store ([`log_writer`]). Chunk requests are answered by [`crate::blob_fanout`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Mutex as AsyncMutex, Semaphore, watch};
-use wasmfleet_proto::topic::{self, NodeTopic};
-use wasmfleet_proto::{BlobReply, BlobRequest, LogBatch, MAX_BLOB_CHUNK, MAX_LOG_LINE};
+use tokio::sync::{Mutex as AsyncMutex, watch};
+use wasmfleet_proto::{LogBatch, MAX_LOG_LINE};
 
 use crate::clock::now_ms;
 use crate::controller::handle::Visibility;
 use crate::controller::{ControllerHandle, FleetSnapshot};
-use crate::mqtt::Link;
-use crate::mqtt::inbox::{BlobQueue, FleetInbox, LogQueue};
-use crate::store::{BlobStore, LogRecord, LogStore};
+use crate::mqtt::inbox::{FleetInbox, LogQueue};
+use crate::store::{LogRecord, LogStore};
 
 /// Feeds coalesced presence and status to the controller, one change (one scheduler pass at
 /// most, one store transaction) per drained batch.
@@ -198,50 +195,6 @@ impl Attribution {
         }
         out
     }
-}
-
-/// Chunk requests answered at once.
-const BLOB_SERVERS: usize = 16;
-
-/// Answers chunk requests from the blob store, at most [`BLOB_SERVERS`] at a time (the queue
-/// in front of them is bounded; nodes re-ask after a timeout).
-pub async fn blob_servers(blobs: BlobStore, link: Link, mut queue: BlobQueue) {
-    let permits = Arc::new(Semaphore::new(BLOB_SERVERS));
-    while let Some((node, req)) = queue.recv().await {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
-        let (blobs, link) = (blobs.clone(), link.clone());
-        tokio::spawn(async move {
-            serve_blob(blobs, link, node, req).await;
-            drop(permit);
-        });
-    }
-}
-
-/// Answers one chunk request on the asking node's blob topic.
-async fn serve_blob(blobs: BlobStore, link: Link, node: String, req: BlobRequest) {
-    let len = req.len.min(MAX_BLOB_CHUNK);
-    let digest = req.digest;
-    let read =
-        tokio::task::spawn_blocking(move || blobs.read_range(&digest, req.offset, len)).await;
-    let reply = match read {
-        Ok(Ok(Some((total, data)))) => BlobReply::Chunk {
-            digest,
-            offset: req.offset,
-            total,
-            data,
-        },
-        Ok(Ok(None)) => BlobReply::NotFound { digest },
-        Ok(Err(e)) => {
-            tracing::error!("serving blob {digest} to {node}: {e}");
-            BlobReply::NotFound { digest }
-        }
-        Err(_) => return,
-    };
-    let topic = topic::node_topic(&node, NodeTopic::Blob);
-    link.publish(topic, wasmfleet_proto::encode(&reply), false)
-        .await;
 }
 
 #[cfg(test)]

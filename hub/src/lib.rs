@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod artifacts;
+pub mod blob_fanout;
 pub mod cli;
 pub mod clock;
 pub mod controller;

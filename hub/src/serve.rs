@@ -3,8 +3,8 @@
 //!
 //! Tasks, and what each may wait on:
 //! - the MQTT link's router: nothing (it hands everything to the [`Inbox`]);
-//! - fleet ingest, the log writer, blob servers ([`crate::ingest`]): the controller, the log
-//!   store and the blob store, each off the async workers;
+//! - fleet ingest, the log writer ([`crate::ingest`]), blob servers ([`crate::blob_fanout`]):
+//!   the controller, the log store and the blob store, each off the async workers;
 //! - the publisher: sends the controller's [`Outbox`] to the broker;
 //! - the ticker: grace periods, lagging nodes, snapshot refresh, retention;
 //! - the HTTP API.
@@ -21,10 +21,11 @@ use wasmfleet_common::BrokerUrl;
 use wasmfleet_common::engine::Checker;
 
 use crate::api::{self, AppState};
+use crate::blob_fanout::blob_servers;
 use crate::clock::now_ms;
 use crate::controller::handle::Visibility;
 use crate::controller::{self, Controller, ControllerHandle, Outbox};
-use crate::ingest::{blob_servers, fleet_ingest, liveness_watch, log_writer};
+use crate::ingest::{fleet_ingest, liveness_watch, log_writer};
 use crate::mqtt::inbox::Drops;
 use crate::mqtt::{EmbeddedBroker, Inbox, Link};
 use crate::store::{BlobStore, LogStore, Retention, SqliteStore};

@@ -347,9 +347,20 @@ pub struct Label {
 /// for a weak link to retry cheaply.
 pub const MAX_BLOB_CHUNK: u32 = 32 * 1024;
 
-/// A node asks for part of a module: node → hub on `wf/v1/n/{node}/blob-req`, QoS 1. The
-/// topic names the asking node (brokers can bind it to the client's identity with ACLs); the
-/// reply goes to that node's `blob` topic.
+/// A node asks for part of a module, QoS 1, on one of two topics that name the asking node
+/// (brokers can bind it to the client's identity with ACLs):
+/// - `wf/v1/n/{node}/blob-want` ([`crate::topic::NodeTopic::BlobWant`]): the hub answers on
+///   the fleet-wide topic of the chunk the range starts in, `wf/v1/blob/{digest}/{chunk}`
+///   ([`crate::topic::blob_topic`]), once for every node asking for the same range meanwhile;
+///   the node subscribes to that topic before it asks, and takes any chunk it still needs
+///   from the topics it is subscribed to, also ones others asked for. A request out of the
+///   blob's range gets no answer there.
+/// - `wf/v1/n/{node}/blob-req` ([`crate::topic::NodeTopic::BlobRequest`]): the hub answers on
+///   that node's own `blob` topic (microcontrollers through their gateway, older agents, and
+///   agents whose fan-out asks went unanswered).
+///
+/// Fetchers ask for [`MAX_BLOB_CHUNK`]-aligned ranges, so nodes fetching one blob ask for the
+/// same chunks and the hub can answer them together.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobRequest {
     /// Which blob.
@@ -360,7 +371,9 @@ pub struct BlobRequest {
     pub len: u32,
 }
 
-/// The hub's answer to a [`BlobRequest`]: hub → node on `wf/v1/n/{node}/blob`, QoS 1.
+/// The hub's answer to a [`BlobRequest`], QoS 1, not retained: on the asking node's
+/// `wf/v1/n/{node}/blob` topic, or (asked on `blob-want`) on the chunk's fleet-wide topic
+/// `wf/v1/blob/{digest}/{chunk}` for every node waiting for it. The same frame on both.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BlobReply {
     /// Bytes `offset .. offset + data.len()` of a blob of `total` bytes.
@@ -374,7 +387,9 @@ pub enum BlobReply {
         /// The bytes.
         data: Vec<u8>,
     },
-    /// The hub does not hold this blob (or the request was out of range).
+    /// The hub does not hold this blob; on the node's own topic also: the request was out of
+    /// range. (On the fleet-wide topic it is only ever the former: a request out of range must
+    /// not stop the other nodes' transfers.)
     NotFound {
         /// Which blob.
         digest: Digest,

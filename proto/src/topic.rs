@@ -1,8 +1,11 @@
 //! MQTT topic names. Every topic lives under [`PREFIX`]; per-node topics embed the node name,
-//! which [`crate::name::validate`] keeps free of MQTT wildcards and separators.
+//! which [`crate::name::validate`] keeps free of MQTT wildcards and separators; fleet-wide
+//! blob topics ([`blob_topic`]) embed a module's digest and a chunk number.
 
 use alloc::format;
 use alloc::string::String;
+
+use crate::{Digest, MAX_BLOB_CHUNK};
 
 /// Root of every Wasmfleet topic; the `v1` moves with incompatible topic-layout changes.
 pub const PREFIX: &str = "wf/v1";
@@ -13,8 +16,12 @@ pub const ALL_ONLINE: &str = "wf/v1/n/+/online";
 pub const ALL_STATUS: &str = "wf/v1/n/+/status";
 /// The hub's subscription to every node's logs.
 pub const ALL_LOGS: &str = "wf/v1/n/+/logs";
-/// The hub's subscription to every node's blob chunk requests.
+/// The hub's subscription to every node's blob chunk requests answered on the node's own
+/// `blob` topic.
 pub const ALL_BLOB_REQUESTS: &str = "wf/v1/n/+/blob-req";
+/// The hub's subscription to every node's blob chunk requests answered on the chunk's
+/// fleet-wide topic ([`blob_topic`]).
+pub const ALL_BLOB_WANTS: &str = "wf/v1/n/+/blob-want";
 /// The hub's subscription to every node's heartbeats.
 pub const ALL_HEARTBEATS: &str = "wf/v1/n/+/hb";
 
@@ -29,10 +36,16 @@ pub enum NodeTopic {
     Online,
     /// [`crate::LogBatch`], node → hub.
     Logs,
-    /// [`crate::BlobReply`], hub → node.
+    /// [`crate::BlobReply`], hub → node: the answers to this node's [`NodeTopic::BlobRequest`]s.
     Blob,
-    /// [`crate::BlobRequest`], node → hub.
+    /// [`crate::BlobRequest`], node → hub, QoS 1: answered on the node's [`NodeTopic::Blob`].
+    /// Microcontrollers (through their gateway) and agents older than fan-out ask here.
     BlobRequest,
+    /// [`crate::BlobRequest`], node → hub, QoS 1: answered once for every node that wants the
+    /// same chunk, on the chunk's fleet-wide topic ([`blob_topic`]), which the node subscribes
+    /// to before it asks. Hubs older than fan-out do not subscribe to it (and would not parse
+    /// it): a node that hears nothing on blob topics falls back to [`NodeTopic::BlobRequest`].
+    BlobWant,
     /// [`crate::Heartbeat`], node → hub, QoS 0, not retained.
     Heartbeat,
 }
@@ -47,6 +60,7 @@ impl NodeTopic {
             NodeTopic::Logs => "logs",
             NodeTopic::Blob => "blob",
             NodeTopic::BlobRequest => "blob-req",
+            NodeTopic::BlobWant => "blob-want",
             NodeTopic::Heartbeat => "hb",
         }
     }
@@ -59,6 +73,7 @@ impl NodeTopic {
             "logs" => NodeTopic::Logs,
             "blob" => NodeTopic::Blob,
             "blob-req" => NodeTopic::BlobRequest,
+            "blob-want" => NodeTopic::BlobWant,
             "hb" => NodeTopic::Heartbeat,
             _ => return None,
         })
@@ -78,6 +93,47 @@ pub fn parse_node_topic(topic: &str) -> Option<(&str, NodeTopic)> {
         return None;
     }
     Some((node, NodeTopic::from_suffix(suffix)?))
+}
+
+/// Root of the fleet-wide blob topics: `wf/v1/blob/{digest}/{chunk}`, one per chunk of a blob.
+pub const BLOB_PREFIX: &str = "wf/v1/blob";
+
+/// The chunk (a [`MAX_BLOB_CHUNK`]-aligned cell of a blob, counted from 0) that byte `offset`
+/// lies in.
+pub const fn blob_chunk(offset: u64) -> u64 {
+    offset / MAX_BLOB_CHUNK as u64
+}
+
+/// The fleet-wide topic of chunk `chunk` of blob `digest`,
+/// `wf/v1/blob/{64 lowercase hex digits}/{chunk}`: hub → nodes, QoS 1, never retained. The hub
+/// publishes each [`crate::BlobReply`] for a range asked on [`NodeTopic::BlobWant`] once, on the
+/// topic of the chunk the range starts in, and the broker fans it out to every node subscribed
+/// there. A node subscribes to the chunks it still needs (a few ahead of what it wrote) before
+/// it asks for them, and unsubscribes as they arrive: it receives the chunks it lacks, not
+/// every re-publication a later asker causes. Only the hub may publish here (broker ACLs: nodes
+/// read `wf/v1/blob/#`, write nothing there): a node takes any chunk it still needs from these
+/// topics, and only the blob's SHA-256, checked when it is whole, vouches for it.
+pub fn blob_topic(digest: &Digest, chunk: u64) -> String {
+    format!("{BLOB_PREFIX}/{digest}/{chunk}")
+}
+
+/// The blob and chunk a fleet-wide blob topic names; `None` for any other topic, including
+/// one not in canonical form (64 lowercase hex digits, a decimal chunk without leading
+/// zeros), so one chunk has one topic.
+pub fn parse_blob_topic(topic: &str) -> Option<(Digest, u64)> {
+    let rest = topic.strip_prefix(BLOB_PREFIX)?.strip_prefix('/')?;
+    let (hex, chunk) = rest.split_once('/')?;
+    let hex_ok = hex.len() == Digest::HEX_LEN
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let chunk_ok = !chunk.is_empty()
+        && chunk.bytes().all(|b| b.is_ascii_digit())
+        && (chunk == "0" || !chunk.starts_with('0'));
+    if !hex_ok || !chunk_ok {
+        return None;
+    }
+    Some((hex.parse().ok()?, chunk.parse().ok()?))
 }
 
 /// Root of application topics: a module's relative topic `t` in namespace `ns` is
@@ -229,6 +285,8 @@ mod tests {
             NodeTopic::Logs,
             NodeTopic::Blob,
             NodeTopic::BlobRequest,
+            NodeTopic::BlobWant,
+            NodeTopic::Heartbeat,
         ] {
             let t = node_topic("gw-1", kind);
             assert_eq!(parse_node_topic(&t), Some(("gw-1", kind)));
@@ -237,6 +295,47 @@ mod tests {
             node_topic("gw-1", NodeTopic::Desired),
             "wf/v1/n/gw-1/desired"
         );
+    }
+
+    #[test]
+    fn blob_topics_round_trip_and_name_one_chunk_once() {
+        let d = Digest([0xab; 32]);
+        let t = blob_topic(&d, 12);
+        assert_eq!(t, alloc::format!("wf/v1/blob/{}/12", "ab".repeat(32)));
+        assert_eq!(parse_blob_topic(&t), Some((d, 12)));
+        assert_eq!(parse_blob_topic(&blob_topic(&d, 0)), Some((d, 0)));
+        assert_eq!(
+            parse_blob_topic(&blob_topic(&d, u64::MAX)),
+            Some((d, u64::MAX))
+        );
+        let c = MAX_BLOB_CHUNK as u64;
+        assert_eq!((blob_chunk(0), blob_chunk(c - 1), blob_chunk(c)), (0, 0, 1));
+        assert_eq!(
+            node_topic("gw-1", NodeTopic::BlobWant),
+            "wf/v1/n/gw-1/blob-want"
+        );
+        assert!(filter_matches("wf/v1/blob/+/+", &t));
+        // The hub's filters never match a blob topic, nor do a node's own.
+        assert!(!filter_matches(ALL_BLOB_WANTS, &t));
+        assert_eq!(parse_node_topic(&t), None);
+        let hex = "ab".repeat(32);
+        for bad in [
+            alloc::format!("wf/v1/blob/{}/1", "AB".repeat(32)),
+            alloc::format!("wf/v1/blob/sha256:{hex}/1"),
+            alloc::format!("wf/v1/blob/{}/1", "ab".repeat(31)),
+            alloc::format!("wf/v1/blob/{}ag/1", "ab".repeat(31)),
+            alloc::format!("wf/v1/blob/{hex}"),
+            alloc::format!("wf/v1/blob/{hex}/"),
+            alloc::format!("wf/v1/blob/{hex}/01"),
+            alloc::format!("wf/v1/blob/{hex}/+1"),
+            alloc::format!("wf/v1/blob/{hex}/1/x"),
+            alloc::format!("wf/v1/blob/{hex}/18446744073709551616"),
+            "wf/v1/blob/".into(),
+            "wf/v1/blob".into(),
+            alloc::format!("wf/v2/blob/{hex}/1"),
+        ] {
+            assert_eq!(parse_blob_topic(&bad), None, "{bad}");
+        }
     }
 
     #[test]

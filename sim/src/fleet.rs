@@ -1,20 +1,24 @@
 //! The simulated nodes on the wire: each on its own MQTT connection (as real agents are, with
 //! its Last Will), or hollow (many nodes multiplexed over a few connections, for fleets larger
 //! than one machine's ports). Both drive [`SimNode`] and record when each node first reports
-//! the deployment under test Running.
+//! the deployment under test Running. Fetching nodes (`--module-kib`) also subscribe to their
+//! `blob` topics and, while they fetch on the fan-out route, to the fleet-wide topics of the
+//! chunks they still need (one subscription per connection, each message handed to every
+//! member node fetching that blob).
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use edge_agent::blobs::Route;
 use rand::Rng;
 use rumqttc::{LastWill, MqttOptions, QoS};
 use tokio::sync::{Semaphore, mpsc, watch};
 use wasmfleet_common::mqtt::{Backoff, Session, SessionEvent};
 use wasmfleet_common::subscribe::Qos;
-use wasmfleet_proto::topic::{NodeTopic, node_topic};
-use wasmfleet_proto::{Heartbeat, NodeStatus, Presence, encode};
+use wasmfleet_proto::topic::{NodeTopic, blob_topic, node_topic, parse_blob_topic};
+use wasmfleet_proto::{BlobReply, Digest, Heartbeat, NodeStatus, Presence, decode, encode};
 
 use crate::node::{SimNode, runs};
 
@@ -22,6 +26,10 @@ use crate::node::{SimNode, runs};
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Connection handshakes in flight at once: a listen backlog is finite.
 const CONNECTING: usize = 256;
+/// How often fetching nodes look for chunk requests that timed out.
+const FETCH_TICK: Duration = Duration::from_millis(100);
+/// How soon requests held for a blob topic subscription are looked at again.
+const HOLD_POLL: Duration = Duration::from_millis(5);
 const BACKOFF: Backoff = Backoff {
     min: Duration::from_millis(200),
     max: Duration::from_secs(5),
@@ -38,6 +46,8 @@ pub struct Shape {
     pub latency: Duration,
     /// Share of desired states a node loses (the hub's re-send brings them back).
     pub loss: f64,
+    /// Nodes hold no module and fetch what their desired state names.
+    pub fetch: bool,
 }
 
 /// What the nodes did, shared with the driver.
@@ -48,8 +58,12 @@ pub struct Record {
     /// Per node: ms since `origin` + 1 when it first reported the deployment Running (0: not
     /// yet).
     pub converged: Vec<AtomicU64>,
-    /// The deployment whose convergence is measured, once applied.
-    pub deployment: OnceLock<String>,
+    /// The deployment whose convergence is measured, once applied (empty before).
+    pub deployment: RwLock<String>,
+    /// Fetches started from now on fan out (`blob-want`) rather than ask per node.
+    pub fan_out: AtomicBool,
+    /// Blob traffic of fetching nodes.
+    pub blobs: BlobCounters,
     /// Nodes connected (their presence published).
     pub connected: AtomicU64,
     /// Messages and approximate bytes on the wire, received and sent by nodes.
@@ -67,7 +81,9 @@ impl Record {
         Record {
             origin: Instant::now(),
             converged: (0..nodes).map(|_| AtomicU64::new(0)).collect(),
-            deployment: OnceLock::new(),
+            deployment: RwLock::default(),
+            fan_out: AtomicBool::new(true),
+            blobs: BlobCounters::default(),
             connected: AtomicU64::new(0),
             msgs_in: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
@@ -92,11 +108,26 @@ impl Record {
             .fetch_add(wire_bytes(topic, payload), Ordering::Relaxed);
     }
 
+    /// Measures the convergence of `deployment` from now on: forgets who ran the last one.
+    pub fn measure(&self, deployment: &str) {
+        *self
+            .deployment
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = deployment.to_owned();
+        for c in &self.converged {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+
     fn reported(&self, index: usize, status: &NodeStatus) {
-        let Some(d) = self.deployment.get() else {
+        let d = self
+            .deployment
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        if d.is_empty() {
             return;
-        };
-        if runs(status, d) {
+        }
+        if runs(status, &d) {
             let at = self.origin.elapsed().as_millis() as u64 + 1;
             let _ =
                 self.converged[index].compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
@@ -104,9 +135,50 @@ impl Record {
     }
 }
 
+/// Counters of blob traffic, as the nodes saw it.
+#[derive(Debug, Default)]
+pub struct BlobCounters {
+    /// Chunk requests sent on `blob-want`, and their bytes on the wire.
+    pub fan_out_asks: AtomicU64,
+    /// See `fan_out_asks`: on `blob-req`.
+    pub direct_asks: AtomicU64,
+    /// Bytes of both kinds of asks.
+    pub ask_bytes: AtomicU64,
+    /// Replies on nodes' own `blob` topics: each is one publication by the hub.
+    pub direct_replies: AtomicU64,
+    /// Their bytes on the wire.
+    pub direct_reply_bytes: AtomicU64,
+    /// Messages on blob topics received by the simulator's connections (a hollow connection
+    /// counts one for all its nodes).
+    pub fan_out_received: AtomicU64,
+    /// Their bytes on the wire.
+    pub fan_out_received_bytes: AtomicU64,
+    /// Modules fetched and verified by nodes.
+    pub fetched: AtomicU64,
+    /// Size of the last module a node fetched.
+    pub artifact_bytes: AtomicU64,
+}
+
+impl BlobCounters {
+    /// The current values, in field order.
+    pub fn snapshot(&self) -> [u64; 8] {
+        [
+            &self.fan_out_asks,
+            &self.direct_asks,
+            &self.ask_bytes,
+            &self.direct_replies,
+            &self.direct_reply_bytes,
+            &self.fan_out_received,
+            &self.fan_out_received_bytes,
+            &self.fetched,
+        ]
+        .map(|c| c.load(Ordering::Relaxed))
+    }
+}
+
 /// Bytes of an MQTT 3.1.1 PUBLISH: fixed header (2, more for long ones), topic length (2),
 /// topic, packet id (2, QoS 1), payload.
-fn wire_bytes(topic: &str, payload: usize) -> u64 {
+pub fn wire_bytes(topic: &str, payload: usize) -> u64 {
     let body = 2 + topic.len() + 2 + payload;
     let header = if body < 128 {
         2
@@ -188,25 +260,39 @@ impl Connection {
                 true,
             ));
         }
-        let filters: Vec<(String, Qos)> = names
+        let fetch = self.shape.fetch;
+        let kinds: &[NodeTopic] = match fetch {
+            true => &[NodeTopic::Desired, NodeTopic::Blob],
+            false => &[NodeTopic::Desired],
+        };
+        let by_topic: HashMap<String, (usize, NodeTopic)> = names
             .iter()
-            .map(|n| (node_topic(n, NodeTopic::Desired), Qos::AtLeastOnce))
+            .enumerate()
+            .flat_map(|(k, n)| kinds.iter().map(move |t| (node_topic(n, *t), (k, *t))))
+            .collect();
+        let base: Vec<(String, Qos)> = names
+            .iter()
+            .flat_map(|n| kinds.iter().map(|t| (node_topic(n, *t), Qos::AtLeastOnce)))
             .collect();
         let permit = gate.acquire_owned().await.ok();
         let (tx, mut rx) = mpsc::channel(64);
         let queue = 4 * names.len() + 64;
-        let session = Session::spawn(opts, queue, filters, BACKOFF, tx);
+        let session = Session::spawn(opts, queue, base.clone(), BACKOFF, tx);
         let client = session.client().clone();
         let mut permit = permit;
-        let by_topic: HashMap<String, usize> = names
-            .iter()
-            .enumerate()
-            .map(|(k, n)| (node_topic(n, NodeTopic::Desired), k))
-            .collect();
-        let mut nodes: Vec<SimNode> = names.iter().map(|_| SimNode::new()).collect();
+        let mut nodes: Vec<SimNode> = names.iter().map(|_| SimNode::new(fetch)).collect();
+        let mut wire = Wire {
+            names: &names,
+            session: &session,
+            base,
+            subscribed: BTreeSet::new(),
+            record: &self.record,
+        };
         let origin = self.record.origin;
         let mut beats = tokio::time::interval(HEARTBEAT);
         beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut fetch_tick = tokio::time::interval(FETCH_TICK);
+        fetch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let beat = encode(&Heartbeat {
             interval_ms: HEARTBEAT.as_millis() as u32,
         });
@@ -217,6 +303,7 @@ impl Connection {
             let _ = client.try_publish(topic, qos, retain, payload);
         };
         loop {
+            let holding = connected && nodes.iter().any(SimNode::holding);
             tokio::select! {
                 _ = stop.changed() => break,
                 _ = beats.tick(), if connected => {
@@ -224,6 +311,8 @@ impl Connection {
                         publish(node_topic(n, NodeTopic::Heartbeat), QoS::AtMostOnce, false, beat.clone());
                     }
                 }
+                _ = fetch_tick.tick(), if fetch && connected => wire.pump(&mut nodes, origin.elapsed()),
+                () = tokio::time::sleep(HOLD_POLL), if holding => wire.pump(&mut nodes, origin.elapsed()),
                 event = rx.recv() => match event {
                     None => break,
                     Some(SessionEvent::Connected) => {
@@ -239,21 +328,51 @@ impl Connection {
                             let s = nodes[k].status_now(now);
                             publish(node_topic(n, NodeTopic::Status), QoS::AtLeastOnce, true, encode(&s));
                         }
+                        wire.pump(&mut nodes, now);
                     }
                     Some(SessionEvent::Message { topic, payload }) => {
                         self.record.msgs_in.fetch_add(1, Ordering::Relaxed);
-                        self.record.bytes_in.fetch_add(wire_bytes(&topic, payload.len()), Ordering::Relaxed);
-                        let Some(&k) = by_topic.get(&topic) else { continue };
+                        let bytes = wire_bytes(&topic, payload.len());
+                        self.record.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+                        let now = origin.elapsed();
+                        if let Some((digest, _)) = parse_blob_topic(&topic) {
+                            let c = &self.record.blobs;
+                            c.fan_out_received.fetch_add(1, Ordering::Relaxed);
+                            c.fan_out_received_bytes.fetch_add(bytes, Ordering::Relaxed);
+                            let Ok(reply) = decode::<BlobReply>(&payload) else { continue };
+                            for (k, node) in nodes.iter_mut().enumerate() {
+                                if node.fetching(&digest) {
+                                    let ev = node.on_blob(reply.clone(), Route::FanOut, now);
+                                    self.after_blob(k, &names[k], ev, &publish);
+                                }
+                            }
+                            wire.pump(&mut nodes, now);
+                            continue;
+                        }
+                        let Some(&(k, kind)) = by_topic.get(&topic) else { continue };
+                        if kind == NodeTopic::Blob {
+                            let c = &self.record.blobs;
+                            c.direct_replies.fetch_add(1, Ordering::Relaxed);
+                            c.direct_reply_bytes.fetch_add(bytes, Ordering::Relaxed);
+                            if let Ok(reply) = decode::<BlobReply>(&payload) {
+                                let ev = nodes[k].on_blob(reply, Route::Direct, now);
+                                self.after_blob(k, &names[k], ev, &publish);
+                            }
+                            wire.pump(&mut nodes, now);
+                            continue;
+                        }
                         if self.shape.loss > 0.0 && rand::rng().random_bool(self.shape.loss.min(1.0)) {
                             continue;
                         }
                         if !self.shape.latency.is_zero() {
                             tokio::time::sleep(self.shape.latency).await;
                         }
+                        nodes[k].set_fan_out(self.record.fan_out.load(Ordering::Relaxed));
                         if let Some(s) = nodes[k].on_desired(&payload, origin.elapsed()) {
                             self.record.reported(self.members[k], &s);
                             publish(node_topic(&names[k], NodeTopic::Status), QoS::AtLeastOnce, true, encode(&s));
                         }
+                        wire.pump(&mut nodes, origin.elapsed());
                     }
                     Some(SessionEvent::Disconnected(_) | SessionEvent::Closed) => {}
                 },
@@ -270,5 +389,89 @@ impl Connection {
         let _ = client.try_disconnect();
         tokio::time::sleep(Duration::from_millis(200)).await;
         drop(session);
+    }
+
+    /// Records and publishes what a blob reply did to member `k`.
+    fn after_blob(
+        &self,
+        k: usize,
+        name: &str,
+        ev: crate::node::BlobEvent,
+        publish: &impl Fn(String, QoS, bool, Vec<u8>),
+    ) {
+        if let Some(size) = ev.fetched {
+            self.record.blobs.fetched.fetch_add(1, Ordering::Relaxed);
+            self.record
+                .blobs
+                .artifact_bytes
+                .store(size, Ordering::Relaxed);
+        }
+        if let Some(s) = ev.status {
+            self.record.reported(self.members[k], &s);
+            publish(
+                node_topic(name, NodeTopic::Status),
+                QoS::AtLeastOnce,
+                true,
+                encode(&s),
+            );
+        }
+    }
+}
+
+/// A connection's chunk requests and blob topic subscriptions.
+struct Wire<'a> {
+    names: &'a [String],
+    session: &'a Session,
+    /// The connection's own subscriptions (its nodes' `desired` and `blob` topics).
+    base: Vec<(String, Qos)>,
+    /// Chunk topics subscribed beyond them.
+    subscribed: BTreeSet<(Digest, u64)>,
+    record: &'a Record,
+}
+
+impl Wire<'_> {
+    /// Keeps the chunk topics of fan-out fetches subscribed and sends the chunk requests due
+    /// (`blob-want` or `blob-req`, as each node's fetcher decides).
+    fn pump(&mut self, nodes: &mut [SimNode], now: Duration) {
+        self.subscribe(nodes);
+        let client = self.session.client();
+        let c = &self.record.blobs;
+        for (k, node) in nodes.iter_mut().enumerate() {
+            let session = self.session;
+            for ask in node.poll_blobs(now, |d, c| session.granted(&blob_topic(d, c))) {
+                let (kind, counter) = match ask.route {
+                    Route::FanOut => (NodeTopic::BlobWant, &c.fan_out_asks),
+                    Route::Direct => (NodeTopic::BlobRequest, &c.direct_asks),
+                };
+                let topic = node_topic(&self.names[k], kind);
+                let payload = encode(&ask.request);
+                counter.fetch_add(1, Ordering::Relaxed);
+                c.ask_bytes
+                    .fetch_add(wire_bytes(&topic, payload.len()), Ordering::Relaxed);
+                self.record.sent(&topic, payload.len());
+                if client
+                    .try_publish(topic, QoS::AtLeastOnce, false, payload)
+                    .is_err()
+                {
+                    node.unsent(&ask.request);
+                }
+            }
+        }
+        self.subscribe(nodes);
+    }
+
+    fn subscribe(&mut self, nodes: &[SimNode]) {
+        let wanted: BTreeSet<(Digest, u64)> =
+            nodes.iter().flat_map(SimNode::fan_out_topics).collect();
+        if wanted != self.subscribed {
+            let mut filters = self.base.clone();
+            filters.extend(
+                wanted
+                    .iter()
+                    .map(|(d, c)| (blob_topic(d, *c), Qos::AtLeastOnce)),
+            );
+            self.session.set_filters(filters);
+            self.subscribed = wanted;
+        }
     }
 }

@@ -5,10 +5,14 @@
 //! SQLite in a temporary directory); `--hub URL --mqtt URL` measures a running one. The nodes
 //! run the real agent decision logic (`wasmfleet-node`) with simulated instances, each on its
 //! own MQTT connection, or `--hollow K` of them over K connections. It applies an every-node
-//! deployment of the `hello` example (every node already holds the module: the cached case)
-//! and prints convergence per node and in total, hub memory and CPU, and traffic per node,
-//! ending with `converged N nodes in X s`.
+//! deployment of the `hello` example (every node already holds the module: the cached case),
+//! or with `--module-kib N` a new module of N KiB that every node fetches through the hub
+//! (`--blob-path fan-out|per-node|both`, see [`fetch`]), and prints convergence per node and in
+//! total, hub memory and CPU, traffic per node, and for fetches what they cost the hub's
+//! connection, ending with `converged N nodes in X s`.
 
+mod apply;
+mod fetch;
 mod fleet;
 mod hub;
 mod node;
@@ -61,6 +65,16 @@ struct Cli {
     /// Seconds of idle traffic to measure after convergence.
     #[arg(long, default_value_t = 10)]
     idle_secs: u64,
+    /// Apply a new module of about this many KiB instead of the cached `hello`: nodes hold no
+    /// module and fetch the artifact their desired state names, chunk by chunk.
+    #[arg(long)]
+    module_kib: Option<u64>,
+    /// With `--module-kib`: how nodes ask for chunks. `fan-out` (the hub publishes each chunk
+    /// once on the blob's topic for all nodes asking), `per-node` (one reply per node, as
+    /// before fan-out), or `both` (per-node, then fan-out with another new module, and the
+    /// ratio).
+    #[arg(long, value_enum, default_value_t = fetch::BlobPath::FanOut)]
+    blob_path: fetch::BlobPath,
 }
 
 fn main() -> Result<()> {
@@ -75,6 +89,14 @@ fn main() -> Result<()> {
         bail!(
             "--hollow must be from 1 to 16 against the embedded broker (it grants 16 subscriptions and queues 64 messages per session)"
         );
+    }
+    if cli.module_kib.is_some() && cli.hollow.is_some_and(|m| m > 5) {
+        bail!(
+            "--hollow must be at most 5 with --module-kib: each fetching node needs two subscriptions, and the connection up to six for the chunks being fetched (16 per session)"
+        );
+    }
+    if cli.module_kib == Some(0) {
+        bail!("--module-kib must be at least 1");
     }
     let connections = cli.nodes.div_ceil(cli.hollow.unwrap_or(1));
     let files = raise_file_limit();
@@ -149,6 +171,7 @@ async fn run(cli: Cli) -> Result<()> {
         hollow: cli.hollow,
         latency,
         loss: cli.loss,
+        fetch: cli.module_kib.is_some(),
     };
     println!(
         "wasmfleet-sim: {} nodes on {}, hub {url} ({})",
@@ -210,80 +233,57 @@ async fn run(cli: Cli) -> Result<()> {
         );
     }
 
-    // Apply an every-node deployment of a module every node holds.
-    let deployment = format!("sim-probe-{}", std::process::id());
-    record.deployment.set(deployment.clone()).ok();
-    let module = wasmfleet_hub::cli::demo::write_example_module(&dir)?;
-    let manifest = dir.join("probe.yaml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "apiVersion: wasmfleet.dev/v1\nkind: Deployment\nmetadata: {{name: {deployment}}}\nspec:\n  module: {}\n  placement: every-node\n  nodeSelector: {{wasmfleet.dev/simulated: \"true\"}}\n  resources: {{memory: 1Mi}}\n",
-            module.display()
-        ),
-    )?;
-    // Upload first (not timed: the module is cached on the nodes, and in the hub after this).
-    let doc = &wasmfleet_hub::model::manifest::load(&manifest)?[0];
-    let (bytes, spec) = wasmfleet_hub::cli::apply::prepare(doc)?;
-    let blob = wasmfleet_hub::cli::client::path(&["v1", "blobs", &spec.module]);
-    if !client.exists(&blob).await? {
-        client.put_bytes(&blob, bytes.clone()).await?;
-    }
-    let (msgs_in0, bytes_in0) = (
-        record.msgs_in.load(Ordering::Relaxed),
-        record.bytes_in.load(Ordering::Relaxed),
-    );
-    let (msgs_out0, bytes_out0) = (
-        record.msgs_out.load(Ordering::Relaxed),
-        record.bytes_out.load(Ordering::Relaxed),
-    );
-    let cpu0 = pid.map(hub::cpu_time);
-    let applied_ms = record.origin.elapsed().as_millis() as u64;
-    let t0 = Instant::now();
-    wasmfleet_hub::cli::apply::submit(&client, &deployment, bytes, spec).await?;
-    let total = loop {
-        let done = record.convergence_ms(applied_ms);
-        if done.len() >= cli.nodes {
-            break t0.elapsed();
-        }
-        if Instant::now() >= deadline.max(t0 + timeout) {
-            bail!(
-                "only {} of {} nodes ran {deployment} after {:?}; the hub's log: {}",
-                done.len(),
-                cli.nodes,
-                timeout,
-                own.as_ref()
-                    .map_or("(not ours)".into(), |h| h.log.display().to_string())
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    let bench = apply::Bench {
+        client: &client,
+        record: &record,
+        nodes: cli.nodes,
+        pid,
+        timeout,
+        hub_log: own
+            .as_ref()
+            .map_or("(not ours)".into(), |h| h.log.display().to_string()),
     };
-    let mut times = record.convergence_ms(applied_ms);
-    times.sort_unstable();
-    let pct = |p: f64| times[((times.len() as f64 * p).ceil() as usize).clamp(1, times.len()) - 1];
-    println!(
-        "convergence per node: p50 {:.3} s, p99 {:.3} s, max {:.3} s",
-        pct(0.50) as f64 / 1e3,
-        pct(0.99) as f64 / 1e3,
-        pct(1.0) as f64 / 1e3
-    );
-    if let (Some(pid), Some(cpu0)) = (pid, cpu0) {
-        let used = hub::cpu_time(pid).saturating_sub(cpu0);
-        println!(
-            "hub CPU during convergence: {:.2} s ({:.0}% of one core)",
-            used.as_secs_f64(),
-            100.0 * used.as_secs_f64() / total.as_secs_f64().max(1e-3)
-        );
-    }
+    let mut deployments = Vec::new();
+    let total = match cli.module_kib {
+        // An every-node deployment of a module every node holds.
+        None => {
+            let deployment = format!("sim-probe-{}", std::process::id());
+            let module = wasmfleet_hub::cli::demo::write_example_module(&dir)?;
+            deployments.push(deployment.clone());
+            bench.apply(&dir, &deployment, &module, "1Mi").await?
+        }
+        Some(kib) => {
+            let (observer, _observing) = fetch::Observer::start(&host, port).await?;
+            let mut phases = Vec::new();
+            for &fan_out in cli.blob_path.phases() {
+                let path = fetch::path_name(fan_out);
+                let deployment = format!("sim-fetch-{}-{path}", std::process::id());
+                let (module, memory) = fetch::write_module(&dir, &deployment, kib)?;
+                deployments.push(deployment.clone());
+                record.fan_out.store(fan_out, Ordering::Relaxed);
+                println!("apply: a new {kib} KiB module, fetched {path}");
+                let before = fetch::counters(&record, &observer);
+                let total = bench.apply(&dir, &deployment, &module, &memory).await?;
+                // Publications still on their way to the observer.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let phase = fetch::Phase::between(
+                    fan_out,
+                    total,
+                    before,
+                    fetch::counters(&record, &observer),
+                );
+                let artifact = record.blobs.artifact_bytes.load(Ordering::Relaxed);
+                let chunks = artifact.div_ceil(u64::from(wasmfleet_proto::MAX_BLOB_CHUNK));
+                phase.print(cli.nodes, artifact, chunks);
+                phases.push(phase);
+            }
+            if let [per_node, fan_out] = &phases[..] {
+                fetch::compare(per_node, fan_out);
+            }
+            phases.last().map_or(Duration::ZERO, |p| p.total)
+        }
+    };
     let n = cli.nodes as f64;
-    let per = |a: &std::sync::atomic::AtomicU64, b: u64| (a.load(Ordering::Relaxed) - b) as f64 / n;
-    println!(
-        "traffic per node for the apply: {:.1} messages / {:.0} bytes to it, {:.1} / {:.0} from it",
-        per(&record.msgs_in, msgs_in0),
-        per(&record.bytes_in, bytes_in0),
-        per(&record.msgs_out, msgs_out0),
-        per(&record.bytes_out, bytes_out0)
-    );
     if cli.idle_secs > 0 {
         let (i0, o0) = (
             record.bytes_in.load(Ordering::Relaxed),
@@ -300,13 +300,10 @@ async fn run(cli: Cli) -> Result<()> {
             fleet::HEARTBEAT.as_secs()
         );
     }
-    let _ = client
-        .delete(&wasmfleet_hub::cli::client::path(&[
-            "v1",
-            "deployments",
-            &deployment,
-        ]))
-        .await;
+    for deployment in &deployments {
+        let path = wasmfleet_hub::cli::client::path(&["v1", "deployments", deployment]);
+        let _ = client.delete(&path).await;
+    }
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), tasks.join_all()).await;
     println!(

@@ -29,3 +29,53 @@ fn three_hundred_nodes_converge() {
     assert!(stdout.contains("convergence per node: p50"), "{stdout}");
     assert!(stdout.contains("idle control traffic per node"), "{stdout}");
 }
+
+#[test]
+fn a_new_module_reaches_a_hundred_nodes_per_node_and_fanned_out() {
+    let sim = env!("CARGO_BIN_EXE_wasmfleet-sim");
+    let wasmfleet = std::path::Path::new(sim).with_file_name("wasmfleet");
+    let out = Command::new(sim)
+        .args(["--nodes", "100", "--idle-secs", "0", "--timeout", "120s"])
+        .args(["--module-kib", "150", "--blob-path", "both"])
+        .arg("--wasmfleet")
+        .arg(&wasmfleet)
+        .output()
+        .expect("run wasmfleet-sim");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "wasmfleet-sim failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for phase in ["per-node", "fan-out"] {
+        let line = format!("fetch ({phase}): 100 nodes fetched and verified");
+        assert!(stdout.contains(&line), "{stdout}");
+    }
+    // "fan-out vs per-node: 21.4x fewer chunk publications by the hub (28 vs 600), ..."
+    let compare = stdout
+        .lines()
+        .find(|l| l.starts_with("fan-out vs per-node:"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let counts = compare
+        .split_once('(')
+        .unwrap()
+        .1
+        .split_once(')')
+        .unwrap()
+        .0;
+    let (fanned, per_node) = counts.split_once(" vs ").unwrap();
+    let (fanned, per_node): (u64, u64) = (fanned.parse().unwrap(), per_node.parse().unwrap());
+    assert!(
+        per_node >= 100 * 5,
+        "one reply per node per chunk: {stdout}"
+    );
+    assert!(fanned * 4 < per_node, "chunks fanned out: {stdout}");
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .starts_with("converged 100 nodes in "),
+        "{stdout}"
+    );
+}

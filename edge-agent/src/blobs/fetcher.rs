@@ -1,15 +1,38 @@
 //! The chunk requester, sans-IO: which [`BlobRequest`]s to send for every module being
-//! fetched (a window of [`WINDOW`] chunks, re-requested after [`REQUEST_TIMEOUT`]), and what a
-//! [`BlobReply`] means. The agent loop does the publishing and the disk writes.
+//! fetched, on which [`Route`] (a window of [`WINDOW`] chunks, re-requested after
+//! [`REQUEST_TIMEOUT`]), and what a [`BlobReply`] means. The agent loop does the publishing,
+//! the subscriptions and the disk writes.
 //!
-//! Only answers to requests are taken: a chunk at an offset not asked for, of another length,
-//! or reaching past the module's end is ignored, so a stray or forged reply on the node's blob
-//! topic cannot corrupt a download (the final SHA-256 check would catch it, but only after the
-//! whole module was fetched again).
+//! Requests are aligned to the [`MAX_BLOB_CHUNK`] grid, chunk by chunk (a resumed transfer
+//! first asks for the rest of its chunk), so nodes fetching the same blob ask for the same
+//! ranges.
+//!
+//! **Routes.** By default a transfer fans out: the fetcher wants the fleet-wide topics
+//! `wf/v1/blob/{digest}/{chunk}` of the next [`SUBSCRIBED_CHUNKS`] chunks it still needs
+//! subscribed ([`Fetcher::fan_out_topics`]), asks for a chunk on `blob-want`
+//! ([`Route::FanOut`]) once the broker granted that chunk's topic, and holds the ask until
+//! then ([`Fetcher::holding`]). The hub publishes each chunk once for every node that asked
+//! for it meanwhile, and a node takes any chunk it still needs from the topics it is
+//! subscribed to, also chunks other nodes asked for: nodes fetching one module in lockstep
+//! share them. As chunks arrive the subscriptions move on, so a node receives the chunks it
+//! lacks, not the re-publications later askers cause. A transfer asks on its node's
+//! `blob-req` instead ([`Route::Direct`], answered on the node's own `blob` topic) when an ask
+//! was held for [`SUBSCRIBE_WAIT`] (the broker does not grant the topics), or when a fan-out
+//! request was sent [`FAN_OUT_TRIES`] times and no chunk of the blob ever came on a blob topic
+//! (a hub older than fan-out). Window, timeouts and retries are the same on both routes.
+//!
+//! **What is taken.** On the node's own topic, only answers to outstanding requests: a chunk at
+//! an offset not asked for, of another length, or reaching past the module's end is ignored,
+//! so a stray reply there cannot corrupt a download. On blob topics, also chunks nobody here
+//! asked for, if they lie within the module, at or after what was written, within the chunks
+//! subscribed ([`AHEAD`] bytes from the chunk being written: bounded memory), and overlap
+//! nothing held or asked for. Only the hub may publish there (broker ACLs); the SHA-256
+//! checked when the blob is whole is what vouches for the bytes, as on the per-node route.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use wasmfleet_proto::topic::blob_chunk;
 use wasmfleet_proto::{BlobReply, BlobRequest, Digest, MAX_BLOB_CHUNK, ModuleRef};
 
 /// Chunks in flight per blob.
@@ -18,15 +41,50 @@ pub const WINDOW: usize = 4;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// After a failed transfer (not found, bad digest), wait this long before trying again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(10);
+/// Chunks of a blob whose topics a fan-out transfer keeps subscribed: the one being written
+/// and the next ones it still needs (more than the window, so the next ask's topic is
+/// granted before it is due, and chunks others asked for are shared).
+pub const SUBSCRIBED_CHUNKS: u64 = WINDOW as u64 + 2;
+/// Longest an ask waits for its chunk's topic to be granted before the transfer asks per node.
+pub const SUBSCRIBE_WAIT: Duration = Duration::from_secs(5);
+/// How far beyond the start of the chunk being written unrequested chunks from blob topics
+/// are held: the subscribed chunks.
+pub const AHEAD: u64 = SUBSCRIBED_CHUNKS * MAX_BLOB_CHUNK as u64;
+/// Sends of one fan-out request, all unanswered on the blob topic, after which a transfer that
+/// never got a chunk there asks per node (the hub does not fan out).
+pub const FAN_OUT_TRIES: u8 = 2;
+
+const CHUNK: u64 = MAX_BLOB_CHUNK as u64;
+
+/// Which way a request goes, or a reply came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Asked on `wf/v1/n/{node}/blob-want`; answered on the fleet-wide `wf/v1/blob/{digest}`.
+    FanOut,
+    /// Asked on `wf/v1/n/{node}/blob-req`; answered on the node's own `wf/v1/n/{node}/blob`.
+    Direct,
+}
+
+/// A request to publish, and the route to publish it on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask {
+    /// The chunk wanted.
+    pub request: BlobRequest,
+    /// Where to ask.
+    pub route: Route,
+}
 
 /// What a reply means for the agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplyOutcome {
-    /// Nothing to do (unknown digest, duplicate or stale chunk).
+    /// Nothing to do (unknown digest, duplicate, stale or stray chunk, or one held until the
+    /// gap before it fills).
     Ignored,
     /// Append `data` at `offset` (the current end of the partial file). When `complete`, the
     /// blob is whole: verify it with [`BlobStore::finish`] and report with [`Fetcher::finished`]
     /// or [`Fetcher::failed`].
+    ///
+    /// [`BlobStore::finish`]: super::BlobStore::finish
     Append {
         /// Which blob.
         digest: Digest,
@@ -41,30 +99,83 @@ pub enum ReplyOutcome {
     NotFound(Digest),
 }
 
+/// How a transfer asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    /// On `blob-want`, answered on chunk topics (once they are granted).
+    FanOut,
+    /// On `blob-req`, answered on the node's topic.
+    Direct,
+}
+
+/// A request in flight.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    len: u32,
+    at: Duration,
+    /// Times sent.
+    tries: u8,
+}
+
 /// One blob being downloaded.
 #[derive(Debug, Clone)]
 struct Transfer {
     size: u64,
     /// Contiguous bytes written to the partial file.
     received: u64,
-    /// Requested chunks by offset: (length, sent at).
-    outstanding: BTreeMap<u64, (u32, Duration)>,
+    /// Requested chunks by offset.
+    outstanding: BTreeMap<u64, Sent>,
     /// Chunks that arrived ahead of `received`.
     early: BTreeMap<u64, Vec<u8>>,
     /// Last failure and when to try again.
     failure: Option<(String, Duration)>,
+    way: Way,
+    /// Since when an ask waits for its chunk's topic to be granted.
+    held_since: Option<Duration>,
+    /// A chunk of this blob came on a blob topic: the hub fans out.
+    fanned: bool,
 }
 
 /// Sans-IO chunk requester for all blobs being fetched.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Fetcher {
     transfers: BTreeMap<Digest, Transfer>,
+    fan_out: bool,
+}
+
+impl Default for Fetcher {
+    fn default() -> Fetcher {
+        Fetcher::new()
+    }
 }
 
 impl Fetcher {
-    /// A requester with nothing to fetch.
+    /// A requester with nothing to fetch, that fans out.
     pub fn new() -> Fetcher {
-        Fetcher::default()
+        Fetcher {
+            transfers: BTreeMap::new(),
+            fan_out: true,
+        }
+    }
+
+    /// A requester that only asks per node (`blob-req`), as agents did before fan-out.
+    pub fn per_node() -> Fetcher {
+        Fetcher {
+            fan_out: false,
+            ..Fetcher::new()
+        }
+    }
+
+    /// Whether transfers started (or restarted) from now on fan out.
+    pub fn set_fan_out(&mut self, on: bool) {
+        self.fan_out = on;
+    }
+
+    fn first_way(fan_out: bool) -> Way {
+        match fan_out {
+            true => Way::FanOut,
+            false => Way::Direct,
+        }
     }
 
     /// Starts fetching `module` unless already under way; `have` is the partial file's length.
@@ -72,12 +183,16 @@ impl Fetcher {
     /// yet is not the module (or could not be finished), so the transfer starts from zero
     /// rather than waiting forever for bytes it will never ask for.
     pub fn want(&mut self, module: ModuleRef, have: u64) {
+        let way = Fetcher::first_way(self.fan_out);
         self.transfers.entry(module.digest).or_insert(Transfer {
             size: module.size,
             received: if have < module.size { have } else { 0 },
             outstanding: BTreeMap::new(),
             early: BTreeMap::new(),
             failure: None,
+            way,
+            held_since: None,
+            fanned: false,
         });
     }
 
@@ -100,45 +215,105 @@ impl Fetcher {
             .map(|(m, _)| m.clone())
     }
 
+    /// The chunks `(blob, chunk number)` whose fleet-wide topics
+    /// ([`wasmfleet_proto::topic::blob_topic`]) the node should be subscribed to now: up to
+    /// [`SUBSCRIBED_CHUNKS`] chunks, from the one being written, that fan-out transfers still
+    /// need. Finished, failed and per-node transfers need none.
+    pub fn fan_out_topics(&self) -> impl Iterator<Item = (Digest, u64)> + '_ {
+        self.transfers
+            .iter()
+            .filter(|(_, t)| t.failure.is_none() && t.way == Way::FanOut)
+            .flat_map(|(d, t)| t.wanted_chunks().map(|c| (*d, c)))
+    }
+
+    /// Whether an ask waits for its chunk's topic to be granted: the caller should poll again
+    /// soon (a granted subscription is not an event the fetcher sees).
+    pub fn holding(&self) -> bool {
+        self.transfers
+            .values()
+            .any(|t| t.failure.is_none() && t.way == Way::FanOut && t.held_since.is_some())
+    }
+
     /// Forgets every outstanding request (e.g. after a reconnect) so [`Fetcher::poll`] sends
-    /// them again now.
+    /// them again now (or once their topics are granted again).
     pub fn reset_outstanding(&mut self) {
         for t in self.transfers.values_mut() {
             t.outstanding.clear();
+            t.held_since = None;
         }
     }
 
     /// The requests to send at `now`: re-sends of timed-out chunks, then new chunks up to the
-    /// window. A failed transfer restarts from zero once its retry time has come.
-    pub fn poll(&mut self, now: Duration) -> Vec<BlobRequest> {
+    /// window. `granted(blob, chunk)` says whether a chunk's fleet-wide topic is subscribed
+    /// (granted by the broker on the current connection). A failed transfer restarts from zero
+    /// once its retry time has come.
+    pub fn poll(&mut self, now: Duration, granted: impl Fn(&Digest, u64) -> bool) -> Vec<Ask> {
         let mut out = Vec::new();
+        let fan_out = self.fan_out;
         for (digest, t) in &mut self.transfers {
             if let Some((_, retry_at)) = &t.failure {
                 if now < *retry_at {
                     continue;
                 }
                 t.failure = None;
+                t.way = Fetcher::first_way(fan_out);
+                t.held_since = None;
+                t.fanned = false;
             }
-            let request = |offset, len| BlobRequest {
-                digest: *digest,
-                offset,
-                len,
+            let due: Vec<u64> = t
+                .outstanding
+                .iter()
+                .filter(|(_, s)| now >= s.at + REQUEST_TIMEOUT)
+                .map(|(o, _)| *o)
+                .collect();
+            let unanswered = due.iter().any(|o| t.outstanding[o].tries >= FAN_OUT_TRIES);
+            let ungranted = t.held_since.is_some_and(|s| now >= s + SUBSCRIBE_WAIT);
+            if t.way == Way::FanOut && ((!t.fanned && unanswered) || ungranted) {
+                t.way = Way::Direct;
+                t.held_since = None;
+            }
+            let route = match t.way {
+                Way::FanOut => Route::FanOut,
+                Way::Direct => Route::Direct,
             };
-            for (&offset, (len, sent)) in t.outstanding.iter_mut() {
-                if now >= *sent + REQUEST_TIMEOUT {
-                    *sent = now;
-                    out.push(request(offset, *len));
+            let ready = |offset| route == Route::Direct || granted(digest, blob_chunk(offset));
+            let ask = |offset, len| Ask {
+                request: BlobRequest {
+                    digest: *digest,
+                    offset,
+                    len,
+                },
+                route,
+            };
+            let mut held = false;
+            for offset in due {
+                if !ready(offset) {
+                    held = true;
+                    continue;
+                }
+                if let Some(s) = t.outstanding.get_mut(&offset) {
+                    s.at = now;
+                    s.tries = s.tries.saturating_add(1);
+                    out.push(ask(offset, s.len));
                 }
             }
             while t.outstanding.len() < WINDOW {
-                let next = t.next_offset();
-                if next >= t.size {
+                let Some((offset, len)) = t.next_gap() else {
+                    break;
+                };
+                if !ready(offset) {
+                    held = true;
                     break;
                 }
-                let len = (t.size - next).min(u64::from(MAX_BLOB_CHUNK)) as u32;
-                t.outstanding.insert(next, (len, now));
-                out.push(request(next, len));
+                let sent = Sent {
+                    len,
+                    at: now,
+                    tries: 1,
+                };
+                t.outstanding.insert(offset, sent);
+                out.push(ask(offset, len));
             }
+            t.held_since = held.then(|| t.held_since.unwrap_or(now));
         }
         out
     }
@@ -151,9 +326,9 @@ impl Fetcher {
         }
     }
 
-    /// Takes one reply. Chunks ahead of the contiguous end are held until the gap fills; a
-    /// chunk that answers no outstanding request is ignored.
-    pub fn on_reply(&mut self, reply: BlobReply, now: Duration) -> ReplyOutcome {
+    /// Takes one reply that came by `route`. Chunks ahead of the contiguous end are held until
+    /// the gap fills; what may be taken is described in the module documentation.
+    pub fn on_reply(&mut self, reply: BlobReply, route: Route, now: Duration) -> ReplyOutcome {
         let (digest, offset, total, data) = match reply {
             BlobReply::Chunk {
                 digest,
@@ -176,19 +351,32 @@ impl Fetcher {
         let Some(t) = self.transfers.get_mut(&digest) else {
             return ReplyOutcome::Ignored;
         };
-        let asked = t.outstanding.get(&offset).map(|(len, _)| u64::from(*len));
-        let fits = offset
-            .checked_add(data.len() as u64)
-            .is_some_and(|end| end <= t.size);
-        if t.failure.is_some()
-            || total != t.size
-            || asked != Some(data.len() as u64)
-            || !fits
-            || offset < t.received
-        {
+        if route == Route::FanOut && total == t.size {
+            t.fanned = true;
+        }
+        let len = data.len() as u64;
+        let Some(end) = offset.checked_add(len).filter(|end| *end <= t.size) else {
+            return ReplyOutcome::Ignored;
+        };
+        if t.failure.is_some() || total != t.size || len == 0 || offset < t.received {
             return ReplyOutcome::Ignored;
         }
-        t.outstanding.remove(&offset);
+        let asked = t
+            .outstanding
+            .get(&offset)
+            .is_some_and(|s| u64::from(s.len) == len);
+        if asked {
+            t.outstanding.remove(&offset);
+        } else {
+            let subscribed_end = (t.received / CHUNK * CHUNK).saturating_add(AHEAD);
+            let takeable = route == Route::FanOut
+                && len <= CHUNK
+                && end <= subscribed_end
+                && !t.overlaps(offset, end);
+            if !takeable {
+                return ReplyOutcome::Ignored;
+            }
+        }
         t.early.insert(offset, data);
         let start = t.received;
         let mut joined = Vec::new();
@@ -225,240 +413,69 @@ impl Fetcher {
 }
 
 impl Transfer {
-    /// First byte at or after `received` that is neither held early nor requested. The first
-    /// gap, not the furthest end: after a reconnect forgets the outstanding requests, a chunk
-    /// missing below early arrivals must be asked for again.
-    fn next_offset(&self) -> u64 {
+    /// The chunks, from the one being written, that are not all held yet: up to
+    /// [`SUBSCRIBED_CHUNKS`] of them.
+    fn wanted_chunks(&self) -> impl Iterator<Item = u64> + '_ {
+        let first = blob_chunk(self.received);
+        let last = self.size.div_ceil(CHUNK).min(first + SUBSCRIBED_CHUNKS);
+        (first..last).filter(|c| {
+            let start = (c * CHUNK).max(self.received);
+            let end = ((c + 1) * CHUNK).min(self.size);
+            !self.holds(start, end)
+        })
+    }
+
+    /// Whether chunks held early cover all of `start..end`.
+    fn holds(&self, mut start: u64, end: u64) -> bool {
+        for (o, d) in self.early.range(..end) {
+            let e = o + d.len() as u64;
+            if *o <= start && e > start {
+                start = e;
+            }
+        }
+        start >= end
+    }
+
+    /// Held or requested byte ranges, by start.
+    fn covered(&self) -> Vec<(u64, u64)> {
         let requested = self
             .outstanding
             .iter()
-            .map(|(o, (l, _))| (*o, o + u64::from(*l)));
+            .map(|(o, s)| (*o, o + u64::from(s.len)));
         let early = self.early.iter().map(|(o, d)| (*o, o + d.len() as u64));
         let mut covered: Vec<(u64, u64)> = requested.chain(early).collect();
         covered.sort_unstable();
+        covered
+    }
+
+    /// Whether `start..end` overlaps a chunk held early or requested.
+    fn overlaps(&self, start: u64, end: u64) -> bool {
+        self.covered().iter().any(|(s, e)| *s < end && start < *e)
+    }
+
+    /// The next range to ask for: from the first byte at or after `received` that is neither
+    /// held early nor requested (the first gap, not the furthest end: after a reconnect forgets
+    /// the outstanding requests, a chunk missing below early arrivals must be asked for again),
+    /// up to the next held or requested byte, the end of its [`MAX_BLOB_CHUNK`] grid cell, or
+    /// the end of the blob. `None` when nothing is left to ask for.
+    fn next_gap(&self) -> Option<(u64, u32)> {
         let mut next = self.received;
-        for (start, end) in covered {
+        let mut limit = self.size;
+        for (start, end) in self.covered() {
             if start > next {
+                limit = start;
                 break;
             }
             next = next.max(end);
         }
-        next
+        if next >= self.size {
+            return None;
+        }
+        let cell_end = (next / CHUNK + 1) * CHUNK;
+        let len = limit.min(self.size).min(cell_end) - next;
+        Some((next, len as u32))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const C: u64 = MAX_BLOB_CHUNK as u64;
-    const T0: Duration = Duration::ZERO;
-
-    fn module(size: u64) -> ModuleRef {
-        ModuleRef {
-            digest: Digest([7; 32]),
-            size,
-        }
-    }
-
-    fn offsets(reqs: &[BlobRequest]) -> Vec<u64> {
-        reqs.iter().map(|r| r.offset).collect()
-    }
-
-    fn chunk(m: ModuleRef, offset: u64, len: u64) -> BlobReply {
-        BlobReply::Chunk {
-            digest: m.digest,
-            offset,
-            total: m.size,
-            data: vec![1; len as usize],
-        }
-    }
-
-    #[test]
-    fn window_of_four_and_slides() {
-        let m = module(10 * C + 5);
-        let mut f = Fetcher::new();
-        f.want(m, 0);
-        let reqs = f.poll(T0);
-        assert_eq!(offsets(&reqs), [0, C, 2 * C, 3 * C]);
-        assert!(reqs.iter().all(|r| r.len == MAX_BLOB_CHUNK));
-        assert!(f.poll(T0).is_empty(), "window full");
-        let out = f.on_reply(chunk(m, 0, C), T0);
-        assert_eq!(
-            out,
-            ReplyOutcome::Append {
-                digest: m.digest,
-                offset: 0,
-                data: vec![1; C as usize],
-                complete: false
-            }
-        );
-        assert_eq!(offsets(&f.poll(T0)), [4 * C]);
-    }
-
-    #[test]
-    fn last_chunk_is_short_and_completes() {
-        let m = module(C + 5);
-        let mut f = Fetcher::new();
-        f.want(m, 0);
-        let reqs = f.poll(T0);
-        assert_eq!(
-            reqs.iter().map(|r| (r.offset, r.len)).collect::<Vec<_>>(),
-            [(0, MAX_BLOB_CHUNK), (C, 5)]
-        );
-        assert_eq!(
-            f.on_reply(chunk(m, C, 5), T0),
-            ReplyOutcome::Ignored,
-            "held until the gap fills"
-        );
-        match f.on_reply(chunk(m, 0, C), T0) {
-            ReplyOutcome::Append {
-                offset: 0,
-                data,
-                complete: true,
-                ..
-            } => assert_eq!(data.len() as u64, C + 5),
-            other => panic!("{other:?}"),
-        }
-        f.finished(&m.digest);
-        assert!(!f.is_fetching(&m.digest));
-        assert!(f.poll(T0).is_empty());
-    }
-
-    #[test]
-    fn a_gap_below_early_chunks_is_requested_again_after_reconnect() {
-        let m = module(4 * C);
-        let mut f = Fetcher::new();
-        f.want(m, 0);
-        assert_eq!(offsets(&f.poll(T0)), [0, C, 2 * C, 3 * C]);
-        // Replies arrive out of order, then the link drops before chunk 0 arrives.
-        assert_eq!(f.on_reply(chunk(m, C, C), T0), ReplyOutcome::Ignored);
-        assert_eq!(f.on_reply(chunk(m, 2 * C, C), T0), ReplyOutcome::Ignored);
-        f.reset_outstanding();
-        assert_eq!(
-            offsets(&f.poll(T0)),
-            [0, 3 * C],
-            "the gap and the rest, nothing twice"
-        );
-        match f.on_reply(chunk(m, 0, C), T0) {
-            ReplyOutcome::Append {
-                offset: 0,
-                data,
-                complete: false,
-                ..
-            } => {
-                assert_eq!(data.len() as u64, 3 * C)
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn timeout_re_requests() {
-        let m = module(2 * C);
-        let mut f = Fetcher::new();
-        f.want(m, 0);
-        assert_eq!(f.poll(T0).len(), 2);
-        f.on_reply(chunk(m, 0, C), T0);
-        assert!(
-            f.poll(REQUEST_TIMEOUT - Duration::from_millis(1))
-                .is_empty()
-        );
-        assert_eq!(offsets(&f.poll(REQUEST_TIMEOUT)), [C]);
-        assert!(
-            f.poll(REQUEST_TIMEOUT + Duration::from_secs(1)).is_empty(),
-            "timer restarted"
-        );
-        f.reset_outstanding();
-        assert_eq!(
-            offsets(&f.poll(REQUEST_TIMEOUT + Duration::from_secs(1))),
-            [C]
-        );
-    }
-
-    #[test]
-    fn resumes_from_partial_length() {
-        let m = module(3 * C);
-        let mut f = Fetcher::new();
-        f.want(m, C + 10);
-        assert_eq!(offsets(&f.poll(T0)), [C + 10, 2 * C + 10]);
-        assert_eq!(
-            f.on_reply(chunk(m, 0, C), T0),
-            ReplyOutcome::Ignored,
-            "stale data before the resume point"
-        );
-    }
-
-    #[test]
-    fn not_found_pauses_then_retries_from_zero() {
-        let m = module(C);
-        let mut f = Fetcher::new();
-        f.want(m, 0);
-        f.poll(T0);
-        assert_eq!(
-            f.on_reply(BlobReply::NotFound { digest: m.digest }, T0),
-            ReplyOutcome::NotFound(m.digest)
-        );
-        assert!(f.problem(&m.digest).unwrap().contains("hub has no module"));
-        assert!(f.poll(RETRY_AFTER - Duration::from_millis(1)).is_empty());
-        assert_eq!(offsets(&f.poll(RETRY_AFTER)), [0]);
-        assert_eq!(f.problem(&m.digest), None);
-        let other = BlobReply::NotFound {
-            digest: Digest([0; 32]),
-        };
-        assert_eq!(f.on_reply(other, T0), ReplyOutcome::Ignored);
-    }
-
-    #[test]
-    fn spoofed_or_stray_chunks_are_ignored() {
-        let m = module(3 * C);
-        let mut f = Fetcher::new();
-        f.want(m, 0);
-        assert_eq!(offsets(&f.poll(T0)), [0, C, 2 * C]);
-        let forged = |offset: u64, len: u64, total: u64| BlobReply::Chunk {
-            digest: m.digest,
-            offset,
-            total,
-            data: vec![9; len as usize],
-        };
-        for (what, reply) in [
-            ("an offset never asked for", forged(C / 2, C, m.size)),
-            ("a short answer to a full request", forged(0, C - 1, m.size)),
-            ("a longer answer", forged(0, C + 1, m.size)),
-            ("another total", forged(0, C, m.size + 1)),
-            ("past the end", forged(3 * C, C, m.size)),
-            ("an offset that overflows", forged(u64::MAX - 1, C, m.size)),
-        ] {
-            assert_eq!(f.on_reply(reply, T0), ReplyOutcome::Ignored, "{what}");
-        }
-        // The real answer is still taken.
-        assert!(matches!(
-            f.on_reply(chunk(m, 0, C), T0),
-            ReplyOutcome::Append { offset: 0, .. }
-        ));
-        // A duplicate of an answered request is not outstanding any more.
-        assert_eq!(f.on_reply(chunk(m, 0, C), T0), ReplyOutcome::Ignored);
-    }
-
-    #[test]
-    fn an_unsent_request_is_asked_for_again_at_once() {
-        let m = module(2 * C);
-        let mut f = Fetcher::new();
-        f.want(m, 0);
-        let reqs = f.poll(T0);
-        assert_eq!(offsets(&reqs), [0, C]);
-        f.unsent(&reqs[1]);
-        assert_eq!(offsets(&f.poll(T0)), [C], "not left to time out");
-    }
-
-    #[test]
-    fn a_complete_partial_that_could_not_be_finished_starts_over() {
-        let m = module(2 * C);
-        let mut f = Fetcher::new();
-        f.want(m, 2 * C);
-        assert_eq!(offsets(&f.poll(T0)), [0, C], "fetched again, not stalled");
-        let mut g = Fetcher::new();
-        g.want(m, 5 * C);
-        assert_eq!(offsets(&g.poll(T0)), [0, C]);
-    }
-}
+mod tests;

@@ -1,15 +1,17 @@
 //! The agent's MQTT link: a [`Session`] with the node's options (client id = node name, clean
-//! session, Last Will = offline presence) and subscriptions (its `desired` and `blob` topics),
-//! plus non-blocking publishing for the agent loop.
+//! session, Last Will = offline presence) and subscriptions (its `desired` and `blob` topics,
+//! its modules' application filters, and the fleet-wide topics of the chunks it fetches), plus
+//! non-blocking publishing for the agent loop.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use rumqttc::{LastWill, MqttOptions, QoS};
 use tokio::sync::mpsc;
 use wasmfleet_common::mqtt::{Backoff, Session};
 use wasmfleet_common::subscribe::Qos;
-use wasmfleet_proto::topic::{NodeTopic, node_topic};
-use wasmfleet_proto::{Presence, encode};
+use wasmfleet_proto::topic::{NodeTopic, blob_topic, node_topic};
+use wasmfleet_proto::{Digest, Presence, encode};
 
 pub use wasmfleet_common::mqtt::SessionEvent as LinkEvent;
 
@@ -29,6 +31,16 @@ const QUEUE: usize = 64;
 #[derive(Debug)]
 pub struct MqttLink {
     session: Session,
+    node: String,
+    /// Subscriptions beyond the node's own topics.
+    extra: Mutex<Extra>,
+}
+
+/// The subscriptions that come and go: application filters and fleet-wide chunk topics.
+#[derive(Debug, Default)]
+struct Extra {
+    app: Vec<String>,
+    blobs: Vec<String>,
 }
 
 /// Options for `node`: client id = node name, clean session, Last Will = offline presence.
@@ -59,6 +71,8 @@ impl MqttLink {
     pub fn start(opts: MqttOptions, node: &str, events: mpsc::Sender<LinkEvent>) -> MqttLink {
         MqttLink {
             session: Session::spawn(opts, QUEUE, node_filters(node), BACKOFF, events),
+            node: node.to_owned(),
+            extra: Mutex::default(),
         }
     }
 
@@ -79,11 +93,43 @@ impl MqttLink {
     }
 
     /// Subscribes to the node's topics plus `app_filters` (its modules' application filters,
-    /// on the broker), and from nothing else.
+    /// on the broker) and the chunk topics of [`MqttLink::set_blob_topics`], and to nothing
+    /// else. `node` is the link's own node.
     pub fn set_app_filters(&self, node: &str, app_filters: &[String]) {
-        let mut filters = node_filters(node);
-        filters.extend(app_filters.iter().map(|f| (f.clone(), Qos::AtLeastOnce)));
+        debug_assert_eq!(node, self.node);
+        let mut extra = self.extra.lock().unwrap_or_else(PoisonError::into_inner);
+        extra.app = app_filters.to_vec();
+        self.apply(&extra);
+    }
+
+    /// Subscribes to the fleet-wide topics of exactly `chunks` (`(blob, chunk number)`: what
+    /// fan-out transfers still need), keeping the node's and the application subscriptions.
+    /// Cheap when nothing changed.
+    pub fn set_blob_topics(&self, chunks: impl IntoIterator<Item = (Digest, u64)>) {
+        let blobs: Vec<String> = chunks.into_iter().map(|(d, c)| blob_topic(&d, c)).collect();
+        let mut extra = self.extra.lock().unwrap_or_else(PoisonError::into_inner);
+        if extra.blobs != blobs {
+            extra.blobs = blobs;
+            self.apply(&extra);
+        }
+    }
+
+    fn apply(&self, extra: &Extra) {
+        let mut filters = node_filters(&self.node);
+        filters.extend(
+            extra
+                .app
+                .iter()
+                .chain(&extra.blobs)
+                .map(|f| (f.clone(), Qos::AtLeastOnce)),
+        );
         self.session.set_filters(filters);
+    }
+
+    /// Whether the topic of chunk `chunk` of `digest` is subscribed (granted on this
+    /// connection).
+    pub fn blob_granted(&self, digest: &Digest, chunk: u64) -> bool {
+        self.session.granted(&blob_topic(digest, chunk))
     }
 
     /// A publisher for application messages: QoS 1, not retained, never waiting (false when

@@ -8,8 +8,10 @@
 //!   in batches by the ingest task. Bounded by the number of nodes.
 //! - **Logs** are best effort: a queue bounded by bytes ([`LOG_QUEUE_BYTES`]); when full, batches
 //!   are dropped and counted.
-//! - **Blob chunk requests** are retried by nodes after a timeout: a bounded queue; when full,
-//!   requests are dropped and counted.
+//! - **Blob chunk requests** are retried by nodes after a timeout. Per-node ones (`blob-req`):
+//!   a bounded queue; when full, requests are dropped and counted. Fan-out ones (`blob-want`)
+//!   coalesce per chunk in [`crate::blob_fanout::FanOut`] (bounded by pending chunks, dropped
+//!   and counted beyond).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -18,6 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{Notify, mpsc};
 use wasmfleet_proto::{BlobRequest, Heartbeat, NodeStatus, Presence};
 
+use crate::blob_fanout::{FanOutQueue, Want};
 use crate::reconcile::liveness::{Flip, Liveness};
 
 /// Bytes of undelivered log batches the hub holds before it drops new ones.
@@ -146,6 +149,7 @@ pub struct Inbox {
     logs: mpsc::UnboundedSender<(String, Vec<u8>)>,
     log_bytes: Arc<AtomicUsize>,
     blobs: mpsc::Sender<(String, BlobRequest)>,
+    fan_out: Arc<FanOutQueue>,
     /// What was dropped.
     pub drops: Arc<Drops>,
     /// When each node was last heard; beats stop here, only flips go on to the controller.
@@ -175,8 +179,15 @@ impl LogQueue {
     }
 }
 
-/// The receiving side of chunk requests: `(node, request)`.
-pub type BlobQueue = mpsc::Receiver<(String, BlobRequest)>;
+/// The receiving side of chunk requests: per node `(node, request)` to answer on the node's
+/// topic, and the fan-out asks to publish on blob topics.
+#[derive(Debug)]
+pub struct BlobQueue {
+    /// Requests on `blob-req`.
+    pub direct: mpsc::Receiver<(String, BlobRequest)>,
+    /// Asks on `blob-want`, coalesced per chunk.
+    pub fan_out: Arc<FanOutQueue>,
+}
 
 impl Inbox {
     /// An inbox and the receiving ends of its queues.
@@ -184,11 +195,13 @@ impl Inbox {
         let (logs, log_rx) = mpsc::unbounded_channel();
         let (blobs, blob_rx) = mpsc::channel(BLOB_QUEUE);
         let log_bytes = Arc::new(AtomicUsize::new(0));
+        let fan_out = Arc::<FanOutQueue>::default();
         let inbox = Inbox {
             fleet: Arc::default(),
             logs,
             log_bytes: log_bytes.clone(),
             blobs,
+            fan_out: fan_out.clone(),
             drops: Arc::default(),
             liveness: Arc::default(),
         };
@@ -198,7 +211,10 @@ impl Inbox {
                 rx: log_rx,
                 bytes: log_bytes,
             },
-            blob_rx,
+            BlobQueue {
+                direct: blob_rx,
+                fan_out,
+            },
         )
     }
 
@@ -266,10 +282,23 @@ impl Inbox {
         }
     }
 
-    /// A node's chunk request, unless the blob servers are saturated.
+    /// A node's chunk request on `blob-req`, unless the blob servers are saturated.
     pub fn blob_request(&self, node: String, req: BlobRequest) {
         if self.blobs.try_send((node, req)).is_err() {
             self.drops.blob_requests.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A node's chunk request on `blob-want`: joins the chunk's pending publication or opens
+    /// one, unless too many are pending (no allocation, no waiting); or, asked moments after
+    /// the chunk was published, goes to the per-node queue.
+    pub fn blob_want(&self, node: &str, req: &BlobRequest) {
+        match self.fan_out.want(node, req) {
+            Want::Joined | Want::Opened(_) => {}
+            Want::Direct => self.blob_request(node.to_owned(), req.clone()),
+            Want::Full => {
+                self.drops.blob_requests.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -358,6 +387,23 @@ mod tests {
         };
         for _ in 0..BLOB_QUEUE + 5 {
             inbox.blob_request("a".into(), req.clone());
+        }
+        assert_eq!(inbox.drops.blob_requests.load(Ordering::Relaxed), 5);
+    }
+
+    #[test]
+    fn fan_out_asks_coalesce_and_are_bounded_by_pending_chunks() {
+        let (inbox, _, _blobs) = Inbox::new();
+        let ask = |offset| BlobRequest {
+            digest: Digest([1; 32]),
+            offset,
+            len: 1,
+        };
+        for node in ["a", "b", "c"] {
+            inbox.blob_want(node, &ask(0));
+        }
+        for offset in 1..crate::blob_fanout::PENDING_CHUNKS as u64 + 5 {
+            inbox.blob_want("a", &ask(offset));
         }
         assert_eq!(inbox.drops.blob_requests.load(Ordering::Relaxed), 5);
     }

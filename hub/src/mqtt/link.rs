@@ -1,5 +1,5 @@
 //! The hub's MQTT client: a [`Session`] subscribed to every node's presence, status, logs and
-//! chunk requests, and a router that decodes what arrives and leaves it in the [`Inbox`]
+//! chunk requests (per node and fan-out), and a router that decodes what arrives and leaves it in the [`Inbox`]
 //! without ever waiting (the session's loop must keep reading its socket). Desired states and
 //! chunk replies go out through [`Link::publish`] from other tasks.
 
@@ -37,6 +37,7 @@ pub fn hub_filters() -> Vec<(String, Qos)> {
         (topic::ALL_STATUS.into(), Qos::AtLeastOnce),
         (topic::ALL_LOGS.into(), Qos::AtMostOnce),
         (topic::ALL_BLOB_REQUESTS.into(), Qos::AtLeastOnce),
+        (topic::ALL_BLOB_WANTS.into(), Qos::AtLeastOnce),
         (topic::ALL_HEARTBEATS.into(), Qos::AtMostOnce),
     ]
 }
@@ -132,13 +133,18 @@ fn route(inbox: &Inbox, topic_name: &str, payload: Vec<u8>) {
     let warn = |e: wasmfleet_proto::DecodeError| {
         tracing::warn!(topic = topic_name, "dropping undecodable message: {e}");
     };
-    if kind == NodeTopic::Heartbeat {
+    match kind {
         // The most frequent message of an idle fleet: decoded and recorded without allocating.
-        match decode::<Heartbeat>(&payload) {
-            Ok(beat) => inbox.heartbeat(node, beat, now_ms()),
-            Err(e) => warn(e),
-        }
-        return;
+        NodeTopic::Heartbeat => match decode::<Heartbeat>(&payload) {
+            Ok(beat) => return inbox.heartbeat(node, beat, now_ms()),
+            Err(e) => return warn(e),
+        },
+        // A fleet fetching a new module sends thousands: coalesced without allocating.
+        NodeTopic::BlobWant => match decode::<BlobRequest>(&payload) {
+            Ok(r) => return inbox.blob_want(node, &r),
+            Err(e) => return warn(e),
+        },
+        _ => {}
     }
     let node = node.to_owned();
     match kind {
@@ -158,7 +164,7 @@ fn route(inbox: &Inbox, topic_name: &str, payload: Vec<u8>) {
             Ok(r) => inbox.blob_request(node, r),
             Err(e) => warn(e),
         },
-        NodeTopic::Desired | NodeTopic::Blob | NodeTopic::Heartbeat => {}
+        NodeTopic::Desired | NodeTopic::Blob | NodeTopic::Heartbeat | NodeTopic::BlobWant => {}
     }
 }
 
@@ -190,6 +196,27 @@ mod tests {
             "wf/v1/n/gw-2/blob-req",
             wasmfleet_proto::encode(&req),
         );
-        assert_eq!(blobs.try_recv().unwrap(), ("gw-2".to_string(), req));
+        assert_eq!(
+            blobs.direct.try_recv().unwrap(),
+            ("gw-2".to_string(), req.clone())
+        );
+        // The fan-out route: coalesced for publication on the blob topic, not queued per node.
+        route(
+            &inbox,
+            "wf/v1/n/gw-2/blob-want",
+            wasmfleet_proto::encode(&req),
+        );
+        route(
+            &inbox,
+            "wf/v1/n/gw-3/blob-want",
+            wasmfleet_proto::encode(&req),
+        );
+        assert!(blobs.direct.try_recv().is_err());
+        assert_eq!(blobs.fan_out.pending(), 1, "one publication for both");
+        assert!(
+            hub_filters()
+                .iter()
+                .any(|(t, _)| t == "wf/v1/n/+/blob-want")
+        );
     }
 }

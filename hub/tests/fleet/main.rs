@@ -8,6 +8,7 @@ mod artifacts;
 mod common;
 mod demo;
 mod e2e;
+mod fanout;
 mod firmware;
 mod health;
 mod host_api;
