@@ -13,6 +13,7 @@ pub mod cli;
 pub mod clock;
 pub mod controller;
 pub mod ingest;
+pub mod limits;
 pub mod model;
 pub mod mqtt;
 pub mod reconcile;

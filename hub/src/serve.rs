@@ -121,6 +121,8 @@ pub async fn start(opts: Options) -> Result<RunningHub, ServeError> {
         now_ms(),
     )?);
 
+    // Before the broker accepts its first node.
+    let open_files = crate::limits::raise_open_files();
     let embedded = match &opts.broker {
         Some(_) => None,
         None => Some(EmbeddedBroker::start(opts.mqtt).await?),
@@ -201,7 +203,7 @@ pub async fn start(opts: Options) -> Result<RunningHub, ServeError> {
         )),
         tokio::spawn(ticker(controller, drops, shutdown_rx)),
     ];
-    tracing::info!(http = %http_addr, mqtt = %public_broker, data = %opts.data.display(), "hub started");
+    tracing::info!(http = %http_addr, mqtt = %public_broker, data = %opts.data.display(), open_files, "hub started");
     Ok(RunningHub {
         http_addr,
         broker: public_broker,

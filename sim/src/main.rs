@@ -99,9 +99,10 @@ fn main() -> Result<()> {
         bail!("--module-kib must be at least 1");
     }
     let connections = cli.nodes.div_ceil(cli.hollow.unwrap_or(1));
-    let files = raise_file_limit();
-    // The simulator's sockets, and as many again in a hub it starts (its embedded broker).
-    let wanted = connections as u64 * if cli.hub.is_none() { 2 } else { 1 } + 256;
+    // One socket per connection here, and one in the broker (a hub raises its own limit the
+    // same way; a hub started here inherits this one).
+    let files = wasmfleet_hub::limits::raise_open_files();
+    let wanted = connections as u64 + 256;
     if files < wanted {
         bail!(
             "{connections} connections need about {wanted} open files but the limit is {files}: raise the hard limit (ulimit -Hn, or LimitNOFILE) or use --hollow 16"
@@ -116,24 +117,6 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?
         .block_on(run(cli))
-}
-
-/// Raises the open-file soft limit to the hard limit; returns the limit now in force.
-fn raise_file_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 1024;
-        }
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-    }
-    lim.rlim_cur
 }
 
 async fn run(cli: Cli) -> Result<()> {
