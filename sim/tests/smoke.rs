@@ -3,8 +3,9 @@
 
 use std::process::Command;
 
-#[test]
-fn three_hundred_nodes_converge() {
+/// Runs the simulator with `args` against a hub it starts from this build, and returns what
+/// it printed; fails the test if it failed.
+fn run_sim(args: &[&str]) -> String {
     let sim = env!("CARGO_BIN_EXE_wasmfleet-sim");
     let wasmfleet = std::path::Path::new(sim).with_file_name("wasmfleet");
     assert!(
@@ -13,17 +14,23 @@ fn three_hundred_nodes_converge() {
         wasmfleet.display()
     );
     let out = Command::new(sim)
-        .args(["--nodes", "300", "--idle-secs", "6", "--timeout", "120s"])
+        .args(args)
         .arg("--wasmfleet")
         .arg(&wasmfleet)
         .output()
         .expect("run wasmfleet-sim");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "wasmfleet-sim failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+#[test]
+fn three_hundred_nodes_converge() {
+    let stdout = run_sim(&["--nodes", "300", "--idle-secs", "6", "--timeout", "120s"]);
     let last = stdout.lines().last().unwrap_or_default();
     assert!(last.starts_with("converged 300 nodes in "), "{stdout}");
     assert!(stdout.contains("convergence per node: p50"), "{stdout}");
@@ -32,21 +39,18 @@ fn three_hundred_nodes_converge() {
 
 #[test]
 fn a_new_module_reaches_a_hundred_nodes_per_node_and_fanned_out() {
-    let sim = env!("CARGO_BIN_EXE_wasmfleet-sim");
-    let wasmfleet = std::path::Path::new(sim).with_file_name("wasmfleet");
-    let out = Command::new(sim)
-        .args(["--nodes", "100", "--idle-secs", "0", "--timeout", "120s"])
-        .args(["--module-kib", "150", "--blob-path", "both"])
-        .arg("--wasmfleet")
-        .arg(&wasmfleet)
-        .output()
-        .expect("run wasmfleet-sim");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "wasmfleet-sim failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_sim(&[
+        "--nodes",
+        "100",
+        "--idle-secs",
+        "0",
+        "--timeout",
+        "120s",
+        "--module-kib",
+        "150",
+        "--blob-path",
+        "both",
+    ]);
     for phase in ["per-node", "fan-out"] {
         let line = format!("fetch ({phase}): 100 nodes fetched and verified");
         assert!(stdout.contains(&line), "{stdout}");

@@ -455,7 +455,7 @@ impl Controller {
     /// behind, so a converged fleet costs nothing here.
     fn resend_lagging(&mut self, now_ms: u64) -> Vec<Publish> {
         let mut out = Vec::new();
-        let (desired, statuses, nodes, fleet_sent) = (
+        let (desired, statuses, nodes, sent_ms) = (
             &self.desired,
             &self.statuses,
             &self.nodes,
@@ -471,9 +471,9 @@ impl Controller {
                 return false;
             }
             let ready = nodes.get(node).is_some_and(|n| n.ready);
-            let sent = fleet_sent.get(node).copied().unwrap_or(0);
+            let sent = sent_ms.get(node).copied().unwrap_or(0);
             if ready && now_ms.saturating_sub(sent) >= LAGGING_RESEND_MS {
-                out.push(desired_publish(fleet_sent, node, state, now_ms));
+                out.push(desired_publish(sent_ms, node, state, now_ms));
             }
             true
         });

@@ -277,10 +277,7 @@ impl Controller {
         }
         let held = self.desired.get(node).map_or(0, |d| d.generation);
         if status.observed_fleet == self.fleet && status.observed_generation > held {
-            let mut state = self.desired.get(node).cloned().unwrap_or(DesiredState {
-                fleet: self.fleet,
-                ..DesiredState::default()
-            });
+            let mut state = self.desired_or_empty(node);
             state.generation = status.observed_generation + 1;
             p.batch.events.push(event(
                 now_ms,
@@ -363,22 +360,27 @@ impl Controller {
         if !p.batch.put_nodes.is_empty() || !p.greet.is_empty() {
             self.version += 1;
         }
-        let published: HashSet<String> = publish.iter().map(|x| x.topic.clone()).collect();
+        let published: HashSet<&str> = publish.iter().map(|x| x.topic.as_str()).collect();
+        let mut greetings = Vec::new();
         for node in &p.greet {
-            if !self.nodes.get(node).is_some_and(|n| n.ready) {
+            if !self.nodes.get(node).is_some_and(|n| n.ready)
+                || published.contains(topic::node_topic(node, topic::NodeTopic::Desired).as_str())
+            {
                 continue;
             }
-            if published.contains(&topic::node_topic(node, topic::NodeTopic::Desired)) {
-                continue;
-            }
-            // A node the hub holds nothing for gets an empty state, which stops whatever it
-            // still runs from an earlier hub or a wiped store.
-            let state = self.desired.get(node).cloned().unwrap_or(DesiredState {
-                fleet: self.fleet,
-                ..DesiredState::default()
-            });
-            publish.push(desired_publish(&mut self.sent_ms, node, &state, now_ms));
+            let state = self.desired_or_empty(node);
+            greetings.push(desired_publish(&mut self.sent_ms, node, &state, now_ms));
         }
+        publish.extend(greetings);
         Ok(publish)
+    }
+
+    /// What `node` should run. A node the hub holds nothing for gets an empty state of this
+    /// fleet, which stops whatever it still runs from an earlier hub or a wiped store.
+    fn desired_or_empty(&self, node: &str) -> DesiredState {
+        self.desired.get(node).cloned().unwrap_or(DesiredState {
+            fleet: self.fleet,
+            ..DesiredState::default()
+        })
     }
 }
