@@ -6,7 +6,7 @@
 //! - fleet ingest, the log writer ([`crate::ingest`]), blob servers ([`crate::blob_fanout`]):
 //!   the controller, the log store and the blob store, each off the async workers;
 //! - the publisher: sends the controller's [`Outbox`] to the broker;
-//! - the ticker: grace periods, lagging nodes, snapshot refresh, retention;
+//! - the ticker: grace periods, lagging nodes, snapshot refresh, retention, freed memory;
 //! - the HTTP API.
 
 use std::net::SocketAddr;
@@ -257,6 +257,10 @@ async fn publisher(link: Link, outbox: Arc<Outbox>, mut shutdown: watch::Receive
     }
 }
 
+/// How often the ticker hands freed memory back to the system (a trim of a 200 MiB heap
+/// takes a few milliseconds).
+const RELEASE_MEMORY_EVERY_SECS: u64 = 10;
+
 /// Periodic controller work: snapshot refresh, grace periods and retries, retention, and a
 /// word about anything the inbox dropped.
 async fn ticker(
@@ -291,6 +295,9 @@ async fn ticker(
             .await;
         if let Err(e) = result {
             tracing::error!("controller tick: {e}");
+        }
+        if ticks.is_multiple_of(RELEASE_MEMORY_EVERY_SECS * per_second) {
+            let _ = tokio::task::spawn_blocking(crate::limits::release_free_memory).await;
         }
         if ticks.is_multiple_of(60 * per_second) {
             let trimmed = controller

@@ -446,6 +446,10 @@ impl Controller {
             let (placed, deployments) = (&self.placement.assigned, &self.deployments);
             self.health
                 .retain(|w, _| placed.contains_key(w) && rollouts::progressing(deployments, w));
+            if self.health.is_empty() {
+                // A rollout of 10,000 replicas leaves a table of 10,000 slots behind.
+                self.health.shrink_to_fit();
+            }
         }
         Ok(publish)
     }

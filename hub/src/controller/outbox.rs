@@ -13,6 +13,9 @@ use tokio::sync::Notify;
 
 use super::Publish;
 
+/// Capacity an emptied queue may keep; above it, the queue hands its memory back.
+const SHRINK_ABOVE: usize = 1024;
+
 /// The queue between the controller and the MQTT publisher.
 #[derive(Debug, Default)]
 pub struct Outbox {
@@ -47,7 +50,13 @@ impl Outbox {
     pub fn pop(&self) -> Option<Publish> {
         let mut q = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let topic = q.order.pop_front()?;
-        q.latest.remove(&topic)
+        let p = q.latest.remove(&topic);
+        if q.order.is_empty() && q.order.capacity() > SHRINK_ABOVE {
+            // A republish to every node grew the queue to the fleet's size; it is empty again.
+            q.latest.shrink_to_fit();
+            q.order.shrink_to_fit();
+        }
+        p
     }
 
     /// Publications queued now.
@@ -95,6 +104,22 @@ mod tests {
         assert_eq!(o.pop(), None);
         o.push(p("a", 4));
         assert_eq!(o.pop(), Some(p("a", 4)));
+    }
+
+    #[test]
+    fn an_emptied_queue_hands_back_the_room_of_a_fleet_wide_republish() {
+        let o = Outbox::new();
+        for node in 0..10_000 {
+            o.push(p(&format!("wf/v1/n/{node}/desired"), 1));
+        }
+        while o.pop().is_some() {}
+        let q = o.inner.lock().unwrap();
+        assert!(
+            q.latest.capacity() <= SHRINK_ABOVE,
+            "{}",
+            q.latest.capacity()
+        );
+        assert!(q.order.capacity() <= SHRINK_ABOVE, "{}", q.order.capacity());
     }
 
     #[tokio::test]

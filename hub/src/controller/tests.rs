@@ -627,6 +627,7 @@ fn reports_that_change_no_node_schedule_nothing() {
         c.health.is_empty(),
         "no health kept once the rollout is over"
     );
+    assert_eq!(c.health.capacity(), 0, "nor room for it");
     assert!(c.behind.is_empty(), "and no node is behind");
 }
 

@@ -59,6 +59,8 @@ pub fn node_desired_states(
         }
         state.generation = old.map_or(0, |o| o.generation) + 1;
         state.fleet = fleet;
+        // Kept until the next change: pushing one spec left room for four (1.6 KiB a node).
+        state.workloads.shrink_to_fit();
         changed.insert(node, state);
     }
     Ok(changed)
@@ -89,6 +91,12 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!(out["a"].generation, 1);
         assert_eq!(out["a"].fleet, 7, "stamped with the fleet");
+        let kept = &out["a"].workloads;
+        assert_eq!(
+            kept.capacity(),
+            kept.len(),
+            "no room kept for workloads not there"
+        );
         assert_eq!(out["a"].workloads[0].name, "hello-0");
         assert_eq!(out["b"].workloads[0].args, ["--interval", "1s"]);
     }
