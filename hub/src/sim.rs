@@ -159,6 +159,8 @@ struct Sim {
     max_delay: u64,
     chaos: bool,
     log: Vec<String>,
+    /// The first time the hub's placement lagged what a pass would give.
+    stale: Option<String>,
 }
 
 impl Sim {
@@ -211,6 +213,9 @@ impl Sim {
         let now = self.now;
         if let Some(hub) = self.hub.as_mut() {
             let p = f(hub, now);
+            if let Some(why) = hub.stale_placement(now) {
+                self.stale.get_or_insert(why);
+            }
             self.publish(p);
         }
     }
@@ -379,6 +384,7 @@ fn simulate(seed: u64, nodes: usize) -> Result<(), String> {
         retained: BTreeMap::new(),
         chaos: true,
         log: vec![],
+        stale: None,
     };
     sim.restart_hub(&store, 0);
     let mut next_tick = 0;
@@ -457,6 +463,9 @@ fn simulate(seed: u64, nodes: usize) -> Result<(), String> {
 /// Every node runs exactly the hub's latest desired state, the hub saw it, and every rollout
 /// is finished: Complete (all replicas on the revision) or Failed (all on the stable one).
 fn check(sim: &Sim) -> Result<(), String> {
+    if let Some(why) = &sim.stale {
+        return Err(why.clone());
+    }
     let hub = sim.hub.as_ref().ok_or("no hub")?;
     let snap = hub.snapshot();
     for (i, n) in sim.nodes.iter().enumerate() {

@@ -508,6 +508,34 @@ impl Controller {
         old
     }
 
+    /// Why the placement differs from what a pass would give now, if it does. A placement is
+    /// allowed to lag only while a grace period is due and the next tick has not run. Tests
+    /// check it after every step, since passes are skipped for changes that cannot move
+    /// anything.
+    #[cfg(test)]
+    pub(crate) fn stale_placement(&self, now_ms: u64) -> Option<String> {
+        if self
+            .deadlines
+            .first()
+            .is_some_and(|(due, _)| *due <= now_ms)
+        {
+            return None;
+        }
+        let fresh = scheduler::schedule(scheduler::Inputs {
+            deployments: &self.deployments,
+            nodes: &self.nodes,
+            current: &self.placement.assigned,
+            now_ms,
+            not_ready_grace_ms: self.config.not_ready_grace_ms,
+        });
+        (fresh != self.placement).then(|| {
+            format!(
+                "placement at {now_ms} ms is {:?}, a pass would give {:?}",
+                self.placement, fresh
+            )
+        })
+    }
+
     /// Forgets a node record (undoing a batch that introduced it).
     fn remove_node(&mut self, node: &str) {
         if let Some(k) = self.nodes.remove(node).and_then(|o| self.deadline_of(&o)) {

@@ -17,6 +17,7 @@ use super::{Controller, ControllerError, MAX_NODES, Publish, desired_publish, ev
 use crate::model::{NodeRecord, Scheduling};
 use crate::mqtt::FleetMessage;
 use crate::reconcile::liveness::Flip;
+use crate::scheduler;
 use crate::store::Batch;
 
 /// Changes staged by a batch of reports, not yet committed.
@@ -28,7 +29,7 @@ pub(super) struct Pending {
     /// a (re)connected node may have missed it, and a retained message lost with a broker
     /// restart is not re-sent by the broker.
     greet: BTreeSet<String>,
-    /// A node record changed, so placement may have.
+    /// A node record changed in a way placement may answer ([`scheduler::node_change_may_move`]).
     reschedule: bool,
     /// Node records before this batch changed them (`None`: the node was new).
     old_nodes: HashMap<String, Option<NodeRecord>>,
@@ -320,12 +321,19 @@ impl Controller {
     fn stage_node(&mut self, p: &mut Pending, rec: NodeRecord) {
         let name = rec.name.clone();
         let old = self.put_node(rec.clone());
+        p.reschedule |= scheduler::node_change_may_move(
+            old.as_ref(),
+            &rec,
+            &self.deployments,
+            &self.placement,
+            self.config.not_ready_grace_ms,
+        );
         p.old_nodes.entry(name).or_insert(old);
         p.batch.put_nodes.push(rec);
-        p.reschedule = true;
     }
 
-    /// Commits what `p` staged: one scheduler pass if a node changed, one store transaction,
+    /// Commits what `p` staged: one scheduler pass if a node changed in a way placement may
+    /// answer, one store transaction,
     /// then the desired states of greeted nodes. On a store error the staged node records
     /// and desired states are put back.
     fn flush(&mut self, mut p: Pending, now_ms: u64) -> Result<Vec<Publish>, ControllerError> {

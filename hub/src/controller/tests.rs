@@ -667,3 +667,32 @@ fn a_batch_the_store_refuses_leaves_no_node_behind() {
     assert!(c.snapshot().node_views(|_| None).is_empty());
     assert!(c.nodes.is_empty() && c.deadlines.is_empty());
 }
+
+#[test]
+fn presences_that_cannot_move_a_replica_run_no_pass() {
+    let mut c = controller();
+    online(&mut c, "a", 0);
+    c.apply("hello", spec(1), 0).unwrap();
+    let before = c.passes();
+    // Nothing waits and nothing is placed on every node: joins, a short absence and a return
+    // leave the replica where it is.
+    online(&mut c, "b", 1_000);
+    online(&mut c, "c", 1_000);
+    c.on_presence("a", Presence::Offline, 2_000).unwrap();
+    online(&mut c, "a", 3_000);
+    c.on_presence("b", Presence::Offline, 4_000).unwrap();
+    assert_eq!(c.passes(), before, "none of these can move hello-0");
+    assert_eq!(c.stale_placement(4_000), None);
+    assert_eq!(c.snapshot().placement.assigned["hello-0"], "a");
+    // And the grace period of b still ends in a pass of its own.
+    c.tick(14_000).unwrap();
+    assert_eq!(c.stale_placement(14_000), None);
+
+    // A replica that waits makes the next join count.
+    let mut c = controller();
+    c.apply("hello", spec(1), 0).unwrap();
+    let before = c.passes();
+    online(&mut c, "a", 1_000);
+    assert_eq!(c.passes(), before + 1);
+    assert_eq!(c.snapshot().placement.assigned["hello-0"], "a");
+}

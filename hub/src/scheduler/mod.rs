@@ -30,6 +30,7 @@
 
 mod capacity;
 mod every_node;
+mod node_change;
 mod nodes;
 mod reasons;
 mod selector;
@@ -40,6 +41,7 @@ use crate::model::deployment::{PlacementPolicy, deployment_of_workload};
 use crate::model::{DeploymentRecord, NodeRecord, Scheduling};
 
 pub use capacity::DESIRED_STATE_BUDGET;
+pub use node_change::node_change_may_move;
 pub use nodes::{ARCH_LABEL, DEVICE_CLASS_LABEL, NODE_LABEL, device_class, node_labels};
 
 use capacity::{Usage, room};
