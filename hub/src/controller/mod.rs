@@ -521,18 +521,24 @@ impl Controller {
         {
             return None;
         }
-        let fresh = scheduler::schedule(scheduler::Inputs {
-            deployments: &self.deployments,
-            nodes: &self.nodes,
-            current: &self.placement.assigned,
-            now_ms,
-            not_ready_grace_ms: self.config.not_ready_grace_ms,
-        });
+        let fresh = self.schedule(&self.deployments, now_ms);
         (fresh != self.placement).then(|| {
             format!(
                 "placement at {now_ms} ms is {:?}, a pass would give {:?}",
                 self.placement, fresh
             )
+        })
+    }
+
+    /// A scheduler pass over `deployments` and the nodes as they are in memory. It keeps the
+    /// placement already sent stable (the desired states are derived from it).
+    fn schedule(&self, deployments: &BTreeMap<String, DeploymentRecord>, now_ms: u64) -> Placement {
+        scheduler::schedule(scheduler::Inputs {
+            deployments,
+            nodes: &self.nodes,
+            current: &self.placement.assigned,
+            now_ms,
+            not_ready_grace_ms: self.config.not_ready_grace_ms,
         })
     }
 
@@ -561,15 +567,7 @@ impl Controller {
     ) -> Result<Vec<Publish>, ControllerError> {
         self.passes += 1;
         let deployments_now = deployments.as_ref().unwrap_or(&self.deployments);
-        // The placement already sent (the desired states are derived from it), so it is
-        // also what the scheduler keeps stable.
-        let placement = scheduler::schedule(scheduler::Inputs {
-            deployments: deployments_now,
-            nodes: &self.nodes,
-            current: &self.placement.assigned,
-            now_ms,
-            not_ready_grace_ms: self.config.not_ready_grace_ms,
-        });
+        let placement = self.schedule(deployments_now, now_ms);
         let (nodes, artifacts) = (&self.nodes, &self.artifacts);
         let code = |node: &str, spec: &wasmfleet_proto::WorkloadSpec| match nodes.get(node) {
             Some(n) => code_for(artifacts, &spec.module.digest, &n.hello.engine),

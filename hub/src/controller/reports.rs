@@ -333,9 +333,8 @@ impl Controller {
     }
 
     /// Commits what `p` staged: one scheduler pass if a node changed in a way placement may
-    /// answer, one store transaction,
-    /// then the desired states of greeted nodes. On a store error the staged node records
-    /// and desired states are put back.
+    /// answer, one store transaction, then the desired states of greeted nodes. On a store
+    /// error the staged node records and desired states are put back.
     fn flush(&mut self, mut p: Pending, now_ms: u64) -> Result<Vec<Publish>, ControllerError> {
         let result = if p.reschedule {
             self.reconcile_into(None, &mut p.batch, now_ms)
