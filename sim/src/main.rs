@@ -180,6 +180,7 @@ async fn run(cli: Cli) -> Result<()> {
     let started = Instant::now();
     let (record, tasks) = fleet::start(&host, port, shape, stop);
     let deadline = started + timeout;
+    let mut progress = started;
     loop {
         let nodes: Vec<NodeView> = client.get("/v1/nodes").await?;
         let ready = nodes
@@ -188,6 +189,15 @@ async fn run(cli: Cli) -> Result<()> {
             .count();
         if ready >= cli.nodes {
             break;
+        }
+        // A large fleet takes a while: say how far it got every ten seconds.
+        if progress.elapsed() >= PROGRESS_EVERY {
+            progress = Instant::now();
+            println!(
+                "connecting: {ready} of {} nodes Ready after {:.0} s",
+                cli.nodes,
+                started.elapsed().as_secs_f64()
+            );
         }
         if Instant::now() >= deadline {
             bail!(
@@ -309,6 +319,9 @@ fn tempdir() -> Result<PathBuf> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
 }
+
+/// How often a connect that has not finished reports its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// How long to wait between listings of the hub's nodes while the fleet connects: 250 ms per
 /// 10,000 nodes. A listing of 100,000 nodes is 40 MB of JSON and two seconds of the hub's CPU;
