@@ -27,6 +27,7 @@ use crate::controller::handle::Visibility;
 use crate::controller::{self, Controller, ControllerHandle, Outbox};
 use crate::ingest::{fleet_ingest, liveness_watch, log_writer};
 use crate::mqtt::inbox::Drops;
+use crate::mqtt::link::KeepAlive;
 use crate::mqtt::{EmbeddedBroker, Inbox, Link};
 use crate::store::{BlobStore, LogStore, Retention, SqliteStore};
 
@@ -146,7 +147,11 @@ pub async fn start(opts: Options) -> Result<RunningHub, ServeError> {
     let fleet_inbox = inbox.fleet.clone();
     let liveness = inbox.liveness.clone();
     let watch_inbox = inbox.clone();
-    let (link, link_task) = Link::start(&hub_broker, inbox, shutdown_rx.clone());
+    let keep_alive = match &embedded {
+        Some(_) => KeepAlive::Embedded,
+        None => KeepAlive::External,
+    };
+    let (link, link_task) = Link::start(&hub_broker, keep_alive, inbox, shutdown_rx.clone());
 
     let listener = tokio::net::TcpListener::bind(opts.http)
         .await

@@ -43,13 +43,30 @@ const NODE_QUEUE: usize = 64;
 /// never seen. Sized for every session's storm; it only fills while the hub falls behind.
 const HUB_QUEUE: usize = 4 * MAX_SESSIONS as usize;
 
-/// The retainer: RAM storage; up to three retained topics per node (desired, status, online);
-/// payloads up to a full frame; no expiry.
+/// Subscriptions a node may hold: its desired state, blob chunks and a few fetches at once.
+const NODE_SUBSCRIPTIONS: usize = 16;
+
+/// Subscriptions of the hub's own client: its wildcards, and the `online` topics of a batch of
+/// nodes whose announcements it reads again ([`crate::mqtt::link::REREAD_BATCH`]; two
+/// batches overlap for a moment).
+const HUB_SUBSCRIPTIONS: usize = 2 * crate::mqtt::link::REREAD_BATCH + 64;
+
+/// How long a socket may take to accept one packet before the broker drops it (and frees its
+/// queue). The hub's own client gets longer: dropping it loses every message queued for it.
+const NODE_SEND_TIMEOUT: Duration = Duration::from_secs(5);
+const HUB_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Retained messages the broker keeps: three per node (desired, status, online) for the most
+/// sessions, and as many again for what modules retain on application topics. At exactly
+/// three per node a full fleet filled the store, and the desired states of the last nodes to
+/// get one were not retained (the broker warns and drops them).
+const MAX_RETAINED: usize = 6 * MAX_SESSIONS as usize;
+
+/// The retainer: RAM storage; [`MAX_RETAINED`] messages; payloads up to a full frame; no
+/// expiry.
 fn retainer_config() -> String {
     format!(
-        "storage.type = \"ram\"\nmax_retained_messages = {}\nmax_payload_size = \"{}B\"\nretained_message_ttl = \"0s\"\n",
-        3 * MAX_SESSIONS,
-        MAX_PACKET
+        "storage.type = \"ram\"\nmax_retained_messages = {MAX_RETAINED}\nmax_payload_size = \"{MAX_PACKET}B\"\nretained_message_ttl = \"0s\"\n",
     )
 }
 
@@ -77,12 +94,19 @@ pub struct EmbeddedBroker {
     task: JoinHandle<()>,
 }
 
+/// Limits every session of a listener gets.
+struct SessionLimits {
+    queue: usize,
+    inflight: u16,
+    subscriptions: usize,
+    send_timeout: Duration,
+}
+
 /// A listener with the limits every session of it gets.
 fn listener(
     name: &str,
     addr: SocketAddr,
-    queue: usize,
-    inflight: u16,
+    limits: SessionLimits,
 ) -> Result<rmqtt::net::Listener, BrokerError> {
     let listen = |reason: String| BrokerError::Listen { addr, reason };
     Builder::new()
@@ -95,14 +119,13 @@ fn listener(
         .max_handshaking_limit(20_000)
         .max_packet_size(MAX_PACKET)
         .nodelay(true)
-        .max_mqueue_len(queue)
-        .max_inflight(NonZeroU16::new(inflight).unwrap_or(NonZeroU16::MIN))
-        // A socket that cannot take one packet in this time is dropped, freeing its queue.
-        .send_timeout(Duration::from_secs(5))
+        .max_mqueue_len(limits.queue)
+        .max_inflight(NonZeroU16::new(limits.inflight).unwrap_or(NonZeroU16::MIN))
+        .send_timeout(limits.send_timeout)
         // Queued (not retained) messages older than this are not delivered any more.
         .message_expiry_interval(Duration::from_secs(60))
         .max_session_expiry_interval(Duration::from_secs(300))
-        .max_subscriptions(16)
+        .max_subscriptions(limits.subscriptions)
         .max_topic_levels(8)
         .allow_anonymous(true)
         .bind()
@@ -126,9 +149,21 @@ impl EmbeddedBroker {
         rmqtt_retainer::register(&scx, true, false)
             .await
             .map_err(|e| BrokerError::Plugin(e.to_string()))?;
-        let nodes = listener("wasmfleet-nodes", addr, NODE_QUEUE, 16)?;
+        let nodes = SessionLimits {
+            queue: NODE_QUEUE,
+            inflight: 16,
+            subscriptions: NODE_SUBSCRIPTIONS,
+            send_timeout: NODE_SEND_TIMEOUT,
+        };
+        let nodes = listener("wasmfleet-nodes", addr, nodes)?;
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        let hub = listener("wasmfleet-hub", loopback, HUB_QUEUE, 256)?;
+        let hub = SessionLimits {
+            queue: HUB_QUEUE,
+            inflight: 256,
+            subscriptions: HUB_SUBSCRIPTIONS,
+            send_timeout: HUB_SEND_TIMEOUT,
+        };
+        let hub = listener("wasmfleet-hub", loopback, hub)?;
         let internal = hub.local_addr().map_err(|e| BrokerError::Listen {
             addr: loopback,
             reason: e.to_string(),
@@ -169,6 +204,8 @@ impl Drop for EmbeddedBroker {
 
 #[cfg(test)]
 mod tests {
+    use wasmfleet_proto::topic::NodeTopic;
+
     use super::*;
 
     #[test]
@@ -180,5 +217,14 @@ mod tests {
             "{c}"
         );
         assert!(MAX_PACKET as usize > wasmfleet_proto::MAX_FRAME_LEN);
+        assert!(
+            c.contains(&format!("max_retained_messages = {MAX_RETAINED}\n")),
+            "{c}"
+        );
+        let per_node = [NodeTopic::Desired, NodeTopic::Status, NodeTopic::Online].len();
+        assert!(
+            MAX_RETAINED > per_node * MAX_SESSIONS as usize,
+            "room beyond the nodes' own retained topics"
+        );
     }
 }

@@ -27,9 +27,11 @@ use crate::reconcile::liveness::{Flip, Liveness};
 pub const LOG_QUEUE_BYTES: usize = 8 << 20;
 /// Chunk requests waiting for a blob server before new ones are dropped.
 pub const BLOB_QUEUE: usize = 1024;
-/// Nodes with presence or status waiting for ingest before reports of further nodes are
-/// dropped (a client inventing node names must not grow the hub without bound).
-pub const FLEET_PENDING: usize = 100_000;
+/// Reports (a presence, a status or a liveness flip: up to three per node) waiting for ingest
+/// before reports of further nodes are dropped (a client inventing node names must not grow
+/// the hub without bound). Room for all three of every node the hub keeps: a 100,000-node
+/// connect storm sends a presence and a status per node within seconds.
+pub const FLEET_PENDING: usize = 3 * crate::controller::MAX_NODES;
 
 /// A fleet message for the controller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +81,14 @@ pub struct FleetInbox {
 }
 
 impl FleetInbox {
-    fn push(&self, node: String, kind: Kind, drops: &Drops, put: impl FnOnce(&mut Fleet, String)) {
+    /// Queues a report; false if it was dropped because too many are pending.
+    fn push(
+        &self,
+        node: String,
+        kind: Kind,
+        drops: &Drops,
+        put: impl FnOnce(&mut Fleet, String),
+    ) -> bool {
         let mut f = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let pending = match kind {
             Kind::Presence => f.presence.contains_key(&node),
@@ -89,13 +98,14 @@ impl FleetInbox {
         if !pending {
             if f.order.len() >= FLEET_PENDING {
                 drops.fleet_reports.fetch_add(1, Ordering::Relaxed);
-                return;
+                return false;
             }
             f.order.push_back((node.clone(), kind));
         }
         put(&mut f, node);
         drop(f);
         self.ready.notify_one();
+        true
     }
 
     fn connected(&self) {
@@ -254,15 +264,26 @@ impl Inbox {
             });
     }
 
+    /// Nodes beating without the hub holding their announcement, to read again (see
+    /// [`Liveness::unannounced`]).
+    pub fn unannounced(&self, now_ms: u64, max: usize) -> Vec<String> {
+        self.with_liveness(|l| l.unannounced(now_ms, max))
+    }
+
     /// A node's presence (replaces one still pending).
     pub fn presence(&self, node: String, p: Presence, now_ms: u64) {
         self.with_liveness(|l| match &p {
             Presence::Online(_) => l.connected(&node, now_ms),
             Presence::Offline => l.disconnected(&node),
         });
-        self.fleet.push(node, Kind::Presence, &self.drops, |f, n| {
+        let online = matches!(p, Presence::Online(_));
+        let name = online.then(|| node.clone());
+        let kept = self.fleet.push(node, Kind::Presence, &self.drops, |f, n| {
             f.presence.insert(n, p);
         });
+        if let (false, Some(name)) = (kept, name) {
+            self.with_liveness(|l| l.announcement_lost(&name, now_ms));
+        }
     }
 
     /// A node's status (replaces one still pending).

@@ -23,6 +23,48 @@ const BACKOFF: Backoff = Backoff {
     max: Duration::from_secs(10),
 };
 
+/// How often the link looks for nodes beating without an announcement.
+const REREAD_EVERY: Duration = Duration::from_secs(1);
+
+/// Most nodes whose retained announcements are read again at once (one SUBSCRIBE of this
+/// many filters a second; the embedded broker grants the hub's client room for them, see
+/// [`crate::mqtt::broker`]).
+pub const REREAD_BATCH: usize = 1_000;
+
+/// How long the hub's client lets the broker take to answer a PINGREQ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepAlive {
+    /// A broker elsewhere: short, so a half-open link of the hub's own is noticed (and
+    /// heartbeat silence paused, see `Inbox::disconnected`) within 8 s, before any node's
+    /// 15 s heartbeat deadline.
+    External,
+    /// The embedded broker, in this process: the link cannot be half-open, and a short
+    /// keep-alive only made a hub busy with a connect storm drop its own session (and every
+    /// message queued for it) because the PINGRESP waited behind them.
+    Embedded,
+}
+
+impl KeepAlive {
+    fn duration(self) -> Duration {
+        match self {
+            KeepAlive::External => Duration::from_secs(4),
+            KeepAlive::Embedded => Duration::from_secs(60),
+        }
+    }
+}
+
+/// The hub's subscriptions plus, for a moment, the `online` topics of `nodes`: a new
+/// subscription delivers the retained announcement the hub lost.
+fn filters_rereading(nodes: &[String]) -> Vec<(String, Qos)> {
+    let mut filters = hub_filters();
+    filters.extend(
+        nodes
+            .iter()
+            .map(|n| (topic::node_topic(n, NodeTopic::Online), Qos::AtLeastOnce)),
+    );
+    filters
+}
+
 /// Handle for publishing; clone freely.
 #[derive(Debug, Clone)]
 pub struct Link {
@@ -44,9 +86,12 @@ pub fn hub_filters() -> Vec<(String, Qos)> {
 
 impl Link {
     /// Connects (in the background, with reconnects) and returns the handle and the router
-    /// task, which owns the session and ends when `shutdown` fires.
+    /// task, which owns the session and ends when `shutdown` fires. Once a second the task
+    /// reads again the retained announcements of nodes heard beating without one
+    /// ([`Inbox::unannounced`]).
     pub fn start(
         url: &BrokerUrl,
+        keep_alive: KeepAlive,
         inbox: Inbox,
         mut shutdown: watch::Receiver<bool>,
     ) -> (Link, tokio::task::JoinHandle<()>) {
@@ -56,9 +101,7 @@ impl Link {
             url.host.clone(),
             url.port,
         );
-        // Short, so a half-open link of the hub's own is noticed (and heartbeat silence paused,
-        // see `Inbox::disconnected`) within 8 s: before any node's 15 s heartbeat deadline.
-        opts.set_keep_alive(Duration::from_secs(4));
+        opts.set_keep_alive(keep_alive.duration());
         opts.set_clean_session(true);
         opts.set_max_packet_size(
             wasmfleet_proto::MAX_FRAME_LEN + 4096,
@@ -70,11 +113,29 @@ impl Link {
         let client = session.client().clone();
         let (closed_tx, closed) = watch::channel(false);
         let task = tokio::spawn(async move {
-            let _session = session;
+            let mut reread = tokio::time::interval(REREAD_EVERY);
+            reread.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut rereading = false;
             loop {
                 let event = tokio::select! {
                     _ = shutdown.changed() => return,
                     event = events.recv() => event,
+                    _ = reread.tick() => {
+                        // The previous batch's subscriptions go; this batch's come.
+                        let nodes = inbox.unannounced(now_ms(), REREAD_BATCH);
+                        if !nodes.is_empty() {
+                            tracing::info!(
+                                nodes = nodes.len(),
+                                first = %nodes[0],
+                                "reading again the retained announcements of nodes heard without one"
+                            );
+                        }
+                        if rereading || !nodes.is_empty() {
+                            session.set_filters(filters_rereading(&nodes));
+                        }
+                        rereading = !nodes.is_empty();
+                        continue;
+                    }
                 };
                 match event {
                     None => return,

@@ -10,6 +10,13 @@
 //! 2,000 a second); only a change between alive and silent leaves this table, so the
 //! controller and its store see flips, never beats. [`Liveness::expire`] scans the table; the
 //! hub calls it five times a second (10,000 entries take microseconds).
+//!
+//! A node that beats without the hub having its announcement (the `Online` was lost: the
+//! hub's own session dropped and its queue with it, a broker queue overflowed) would otherwise
+//! stay unknown for as long as it stays connected, since it announces itself only when it
+//! connects. Its announcement is retained at the broker, so the hub reads it again:
+//! [`Liveness::unannounced`] names such nodes, and the link subscribes to their `online`
+//! topics for a moment (a new subscription delivers the retained message).
 
 use std::collections::HashMap;
 
@@ -25,19 +32,30 @@ pub const MAX_WATCHED: usize = 100_000;
 /// Shortest interval a node may claim: a node cannot make the hub scan for it more often.
 pub const MIN_INTERVAL_MS: u32 = 500;
 
+/// Intervals a node beats without an announcement before the hub reads its retained one (and
+/// between two readings). An announcement and the first beat normally arrive together; after
+/// a hub restart the retained announcements of a large fleet take a few seconds to arrive.
+pub const UNANNOUNCED_BEATS: u32 = 2;
+
 #[derive(Debug, Clone, Copy)]
 struct Seen {
     last_ms: u64,
+    /// Unannounced: since when the hub has waited for the announcement (or last asked).
+    waiting_ms: u64,
     interval_ms: u32,
     alive: bool,
+    /// The hub holds this node's announcement.
+    announced: bool,
 }
 
 impl Seen {
     fn heard(last_ms: u64, interval_ms: u32) -> Seen {
         Seen {
             last_ms,
+            waiting_ms: last_ms,
             interval_ms,
             alive: true,
+            announced: false,
         }
     }
 
@@ -74,7 +92,9 @@ impl Liveness {
         match self.nodes.get_mut(node) {
             Some(seen) => {
                 let was_alive = seen.alive;
-                *seen = Seen::heard(now_ms, interval_ms);
+                seen.last_ms = now_ms;
+                seen.interval_ms = interval_ms;
+                seen.alive = true;
                 (!was_alive).then(|| Flip {
                     node: node.to_owned(),
                     alive: true,
@@ -96,8 +116,42 @@ impl Liveness {
             .nodes
             .get(node)
             .map_or(DEFAULT_INTERVAL_MS, |s| s.interval_ms);
-        self.nodes
-            .insert(node.to_owned(), Seen::heard(now_ms, interval_ms));
+        let seen = Seen {
+            announced: true,
+            ..Seen::heard(now_ms, interval_ms)
+        };
+        self.nodes.insert(node.to_owned(), seen);
+    }
+
+    /// `node`'s announcement arrived but could not be kept (the inbox was full): it counts as
+    /// unannounced from now, so it is read again if the node keeps beating.
+    pub fn announcement_lost(&mut self, node: &str, now_ms: u64) {
+        if let Some(seen) = self.nodes.get_mut(node) {
+            seen.announced = false;
+            seen.waiting_ms = now_ms;
+        }
+    }
+
+    /// Up to `max` nodes that have beaten for [`UNANNOUNCED_BEATS`] of their intervals
+    /// without the hub holding their announcement, sorted; each is named again only after as
+    /// long once more. None while the hub's link is down.
+    pub fn unannounced(&mut self, now_ms: u64, max: usize) -> Vec<String> {
+        if self.paused {
+            return vec![];
+        }
+        let mut out = Vec::new();
+        for (node, seen) in &mut self.nodes {
+            if out.len() >= max {
+                break;
+            }
+            let wait = u64::from(seen.interval_ms) * u64::from(UNANNOUNCED_BEATS);
+            if !seen.announced && now_ms >= seen.waiting_ms + wait {
+                seen.waiting_ms = now_ms;
+                out.push(node.clone());
+            }
+        }
+        out.sort();
+        out
     }
 
     /// `node` said it is gone (`Offline`, or its Last Will): nothing more to watch.
@@ -115,6 +169,8 @@ impl Liveness {
         self.paused = false;
         for seen in self.nodes.values_mut() {
             seen.last_ms = seen.last_ms.max(now_ms);
+            // The subscriptions are new: retained announcements are on their way.
+            seen.waiting_ms = seen.waiting_ms.max(now_ms);
         }
     }
 
@@ -197,6 +253,44 @@ mod tests {
         l.disconnected("a");
         assert!(l.expire(100_000).is_empty());
         assert_eq!(l.beat("a", 5_000, 100_000), None);
+    }
+
+    #[test]
+    fn a_node_beating_without_an_announcement_is_named_after_two_intervals_and_not_again_at_once() {
+        let mut l = Liveness::default();
+        l.connected("known", 0);
+        assert_eq!(l.beat("known", 1_000, 0), None);
+        assert_eq!(l.beat("lost", 1_000, 0), None);
+        assert!(l.unannounced(1_999, 10).is_empty(), "too early");
+        assert_eq!(l.unannounced(2_000, 10), ["lost"]);
+        assert!(l.unannounced(3_000, 10).is_empty(), "asked a moment ago");
+        assert_eq!(l.unannounced(4_000, 10), ["lost"], "asked again");
+        l.connected("lost", 4_500);
+        assert!(l.unannounced(60_000, 10).is_empty(), "announced now");
+        // The inbox could not keep an announcement: counted from then.
+        l.announcement_lost("known", 60_000);
+        assert!(l.unannounced(61_000, 10).is_empty());
+        assert_eq!(l.unannounced(70_000, 10), ["known"]);
+    }
+
+    #[test]
+    fn unannounced_nodes_are_named_a_batch_at_a_time_and_never_while_the_link_is_down() {
+        let mut l = Liveness::default();
+        for n in ["a", "b", "c"] {
+            l.beat(n, 1_000, 0);
+        }
+        l.pause();
+        assert!(l.unannounced(10_000, 10).is_empty(), "nobody to ask");
+        l.resume(10_000);
+        assert!(
+            l.unannounced(11_000, 10).is_empty(),
+            "retained announcements follow a reconnect"
+        );
+        let first = l.unannounced(12_000, 2);
+        assert_eq!(first.len(), 2);
+        let rest = l.unannounced(12_000, 2);
+        assert_eq!(rest.len(), 1);
+        assert!(!first.contains(&rest[0]));
     }
 
     #[test]

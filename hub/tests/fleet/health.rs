@@ -133,3 +133,49 @@ fn a_frozen_agent_goes_not_ready_its_replica_moves_and_comes_off_it_when_it_thaw
     let err = hub.fails(&["cordon", "no-such-node"]);
     assert!(err.contains("\"no-such-node\" not found"), "{err}");
 }
+
+/// Publishes `Offline` for `node`, not retained: the hub hears it, while the broker keeps the
+/// node's retained `Online` (as when an announcement is lost on the way to the hub).
+fn publish_stray_offline(mqtt: &str, node: &str) {
+    use rumqttc::{Client, MqttOptions, QoS};
+    let port: u16 = mqtt.rsplit(':').next().unwrap().parse().unwrap();
+    let mut opts = MqttOptions::new("stray-offline", "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(30));
+    let (client, mut connection) = Client::new(opts, 16);
+    let payload = wasmfleet_proto::encode(&wasmfleet_proto::Presence::Offline);
+    let topic = wasmfleet_proto::topic::node_topic(node, wasmfleet_proto::topic::NodeTopic::Online);
+    client
+        .publish(topic, QoS::AtLeastOnce, false, payload)
+        .unwrap();
+    for event in connection.iter() {
+        if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) = event {
+            break;
+        }
+        event.expect("publish to the broker");
+    }
+}
+
+/// A node announces itself only when it connects. If the hub loses that announcement (its own
+/// session dropped with its queue, a broker queue overflowed), the node keeps beating while
+/// the hub does not know it: the hub reads the retained announcement again, and the node is
+/// Ready within a few of its heartbeat intervals instead of never.
+#[test]
+fn a_node_beating_without_an_announcement_is_read_again_from_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start_hub(dir.path(), free_port(), free_port(), None);
+    let _agent = start_agent_with(dir.path(), &hub.mqtt, "lost", &["--heartbeat", "1s"]);
+    hub.wait_nodes_ready(1);
+
+    publish_stray_offline(&hub.mqtt, "lost");
+    wait_until("the hub took the node for gone, then read it again", || {
+        let events = hub.ok(&["describe", "node", "lost"]);
+        let ready = node(&hub.json("nodes"), "lost")["status"] == "Ready";
+        (events.contains("agent disconnected") && events.matches("NodeReady").count() >= 2 && ready)
+            .then_some(())
+    });
+    let log = hub.proc.log_text();
+    assert!(
+        log.contains("reading again the retained announcements of nodes heard without one"),
+        "{log}"
+    );
+}
