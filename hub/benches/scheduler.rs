@@ -18,6 +18,7 @@ mod fleet;
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
@@ -30,7 +31,7 @@ use wasmfleet_hub::scheduler::{Inputs, Placement, schedule};
 const COLD_SKIPPED: [(usize, usize); 3] = [(1_000, 100), (10_000, 10), (10_000, 100)];
 
 type Deployments = BTreeMap<String, DeploymentRecord>;
-type Nodes = BTreeMap<String, NodeRecord>;
+type Nodes = BTreeMap<String, Arc<NodeRecord>>;
 type Current = BTreeMap<String, String>;
 
 fn run(deployments: &Deployments, nodes: &Nodes, current: &Current) -> Placement {

@@ -239,17 +239,17 @@ mod tests {
         for (node, target) in [("a", "x86"), ("b", "x86"), ("c", "arm")] {
             let mut rec: NodeRecord = crate::scheduler::tests::node(node, true, 1 << 30, 4);
             rec.hello.engine.target = target.into();
-            snap.nodes.insert(node.into(), rec);
+            snap.nodes.insert(node.into(), Arc::new(rec));
             snap.desired.insert(
                 node.into(),
-                DesiredState {
+                Arc::new(DesiredState {
                     fleet: 1,
                     generation: 1,
                     workloads: vec![spec(&format!("{node}-w"), Code::Compiling)],
-                },
+                }),
             );
         }
-        snap.desired.get_mut("c").unwrap().workloads[0].code = Code::Source;
+        Arc::make_mut(snap.desired.get_mut("c").unwrap()).workloads[0].code = Code::Source;
         let w = wanted(&snap);
         assert_eq!(w.len(), 1, "a and b share a profile; c waits for nothing");
         assert_eq!(w.values().next().unwrap().1.target, "x86");
@@ -268,7 +268,7 @@ mod tests {
         let mut snap = FleetSnapshot::default();
         let mut rec: NodeRecord = crate::scheduler::tests::node("pi", true, 1 << 30, 4);
         rec.hello.engine.target = "aarch64-unknown-linux-gnu".into();
-        snap.nodes.insert("pi".into(), rec);
+        snap.nodes.insert("pi".into(), Arc::new(rec));
         let (built, refusal) = Artifacts::new(blobs).build_for_fleet(&snap, module).await;
         let refusal = refusal.expect("refused");
         assert!(

@@ -199,7 +199,7 @@ impl Attribution {
 
 #[cfg(test)]
 mod tests {
-    use wasmfleet_proto::{DesiredState, LogLine, Stream, WorkloadSpec};
+    use wasmfleet_proto::{LogLine, Stream, WorkloadSpec};
 
     use super::*;
     use crate::scheduler::tests::deployment;
@@ -207,11 +207,8 @@ mod tests {
     fn snapshot(placed: &[(&str, WorkloadSpec)]) -> FleetSnapshot {
         let mut s = FleetSnapshot::default();
         for (node, w) in placed {
-            s.desired
-                .entry(node.to_string())
-                .or_insert_with(DesiredState::default)
-                .workloads
-                .push(w.clone());
+            let state = s.desired.entry(node.to_string()).or_default();
+            Arc::make_mut(state).workloads.push(w.clone());
         }
         s
     }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::measurement::WallTime;
@@ -46,7 +47,7 @@ pub fn hello(i: usize) -> Hello {
 }
 
 /// `n` Ready, schedulable nodes, by name.
-pub fn nodes(n: usize) -> BTreeMap<String, NodeRecord> {
+pub fn nodes(n: usize) -> BTreeMap<String, Arc<NodeRecord>> {
     (0..n)
         .map(|i| {
             let rec = NodeRecord {
@@ -57,7 +58,7 @@ pub fn nodes(n: usize) -> BTreeMap<String, NodeRecord> {
                 created_ms: 0,
                 scheduling: Scheduling::Enabled,
             };
-            (rec.name.clone(), rec)
+            (rec.name.clone(), Arc::new(rec))
         })
         .collect()
 }

@@ -14,6 +14,7 @@ mod rollouts;
 mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use wasmfleet_proto::{DesiredState, NodeStatus, topic};
 
@@ -82,10 +83,13 @@ pub struct Controller {
     /// Bumped by every change a reader could see, so snapshots are rebuilt only when stale.
     version: u64,
     deployments: BTreeMap<String, DeploymentRecord>,
-    nodes: BTreeMap<String, NodeRecord>,
-    desired: BTreeMap<String, DesiredState>,
-    statuses: BTreeMap<String, NodeStatus>,
-    placement: Placement,
+    // Records behind `Arc`s, shared with the readers' snapshot: a snapshot copies a pointer
+    // per node, not its records (which were half of the hub's memory per node).
+    nodes: BTreeMap<String, Arc<NodeRecord>>,
+    desired: BTreeMap<String, Arc<DesiredState>>,
+    statuses: BTreeMap<String, Arc<NodeStatus>>,
+    /// Replaced whole by every pass, so shared with the snapshot too.
+    placement: Arc<Placement>,
     /// When each node's desired state was last published, to pace re-sends.
     sent_ms: BTreeMap<String, u64>,
     /// Precompiled artifacts by module and engine profile.
@@ -165,7 +169,7 @@ impl Controller {
                     n.ready = false;
                     n.since_ms = now_ms;
                 }
-                (name, n)
+                (name, Arc::new(n))
             })
             .collect();
         let mut c = Controller {
@@ -175,9 +179,13 @@ impl Controller {
             version: 0,
             deployments: snap.deployments,
             nodes,
-            desired: snap.desired,
+            desired: snap
+                .desired
+                .into_iter()
+                .map(|(node, state)| (node, Arc::new(state)))
+                .collect(),
             statuses: BTreeMap::new(),
-            placement: Placement::default(),
+            placement: Arc::default(),
             sent_ms: BTreeMap::new(),
             artifacts: snap.artifacts,
             silent: BTreeSet::new(),
@@ -187,7 +195,10 @@ impl Controller {
             passes: 0,
         };
         c.deadlines = c.nodes.values().filter_map(|n| c.deadline_of(n)).collect();
-        c.placement.assigned = current_placement(&c.desired);
+        c.placement = Arc::new(Placement {
+            assigned: current_placement(&c.desired),
+            ..Placement::default()
+        });
         // Replica health lives in memory: a wave in progress starts its clock again, or a hub
         // that was down longer than the deadline would roll back healthy rollouts.
         for d in c.deployments.values_mut() {
@@ -496,7 +507,7 @@ impl Controller {
 
     /// Puts a node record in place, keeping [`Controller::deadlines`] in step; returns the
     /// record it replaced.
-    fn put_node(&mut self, rec: NodeRecord) -> Option<NodeRecord> {
+    fn put_node(&mut self, rec: Arc<NodeRecord>) -> Option<Arc<NodeRecord>> {
         let key = self.deadline_of(&rec);
         let old = self.nodes.insert(rec.name.clone(), rec);
         if let Some(k) = old.as_ref().and_then(|o| self.deadline_of(o)) {
@@ -522,7 +533,7 @@ impl Controller {
             return None;
         }
         let fresh = self.schedule(&self.deployments, now_ms);
-        (fresh != self.placement).then(|| {
+        (fresh != *self.placement).then(|| {
             format!(
                 "placement at {now_ms} ms is {:?}, a pass would give {:?}",
                 self.placement, fresh
@@ -585,12 +596,12 @@ impl Controller {
         batch
             .put_desired
             .extend(changed.iter().map(|(n, s)| (n.clone(), s.clone())));
-        let dirty = !batch.is_empty() || placement != self.placement;
+        let dirty = !batch.is_empty() || placement != *self.placement;
         self.store.commit(batch)?;
         if let Some(deployments) = deployments {
             self.deployments = deployments;
         }
-        self.placement = placement;
+        self.placement = Arc::new(placement);
         let sent_ms = &mut self.sent_ms;
         let publish = changed
             .iter()
@@ -601,7 +612,11 @@ impl Controller {
                 self.behind.insert(node.clone());
             }
         }
-        self.desired.extend(changed);
+        self.desired.extend(
+            changed
+                .into_iter()
+                .map(|(node, state)| (node, Arc::new(state))),
+        );
         if dirty {
             self.version += 1;
         }

@@ -10,6 +10,7 @@
 //! methods ([`Controller::on_presence`] and the others) are a batch of one.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use wasmfleet_proto::{DesiredState, MISSED_HEARTBEATS, NodeStatus, Presence, topic};
 
@@ -32,9 +33,9 @@ pub(super) struct Pending {
     /// A node record changed in a way placement may answer ([`scheduler::node_change_may_move`]).
     reschedule: bool,
     /// Node records before this batch changed them (`None`: the node was new).
-    old_nodes: HashMap<String, Option<NodeRecord>>,
+    old_nodes: HashMap<String, Option<Arc<NodeRecord>>>,
     /// Desired states before this batch reissued them.
-    old_desired: HashMap<String, Option<DesiredState>>,
+    old_desired: HashMap<String, Option<Arc<DesiredState>>>,
 }
 
 impl Controller {
@@ -133,7 +134,7 @@ impl Controller {
         };
         let rec = NodeRecord {
             scheduling,
-            ..old.clone()
+            ..NodeRecord::clone(old)
         };
         let held = |c: &Controller| -> BTreeSet<String> {
             c.placement
@@ -177,7 +178,7 @@ impl Controller {
                     created_ms: old.map_or(now_ms, |n| n.created_ms),
                     scheduling: old.map_or(Scheduling::Enabled, |n| n.scheduling),
                 };
-                if old != Some(&rec) {
+                if old.map(|o| &**o) != Some(&rec) {
                     if !was_ready {
                         p.batch.events.push(event(
                             now_ms,
@@ -195,7 +196,7 @@ impl Controller {
                 let rec = NodeRecord {
                     ready: false,
                     since_ms: now_ms,
-                    ..old.clone()
+                    ..NodeRecord::clone(old)
                 };
                 p.batch.events.push(event(
                     now_ms,
@@ -235,7 +236,7 @@ impl Controller {
         let rec = NodeRecord {
             ready,
             since_ms: now_ms,
-            ..old.clone()
+            ..NodeRecord::clone(old)
         };
         p.batch
             .events
@@ -251,7 +252,7 @@ impl Controller {
             tracing::debug!(%node, "ignoring the status of an unknown node");
             return;
         }
-        if self.statuses.get(node) == Some(&status) {
+        if self.statuses.get(node).map(|s| &**s) == Some(&status) {
             // A duplicate (QoS 1 redelivery, a retained copy after a reconnect): nothing to
             // record, and its health was observed when it first came.
             return;
@@ -291,7 +292,7 @@ impl Controller {
                 ),
             ));
             p.batch.put_desired.push((node.to_owned(), state.clone()));
-            let old = self.desired.insert(node.to_owned(), state);
+            let old = self.desired.insert(node.to_owned(), Arc::new(state));
             p.old_desired.entry(node.to_owned()).or_insert(old);
             p.greet.insert(node.to_owned());
         }
@@ -313,16 +314,16 @@ impl Controller {
         } else {
             self.behind.insert(node.to_owned());
         }
-        self.statuses.insert(node.into(), status);
+        self.statuses.insert(node.into(), Arc::new(status));
         self.version += 1;
     }
 
     /// Puts `rec` in place now (scheduling in this batch sees it) and in the batch's writes.
     fn stage_node(&mut self, p: &mut Pending, rec: NodeRecord) {
         let name = rec.name.clone();
-        let old = self.put_node(rec.clone());
+        let old = self.put_node(Arc::new(rec.clone()));
         p.reschedule |= scheduler::node_change_may_move(
-            old.as_ref(),
+            old.as_deref(),
             &rec,
             &self.deployments,
             &self.placement,
@@ -385,9 +386,12 @@ impl Controller {
     /// What `node` should run. A node the hub holds nothing for gets an empty state of this
     /// fleet, which stops whatever it still runs from an earlier hub or a wiped store.
     fn desired_or_empty(&self, node: &str) -> DesiredState {
-        self.desired.get(node).cloned().unwrap_or(DesiredState {
-            fleet: self.fleet,
-            ..DesiredState::default()
-        })
+        self.desired.get(node).map_or_else(
+            || DesiredState {
+                fleet: self.fleet,
+                ..DesiredState::default()
+            },
+            |s| DesiredState::clone(s),
+        )
     }
 }

@@ -3,6 +3,7 @@
 //! writes and scheduling).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use wasmfleet_proto::{DesiredState, NodeStatus, Phase};
 
@@ -15,7 +16,9 @@ use crate::model::{
 use crate::reconcile::workload_views;
 use crate::scheduler::Placement;
 
-/// The fleet state at one [`version`](FleetSnapshot::version) of the controller.
+/// The fleet state at one [`version`](FleetSnapshot::version) of the controller. Node
+/// records, desired states and statuses are shared with the controller (a change replaces a
+/// record, never edits one in place), so a snapshot costs a pointer per node and record.
 #[derive(Debug, Clone, Default)]
 pub struct FleetSnapshot {
     /// The controller's version this copy was taken at.
@@ -25,13 +28,13 @@ pub struct FleetSnapshot {
     /// Deployments by name.
     pub deployments: BTreeMap<String, DeploymentRecord>,
     /// Nodes by name.
-    pub nodes: BTreeMap<String, NodeRecord>,
+    pub nodes: BTreeMap<String, Arc<NodeRecord>>,
     /// The last desired state sent to each node.
-    pub desired: BTreeMap<String, DesiredState>,
+    pub desired: BTreeMap<String, Arc<DesiredState>>,
     /// The last status each node reported.
-    pub statuses: BTreeMap<String, NodeStatus>,
+    pub statuses: BTreeMap<String, Arc<NodeStatus>>,
     /// Where every replica goes.
-    pub placement: Placement,
+    pub placement: Arc<Placement>,
     /// Precompiled artifacts by module and engine profile.
     pub artifacts: BTreeMap<ArtifactKey, ArtifactState>,
 }

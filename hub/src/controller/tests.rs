@@ -153,6 +153,30 @@ fn status_reports_drive_views_and_events() {
     assert_eq!(c.snapshot().node_views(|_| None)[0].observed_generation, 1);
 }
 
+/// A snapshot shares the controller's records: one taken after a report from node `b` holds
+/// the very records of node `a` the previous one held (a copy per snapshot was half of the
+/// hub's memory per node), while `b`'s new status is its own.
+#[test]
+fn snapshots_share_the_records_a_change_did_not_touch() {
+    let mut c = controller();
+    online(&mut c, "a", 0);
+    online(&mut c, "b", 0);
+    c.apply("hello", spec(2), 0).unwrap();
+    let before = c.snapshot();
+    let report = NodeStatus {
+        observed_fleet: c.fleet(),
+        observed_generation: 1,
+        workloads: vec![],
+    };
+    c.on_status("b", report, 1).unwrap();
+    let after = c.snapshot();
+    assert!(Arc::ptr_eq(&before.nodes["a"], &after.nodes["a"]));
+    assert!(Arc::ptr_eq(&before.desired["a"], &after.desired["a"]));
+    assert!(Arc::ptr_eq(&before.placement, &after.placement));
+    assert!(!before.statuses.contains_key("b"));
+    assert_eq!(after.statuses["b"].observed_generation, 1);
+}
+
 #[test]
 fn invalid_specs_change_nothing() {
     let mut c = controller();
@@ -509,7 +533,7 @@ fn a_crash_at_the_new_revision_rolls_every_replica_back_and_undo_goes_forward_ag
     let node = c.snapshot().placement.assigned["app-0"].clone();
     report_running(&mut c, &node, 3_100);
     // Its new instance crashed once.
-    let mut status = c.snapshot().statuses[&node].clone();
+    let mut status = NodeStatus::clone(&c.snapshot().statuses[&node]);
     let w = status
         .workloads
         .iter_mut()

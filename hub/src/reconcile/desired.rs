@@ -1,5 +1,6 @@
 //! Per-node desired states from a placement.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use wasmfleet_proto::{Code, DesiredState, WorkloadSpec};
@@ -7,12 +8,16 @@ use wasmfleet_proto::{Code, DesiredState, WorkloadSpec};
 use crate::model::{DeploymentRecord, SpecError};
 use crate::scheduler::Placement;
 
-/// The placement implied by the desired states already sent: workload → node.
-pub fn current_placement(desired: &BTreeMap<String, DesiredState>) -> BTreeMap<String, String> {
+/// The placement implied by the desired states already sent: workload → node. (States held
+/// directly or shared, as the controller holds them.)
+pub fn current_placement<S: Borrow<DesiredState>>(
+    desired: &BTreeMap<String, S>,
+) -> BTreeMap<String, String> {
     desired
         .iter()
         .flat_map(|(node, state)| {
             state
+                .borrow()
                 .workloads
                 .iter()
                 .map(move |w| (w.name.clone(), node.clone()))
@@ -25,10 +30,10 @@ pub fn current_placement(desired: &BTreeMap<String, DesiredState>) -> BTreeMap<S
 /// and stamped with `fleet`. Unchanged nodes are not returned, so re-applying the same
 /// deployments publishes nothing. `code` says which code a workload runs on a node (the
 /// artifact for the node's engine profile, see [`crate::model::code_for`]).
-pub fn node_desired_states(
+pub fn node_desired_states<S: Borrow<DesiredState>>(
     deployments: &BTreeMap<String, DeploymentRecord>,
     placement: &Placement,
-    previous: &BTreeMap<String, DesiredState>,
+    previous: &BTreeMap<String, S>,
     fleet: u64,
     code: &impl Fn(&str, &WorkloadSpec) -> Code,
 ) -> Result<BTreeMap<String, DesiredState>, SpecError> {
@@ -50,8 +55,8 @@ pub fn node_desired_states(
     let mut changed = BTreeMap::new();
     for (node, mut state) in next {
         state.workloads.sort_by(|a, b| a.name.cmp(&b.name));
-        let old = previous.get(&node);
-        if old.map(|o| &o.workloads) == Some(&state.workloads) {
+        let old = previous.get(&node).map(Borrow::borrow);
+        if old.map(|o: &DesiredState| &o.workloads) == Some(&state.workloads) {
             continue;
         }
         if old.is_none() && state.workloads.is_empty() {
@@ -68,10 +73,17 @@ pub fn node_desired_states(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::scheduler::tests::deployment;
 
     const SOURCE: fn(&str, &WorkloadSpec) -> Code = |_, _| Code::Source;
+
+    /// No desired states yet.
+    fn nothing() -> BTreeMap<String, DesiredState> {
+        BTreeMap::new()
+    }
 
     fn placement(pairs: &[(&str, &str)]) -> Placement {
         Placement {
@@ -87,7 +99,7 @@ mod tests {
     fn first_placement_creates_generation_one() {
         let d = BTreeMap::from([("hello".to_string(), deployment("hello", 2))]);
         let p = placement(&[("hello-0", "a"), ("hello-1", "b")]);
-        let out = node_desired_states(&d, &p, &BTreeMap::new(), 7, &SOURCE).unwrap();
+        let out = node_desired_states(&d, &p, &nothing(), 7, &SOURCE).unwrap();
         assert_eq!(out.len(), 2);
         assert_eq!(out["a"].generation, 1);
         assert_eq!(out["a"].fleet, 7, "stamped with the fleet");
@@ -105,7 +117,7 @@ mod tests {
     fn unchanged_inputs_change_nothing() {
         let d = BTreeMap::from([("hello".to_string(), deployment("hello", 2))]);
         let p = placement(&[("hello-0", "a"), ("hello-1", "a")]);
-        let first = node_desired_states(&d, &p, &BTreeMap::new(), 7, &SOURCE).unwrap();
+        let first = node_desired_states(&d, &p, &nothing(), 7, &SOURCE).unwrap();
         assert!(
             node_desired_states(&d, &p, &first, 7, &SOURCE)
                 .unwrap()
@@ -117,14 +129,9 @@ mod tests {
     #[test]
     fn removal_sends_an_empty_state_with_a_new_generation() {
         let d = BTreeMap::from([("hello".to_string(), deployment("hello", 1))]);
-        let first = node_desired_states(
-            &d,
-            &placement(&[("hello-0", "a")]),
-            &BTreeMap::new(),
-            7,
-            &SOURCE,
-        )
-        .unwrap();
+        let first =
+            node_desired_states(&d, &placement(&[("hello-0", "a")]), &nothing(), 7, &SOURCE)
+                .unwrap();
         let out = node_desired_states(&BTreeMap::new(), &Placement::default(), &first, 7, &SOURCE)
             .unwrap();
         assert_eq!(out["a"].generation, 2);
@@ -135,7 +142,7 @@ mod tests {
     fn template_change_bumps_generation_and_revision_reaches_the_node() {
         let mut d = BTreeMap::from([("hello".to_string(), deployment("hello", 1))]);
         let p = placement(&[("hello-0", "a")]);
-        let first = node_desired_states(&d, &p, &BTreeMap::new(), 7, &SOURCE).unwrap();
+        let first = node_desired_states(&d, &p, &nothing(), 7, &SOURCE).unwrap();
         let dep = d.get_mut("hello").unwrap();
         dep.revision = 2;
         dep.spec.env.insert("X".into(), "1".into());
@@ -158,8 +165,8 @@ mod tests {
             ("probe".to_string(), probe),
         ]);
         let mut nodes = BTreeMap::from([
-            ("a".to_string(), node("a", true, 1 << 30, 8)),
-            ("b".to_string(), node("b", true, 1 << 30, 8)),
+            ("a".to_string(), Arc::new(node("a", true, 1 << 30, 8))),
+            ("b".to_string(), Arc::new(node("b", true, 1 << 30, 8))),
         ]);
         let names = |s: &DesiredState| {
             s.workloads
@@ -187,7 +194,7 @@ mod tests {
         let spec = &desired["a"].workloads[1];
         assert_eq!((spec.deployment.as_str(), spec.args.len()), ("probe", 2));
         // a is lost beyond the grace period: the replica moves, the every-node one stays.
-        let a = nodes.get_mut("a").unwrap();
+        let a = Arc::make_mut(nodes.get_mut("a").unwrap());
         a.ready = false;
         a.since_ms = 1_000;
         pass(&nodes, &mut desired, 100_000);
@@ -195,7 +202,7 @@ mod tests {
         assert_eq!(desired["a"].generation, 2);
         assert!(names(&desired["b"]).contains(&"hello-0".to_string()));
         // a returns: the replica stays where it went, and a's state has no extra to remove.
-        let a = nodes.get_mut("a").unwrap();
+        let a = Arc::make_mut(nodes.get_mut("a").unwrap());
         a.ready = true;
         a.since_ms = 200_000;
         assert!(
@@ -213,7 +220,7 @@ mod tests {
             "arm" => Code::Compiling,
             _ => Code::Source,
         };
-        let out = node_desired_states(&d, &p, &BTreeMap::new(), 7, &code).unwrap();
+        let out = node_desired_states(&d, &p, &nothing(), 7, &code).unwrap();
         assert_eq!(out["arm"].workloads[0].code, Code::Compiling);
         assert_eq!(out["x86"].workloads[0].code, Code::Source);
         // The artifact arriving is a change: the node is sent a new generation.

@@ -1,6 +1,7 @@
 //! Workload views: what each replica is doing, from the placement and the nodes' reports.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use wasmfleet_proto::{NodeStatus, Phase};
 
@@ -12,8 +13,8 @@ use crate::scheduler::Placement;
 pub fn workload_views(
     deployments: &BTreeMap<String, DeploymentRecord>,
     placement: &Placement,
-    nodes: &BTreeMap<String, NodeRecord>,
-    statuses: &BTreeMap<String, NodeStatus>,
+    nodes: &BTreeMap<String, Arc<NodeRecord>>,
+    statuses: &BTreeMap<String, Arc<NodeStatus>>,
 ) -> Vec<WorkloadView> {
     let mut out = Vec::new();
     for dep in deployments.values() {
@@ -49,8 +50,8 @@ fn fill(
     wanted: u64,
     placement: &Placement,
     node: Option<&str>,
-    nodes: &BTreeMap<String, NodeRecord>,
-    statuses: &BTreeMap<String, NodeStatus>,
+    nodes: &BTreeMap<String, Arc<NodeRecord>>,
+    statuses: &BTreeMap<String, Arc<NodeStatus>>,
 ) {
     let Some(node) = node else {
         view.message = placement
@@ -116,17 +117,25 @@ mod tests {
             ]),
             unschedulable: BTreeMap::from([("hello-3".to_string(), "no Ready nodes".to_string())]),
         };
-        let nodes = BTreeMap::from([
-            ("a".to_string(), node("a", true, 1 << 30, 9)),
-            ("b".to_string(), node("b", true, 1 << 30, 9)),
-            ("down".to_string(), node("down", false, 1 << 30, 9)),
+        let nodes = crate::scheduler::tests::nodes(vec![
+            node("a", true, 1 << 30, 9),
+            node("b", true, 1 << 30, 9),
+            node("down", false, 1 << 30, 9),
         ]);
         let statuses = BTreeMap::from([
             (
                 "a".to_string(),
-                status("hello-0", 1, Phase::Failed, "wasm trap: unreachable"),
+                Arc::new(status(
+                    "hello-0",
+                    1,
+                    Phase::Failed,
+                    "wasm trap: unreachable",
+                )),
             ),
-            ("b".to_string(), status("hello-2", 0, Phase::Running, "")),
+            (
+                "b".to_string(),
+                Arc::new(status("hello-2", 0, Phase::Running, "")),
+            ),
         ]);
         let v = workload_views(&deps, &placement, &nodes, &statuses);
         let phases: Vec<_> = v.iter().map(|w| w.phase.as_str()).collect();

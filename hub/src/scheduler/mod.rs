@@ -36,6 +36,7 @@ mod reasons;
 mod selector;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::model::deployment::{PlacementPolicy, deployment_of_workload};
 use crate::model::{DeploymentRecord, NodeRecord, Scheduling};
@@ -91,7 +92,7 @@ pub struct Inputs<'a> {
     /// Every deployment.
     pub deployments: &'a BTreeMap<String, DeploymentRecord>,
     /// Every known node.
-    pub nodes: &'a BTreeMap<String, NodeRecord>,
+    pub nodes: &'a BTreeMap<String, Arc<NodeRecord>>,
     /// Current placement: workload name → node.
     pub current: &'a BTreeMap<String, String>,
     /// Now, ms since the Unix epoch.

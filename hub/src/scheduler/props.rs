@@ -3,6 +3,7 @@
 //! scheduler (labels, expressions and capacity are recomputed here from the inputs).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use wasmfleet_proto::{DeviceClass, Label};
@@ -17,7 +18,7 @@ const MI: u64 = 1 << 20;
 
 fn run(
     deployments: &BTreeMap<String, DeploymentRecord>,
-    nodes: &BTreeMap<String, NodeRecord>,
+    nodes: &BTreeMap<String, Arc<NodeRecord>>,
     current: &BTreeMap<String, String>,
 ) -> Placement {
     schedule(Inputs {
@@ -142,7 +143,7 @@ fn arb_deployment(name: String) -> impl Strategy<Value = DeploymentRecord> {
 /// A fleet: nodes, deployments and a random (possibly invalid) current placement.
 #[derive(Debug, Clone)]
 struct Fleet {
-    nodes: BTreeMap<String, NodeRecord>,
+    nodes: BTreeMap<String, Arc<NodeRecord>>,
     deployments: BTreeMap<String, DeploymentRecord>,
     current: BTreeMap<String, String>,
 }
@@ -174,7 +175,10 @@ fn arb_fleet() -> impl Strategy<Value = Fleet> {
             current.insert(workload, target);
         }
         Fleet {
-            nodes: nodes.into_iter().map(|n| (n.name.clone(), n)).collect(),
+            nodes: nodes
+                .into_iter()
+                .map(|n| (n.name.clone(), Arc::new(n)))
+                .collect(),
             deployments: deps.into_iter().map(|d| (d.name.clone(), d)).collect(),
             current,
         }
@@ -359,7 +363,7 @@ proptest! {
     fn placement_is_deterministic(f in arb_fleet()) {
         let p = run(&f.deployments, &f.nodes, &f.current);
         prop_assert_eq!(&run(&f.deployments, &f.nodes, &f.current), &p);
-        let rev = |m: &BTreeMap<String, NodeRecord>| {
+        let rev = |m: &BTreeMap<String, Arc<NodeRecord>>| {
             let mut out = BTreeMap::new();
             for (k, v) in m.iter().rev() {
                 out.insert(k.clone(), v.clone());
@@ -372,7 +376,7 @@ proptest! {
         // Label order within a node's announcement does not matter either.
         let mut shuffled = f.nodes.clone();
         for n in shuffled.values_mut() {
-            n.hello.labels.reverse();
+            Arc::make_mut(n).hello.labels.reverse();
         }
         prop_assert_eq!(run(&f.deployments, &shuffled, &f.current), p);
     }
@@ -384,7 +388,7 @@ proptest! {
         let first = run(&f.deployments, &f.nodes, &f.current);
         prop_assert_eq!(&run(&f.deployments, &f.nodes, &first.assigned), &first);
         let mut more = f.nodes.clone();
-        more.insert(extra.name.clone(), extra);
+        more.insert(extra.name.clone(), Arc::new(extra));
         let second = run(&f.deployments, &more, &first.assigned);
         for (w, node) in &first.assigned {
             prop_assert_eq!(second.assigned.get(w), Some(node), "{} moved", w);

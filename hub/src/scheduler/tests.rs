@@ -1,4 +1,5 @@
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use wasmfleet_proto::{Capacity, DeviceClass, Hello};
 
@@ -40,8 +41,10 @@ pub(crate) fn deployment(name: &str, replicas: u32) -> DeploymentRecord {
     }
 }
 
-pub(crate) fn nodes(list: Vec<NodeRecord>) -> BTreeMap<String, NodeRecord> {
-    list.into_iter().map(|n| (n.name.clone(), n)).collect()
+pub(crate) fn nodes(list: Vec<NodeRecord>) -> BTreeMap<String, Arc<NodeRecord>> {
+    list.into_iter()
+        .map(|n| (n.name.clone(), Arc::new(n)))
+        .collect()
 }
 
 pub(crate) fn deps(list: Vec<DeploymentRecord>) -> BTreeMap<String, DeploymentRecord> {
@@ -50,7 +53,7 @@ pub(crate) fn deps(list: Vec<DeploymentRecord>) -> BTreeMap<String, DeploymentRe
 
 pub(crate) fn run(
     deployments: &BTreeMap<String, DeploymentRecord>,
-    nodes: &BTreeMap<String, NodeRecord>,
+    nodes: &BTreeMap<String, Arc<NodeRecord>>,
     current: &BTreeMap<String, String>,
     now_ms: u64,
 ) -> Placement {
@@ -123,7 +126,7 @@ fn not_ready_node_keeps_replicas_until_grace_expires() {
     let mut n = nodes(vec![node("a", true, GI, 10), node("b", true, GI, 10)]);
     let d = deps(vec![deployment("hello", 1)]);
     let current = BTreeMap::from([("hello-0".to_string(), "a".to_string())]);
-    let a = n.get_mut("a").unwrap();
+    let a = Arc::make_mut(n.get_mut("a").unwrap());
     a.ready = false;
     a.since_ms = 1_000;
     assert_eq!(run(&d, &n, &current, 20_000).assigned["hello-0"], "a");
@@ -229,7 +232,10 @@ fn microcontrollers_take_only_deployments_that_select_them() {
         "0/2 nodes fit: 2 missing label site=north"
     );
     // No selector: the microcontroller says why it is no candidate.
-    let n = nodes(vec![n["mcu-1"].clone(), node("gw", true, GI, 0)]);
+    let n = nodes(vec![
+        NodeRecord::clone(&n["mcu-1"]),
+        node("gw", true, GI, 0),
+    ]);
     let p = run(&deps(vec![deployment("plain", 1)]), &n, &BTreeMap::new(), 0);
     assert_eq!(
         p.unschedulable["plain-0"],

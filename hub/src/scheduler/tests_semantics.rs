@@ -1,6 +1,7 @@
 //! Cordon and drain, every-node placement, affinity, built-in labels and reasons.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use wasmfleet_proto::{DeviceClass, Label};
 
@@ -64,7 +65,10 @@ fn cordoned_nodes_keep_their_replicas_but_take_no_new_ones() {
     let mut n = n;
     n.insert(
         "a".into(),
-        with_scheduling(n["a"].clone(), Scheduling::Cordoned),
+        Arc::new(with_scheduling(
+            NodeRecord::clone(&n["a"]),
+            Scheduling::Cordoned,
+        )),
     );
     let kept = run(&d, &n, &first.assigned, 1);
     assert_eq!(kept, first, "cordon moves nothing");
@@ -75,7 +79,10 @@ fn cordoned_nodes_keep_their_replicas_but_take_no_new_ones() {
     // Nothing else schedulable: the reason says so.
     n.insert(
         "b".into(),
-        with_scheduling(n["b"].clone(), Scheduling::Cordoned),
+        Arc::new(with_scheduling(
+            NodeRecord::clone(&n["b"]),
+            Scheduling::Cordoned,
+        )),
     );
     let p = run(&deps(vec![deployment("new", 1)]), &n, &BTreeMap::new(), 3);
     assert_eq!(p.unschedulable["new-0"], "0/2 nodes fit: 2 unschedulable");
@@ -91,7 +98,10 @@ fn drained_nodes_lose_their_replicas_but_keep_every_node_workloads() {
     let mut n = n;
     n.insert(
         "a".into(),
-        with_scheduling(n["a"].clone(), Scheduling::Drained),
+        Arc::new(with_scheduling(
+            NodeRecord::clone(&n["a"]),
+            Scheduling::Drained,
+        )),
     );
     let drained = run(&d, &n, &first.assigned, 1);
     assert_eq!(
@@ -107,7 +117,10 @@ fn drained_nodes_lose_their_replicas_but_keep_every_node_workloads() {
     // Uncordoned: the moved replica stays where it went.
     n.insert(
         "a".into(),
-        with_scheduling(n["a"].clone(), Scheduling::Enabled),
+        Arc::new(with_scheduling(
+            NodeRecord::clone(&n["a"]),
+            Scheduling::Enabled,
+        )),
     );
     assert_eq!(run(&d, &n, &drained.assigned, 3), drained);
 }
@@ -148,13 +161,16 @@ fn every_node_runs_one_workload_per_matching_node() {
     // A node joining gets its own; nothing else moves.
     n.insert(
         "d".into(),
-        labelled(node("d", true, GI, 10), &[("site", "lab")]),
+        Arc::new(labelled(node("d", true, GI, 10), &[("site", "lab")])),
     );
     let joined = run(&d, &n, &p.assigned, 1);
     assert_eq!(joined.assigned.len(), 3);
     assert!(p.assigned.iter().all(|(w, n)| joined.assigned[w] == *n));
     // A node whose labels stop matching loses its workload.
-    n.insert("a".into(), labelled(n["a"].clone(), &[("site", "field")]));
+    n.insert(
+        "a".into(),
+        Arc::new(labelled(NodeRecord::clone(&n["a"]), &[("site", "field")])),
+    );
     let left = run(&d, &n, &joined.assigned, 2);
     assert!(!left.assigned.contains_key(&names[0]));
     assert_eq!(left.assigned.len(), 2);
@@ -166,7 +182,7 @@ fn every_node_workloads_stay_bound_to_a_not_ready_node() {
     let d = deps(vec![every_node("probe"), deployment("hello", 1)]);
     let first = run(&d, &n, &BTreeMap::new(), 0);
     assert_eq!(first.assigned["hello-0"], "a");
-    let a = n.get_mut("a").unwrap();
+    let a = Arc::make_mut(n.get_mut("a").unwrap());
     a.ready = false;
     a.since_ms = 1_000;
     // Long after the grace period: the replica moved, the every-node workload did not.
