@@ -325,6 +325,25 @@ pub fn padded_module(module: &[u8], size: usize) -> Vec<u8> {
     out
 }
 
+/// Publishes one message at QoS 1 on the broker at `mqtt` (`host:port`) as a client of its
+/// own, and returns once the broker acknowledged it.
+pub fn publish_once(mqtt: &str, client_id: &str, topic: String, payload: Vec<u8>, retain: bool) {
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    let port: u16 = mqtt.rsplit(':').next().unwrap().parse().unwrap();
+    let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(30));
+    let (client, mut connection) = Client::new(opts, 16);
+    client
+        .publish(topic, QoS::AtLeastOnce, retain, payload)
+        .unwrap();
+    for event in connection.iter() {
+        if let Ok(Event::Incoming(Packet::PubAck(_))) = event {
+            break;
+        }
+        event.expect("publish to the broker");
+    }
+}
+
 /// A raw HTTP/1.1 request on a fresh connection; returns the status code and the body.
 pub fn http(hub: &Hub, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
     use std::io::{Read, Write};

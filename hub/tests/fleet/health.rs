@@ -137,22 +137,9 @@ fn a_frozen_agent_goes_not_ready_its_replica_moves_and_comes_off_it_when_it_thaw
 /// Publishes `Offline` for `node`, not retained: the hub hears it, while the broker keeps the
 /// node's retained `Online` (as when an announcement is lost on the way to the hub).
 fn publish_stray_offline(mqtt: &str, node: &str) {
-    use rumqttc::{Client, MqttOptions, QoS};
-    let port: u16 = mqtt.rsplit(':').next().unwrap().parse().unwrap();
-    let mut opts = MqttOptions::new("stray-offline", "127.0.0.1", port);
-    opts.set_keep_alive(Duration::from_secs(30));
-    let (client, mut connection) = Client::new(opts, 16);
     let payload = wasmfleet_proto::encode(&wasmfleet_proto::Presence::Offline);
     let topic = wasmfleet_proto::topic::node_topic(node, wasmfleet_proto::topic::NodeTopic::Online);
-    client
-        .publish(topic, QoS::AtLeastOnce, false, payload)
-        .unwrap();
-    for event in connection.iter() {
-        if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) = event {
-            break;
-        }
-        event.expect("publish to the broker");
-    }
+    publish_once(mqtt, "stray-offline", topic, payload, false);
 }
 
 /// A node announces itself only when it connects. If the hub loses that announcement (its own

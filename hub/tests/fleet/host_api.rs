@@ -3,9 +3,6 @@
 //! ungranted imports at apply, and a KV store that survives `kill -9`.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-use rumqttc::{Client, MqttOptions, QoS};
 
 use crate::common::*;
 
@@ -24,25 +21,13 @@ fn count_lines(hub: &Hub, deployment: &str, needle: &str) -> usize {
 
 /// Publishes `payload` on the application topic `relative` of namespace `default`.
 fn publish_app(mqtt: &str, relative: &str, payload: &str) {
-    let port: u16 = mqtt.rsplit(':').next().unwrap().parse().unwrap();
-    let mut opts = MqttOptions::new("test-publisher", "127.0.0.1", port);
-    opts.set_keep_alive(Duration::from_secs(30));
-    let (client, mut connection) = Client::new(opts, 16);
-    client
-        .publish(
-            format!("wf/v1/app/default/{relative}"),
-            QoS::AtLeastOnce,
-            false,
-            payload.as_bytes().to_vec(),
-        )
-        .unwrap();
-    // Drive the connection until the PUBACK.
-    for event in connection.iter() {
-        if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) = event {
-            break;
-        }
-        event.expect("publish to the broker");
-    }
+    publish_once(
+        mqtt,
+        "test-publisher",
+        format!("wf/v1/app/default/{relative}"),
+        payload.as_bytes().to_vec(),
+        false,
+    );
 }
 
 #[test]
