@@ -104,6 +104,10 @@ pub struct Agent {
     last_sent: Option<(NodeStatus, Duration)>,
     link: Option<MqttLink>,
     connected: bool,
+    /// This connection's announcement (`Online`, retained) is queued. A full request queue
+    /// refuses it, and a node whose announcement never reaches the broker stays unknown to
+    /// the hub for as long as it stays connected: it is tried again with every beat.
+    announced: bool,
     started: Instant,
 }
 
@@ -156,6 +160,7 @@ impl Agent {
             last_sent: None,
             link: None,
             connected: false,
+            announced: false,
             started: Instant::now(),
         })
     }
@@ -235,8 +240,10 @@ impl Agent {
         let _ = tokio::time::timeout(Duration::from_secs(3), bridges.join_all()).await;
     }
 
-    /// Tells the hub this node is alive: QoS 0, a few bytes, only while connected.
-    fn beat(&self) {
+    /// Tells the hub this node is alive: QoS 0, a few bytes, only while connected. An
+    /// announcement the link could not queue goes first.
+    fn beat(&mut self) {
+        self.announce();
         if let Some(link) = self.link.as_ref().filter(|_| self.connected) {
             let beat = Heartbeat {
                 interval_ms: u32::try_from(self.config.heartbeat.as_millis()).unwrap_or(u32::MAX),
@@ -401,6 +408,7 @@ impl Agent {
                     tracing::debug!(%error, "broker unreachable; retrying");
                 }
                 self.connected = false;
+                self.announced = false;
             }
             LinkEvent::Message { topic, payload } => match parse_node_topic(&topic) {
                 Some((_, NodeTopic::Desired)) => self.handle_desired(&topic, &payload),
@@ -424,7 +432,26 @@ impl Agent {
     fn on_connected(&mut self) {
         tracing::info!(broker = %self.config.broker, "connected to the broker");
         self.connected = true;
-        let Some(link) = &self.link else { return };
+        self.announced = false;
+        // The announcement and a beat right away: the hub learns this node's interval now,
+        // not one interval later.
+        self.beat();
+        self.fetcher.reset_outstanding();
+        let now = self.now();
+        self.send_blob_requests(now);
+        self.publish_status(now, true);
+    }
+
+    /// Queues this node's announcement unless this connection already did: what it is, what
+    /// it offers. Retained, so a hub (re)starting later reads it from the broker.
+    fn announce(&mut self) {
+        let Some(link) = self
+            .link
+            .as_ref()
+            .filter(|_| self.connected && !self.announced)
+        else {
+            return;
+        };
         let hello = Hello {
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             device_class: DeviceClass::Linux,
@@ -437,18 +464,17 @@ impl Agent {
             devices: self.devices.clone(),
         };
         let topic = node_topic(&self.config.node, NodeTopic::Online);
-        link.publish(
+        self.announced = link.publish(
             topic,
             QoS::AtLeastOnce,
             true,
             encode(&Presence::Online(hello)),
         );
-        // A beat right away: the hub learns this node's interval now, not one interval later.
-        self.beat();
-        self.fetcher.reset_outstanding();
-        let now = self.now();
-        self.send_blob_requests(now);
-        self.publish_status(now, true);
+        if !self.announced {
+            tracing::warn!(
+                "announcement not queued (the link's queue is full); retrying with the next beat"
+            );
+        }
     }
 
     /// Takes a desired-state payload. Undecodable input is logged and ignored: the last good
@@ -734,3 +760,6 @@ fn reply_fits(reply: &BlobReply, at: (Digest, u64)) -> bool {
         BlobReply::NotFound { digest } => *digest == at.0,
     }
 }
+
+#[cfg(test)]
+mod announce_tests;
