@@ -102,10 +102,10 @@ impl Record {
             .collect()
     }
 
-    fn sent(&self, topic: &str, payload: usize) {
+    /// A message of `bytes` on the wire was queued.
+    fn sent(&self, bytes: u64) {
         self.msgs_out.fetch_add(1, Ordering::Relaxed);
-        self.bytes_out
-            .fetch_add(wire_bytes(topic, payload), Ordering::Relaxed);
+        self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Measures the convergence of `deployment` from now on: forgets who ran the last one.
@@ -298,16 +298,42 @@ impl Connection {
         });
         let hello = encode(&Presence::Online(SimNode::hello()));
         let mut connected = false;
+        // Per member: its announcement and latest status are queued on this connection. A full
+        // request queue refuses them; they are sent again at the next beat, as the agent does
+        // (a node whose announcement never reached the broker stays unknown to the hub).
+        let mut greeted = vec![false; names.len()];
         let publish = |topic: String, qos: QoS, retain: bool, payload: Vec<u8>| {
-            self.record.sent(&topic, payload.len());
-            let _ = client.try_publish(topic, qos, retain, payload);
+            let bytes = wire_bytes(&topic, payload.len());
+            let queued = client.try_publish(topic, qos, retain, payload).is_ok();
+            if queued {
+                self.record.sent(bytes);
+            }
+            queued
+        };
+        let greet = |k: usize, node: &mut SimNode, now: Duration| {
+            let n = &names[k];
+            publish(
+                node_topic(n, NodeTopic::Online),
+                QoS::AtLeastOnce,
+                true,
+                hello.clone(),
+            ) && publish(
+                node_topic(n, NodeTopic::Status),
+                QoS::AtLeastOnce,
+                true,
+                encode(&node.status_now(now)),
+            )
         };
         loop {
             let holding = connected && nodes.iter().any(SimNode::holding);
             tokio::select! {
                 _ = stop.changed() => break,
                 _ = beats.tick(), if connected => {
-                    for n in &names {
+                    let now = origin.elapsed();
+                    for (k, n) in names.iter().enumerate() {
+                        if !greeted[k] {
+                            greeted[k] = greet(k, &mut nodes[k], now);
+                        }
                         publish(node_topic(n, NodeTopic::Heartbeat), QoS::AtMostOnce, false, beat.clone());
                     }
                 }
@@ -323,10 +349,8 @@ impl Connection {
                         drop(permit.take());
                         let now = origin.elapsed();
                         for (k, n) in names.iter().enumerate() {
-                            publish(node_topic(n, NodeTopic::Online), QoS::AtLeastOnce, true, hello.clone());
+                            greeted[k] = greet(k, &mut nodes[k], now);
                             publish(node_topic(n, NodeTopic::Heartbeat), QoS::AtMostOnce, false, beat.clone());
-                            let s = nodes[k].status_now(now);
-                            publish(node_topic(n, NodeTopic::Status), QoS::AtLeastOnce, true, encode(&s));
                         }
                         wire.pump(&mut nodes, now);
                     }
@@ -343,7 +367,7 @@ impl Connection {
                             for (k, node) in nodes.iter_mut().enumerate() {
                                 if node.fetching(&digest) {
                                     let ev = node.on_blob(reply.clone(), Route::FanOut, now);
-                                    self.after_blob(k, &names[k], ev, &publish);
+                                    greeted[k] &= self.after_blob(k, &names[k], ev, &publish);
                                 }
                             }
                             wire.pump(&mut nodes, now);
@@ -356,7 +380,7 @@ impl Connection {
                             c.direct_reply_bytes.fetch_add(bytes, Ordering::Relaxed);
                             if let Ok(reply) = decode::<BlobReply>(&payload) {
                                 let ev = nodes[k].on_blob(reply, Route::Direct, now);
-                                self.after_blob(k, &names[k], ev, &publish);
+                                greeted[k] &= self.after_blob(k, &names[k], ev, &publish);
                             }
                             wire.pump(&mut nodes, now);
                             continue;
@@ -370,11 +394,13 @@ impl Connection {
                         nodes[k].set_fan_out(self.record.fan_out.load(Ordering::Relaxed));
                         if let Some(s) = nodes[k].on_desired(&payload, origin.elapsed()) {
                             self.record.reported(self.members[k], &s);
-                            publish(node_topic(&names[k], NodeTopic::Status), QoS::AtLeastOnce, true, encode(&s));
+                            greeted[k] &= publish(node_topic(&names[k], NodeTopic::Status), QoS::AtLeastOnce, true, encode(&s));
                         }
                         wire.pump(&mut nodes, origin.elapsed());
                     }
-                    Some(SessionEvent::Disconnected(_) | SessionEvent::Closed) => {}
+                    // Beats queued while the connection is down would fill its request
+                    // queue and crowd out the announcements when it is back.
+                    Some(SessionEvent::Disconnected(_) | SessionEvent::Closed) => connected = false,
                 },
             }
         }
@@ -391,14 +417,15 @@ impl Connection {
         drop(session);
     }
 
-    /// Records and publishes what a blob reply did to member `k`.
+    /// Records and publishes what a blob reply did to member `k`; false if a status to send
+    /// was not queued.
     fn after_blob(
         &self,
         k: usize,
         name: &str,
         ev: crate::node::BlobEvent,
-        publish: &impl Fn(String, QoS, bool, Vec<u8>),
-    ) {
+        publish: &impl Fn(String, QoS, bool, Vec<u8>) -> bool,
+    ) -> bool {
         if let Some(size) = ev.fetched {
             self.record.blobs.fetched.fetch_add(1, Ordering::Relaxed);
             self.record
@@ -408,13 +435,14 @@ impl Connection {
         }
         if let Some(s) = ev.status {
             self.record.reported(self.members[k], &s);
-            publish(
+            return publish(
                 node_topic(name, NodeTopic::Status),
                 QoS::AtLeastOnce,
                 true,
                 encode(&s),
             );
         }
+        true
     }
 }
 
@@ -445,10 +473,10 @@ impl Wire<'_> {
                 };
                 let topic = node_topic(&self.names[k], kind);
                 let payload = encode(&ask.request);
+                let bytes = wire_bytes(&topic, payload.len());
                 counter.fetch_add(1, Ordering::Relaxed);
-                c.ask_bytes
-                    .fetch_add(wire_bytes(&topic, payload.len()), Ordering::Relaxed);
-                self.record.sent(&topic, payload.len());
+                c.ask_bytes.fetch_add(bytes, Ordering::Relaxed);
+                self.record.sent(bytes);
                 if client
                     .try_publish(topic, QoS::AtLeastOnce, false, payload)
                     .is_err()

@@ -17,6 +17,7 @@ mod fleet;
 mod hub;
 mod node;
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -183,10 +184,12 @@ async fn run(cli: Cli) -> Result<()> {
     let mut progress = started;
     loop {
         let nodes: Vec<NodeView> = client.get("/v1/nodes").await?;
-        let ready = nodes
+        let ready_names: HashSet<&str> = nodes
             .iter()
             .filter(|n| n.name.starts_with("sim-") && n.status == "Ready")
-            .count();
+            .map(|n| n.name.as_str())
+            .collect();
+        let ready = ready_names.len();
         if ready >= cli.nodes {
             break;
         }
@@ -200,10 +203,22 @@ async fn run(cli: Cli) -> Result<()> {
             );
         }
         if Instant::now() >= deadline {
+            let missing: Vec<String> = (0..cli.nodes)
+                .map(fleet::name)
+                .filter(|n| !ready_names.contains(n.as_str()))
+                .take(MISSING_NAMED)
+                .collect();
             bail!(
-                "only {ready} of {} nodes Ready after {:?}",
+                "only {ready} of {} nodes Ready after {:?}; not Ready: {}{}; the hub's log: {}",
                 cli.nodes,
-                timeout
+                timeout,
+                missing.join(" "),
+                if cli.nodes - ready > MISSING_NAMED {
+                    " …"
+                } else {
+                    ""
+                },
+                hub_log(own.as_ref()),
             );
         }
         tokio::time::sleep(ready_poll(cli.nodes)).await;
@@ -232,9 +247,7 @@ async fn run(cli: Cli) -> Result<()> {
         nodes: cli.nodes,
         pid,
         timeout,
-        hub_log: own
-            .as_ref()
-            .map_or("(not ours)".into(), |h| h.log.display().to_string()),
+        hub_log: hub_log(own.as_ref()),
     };
     let mut deployments = Vec::new();
     let total = match cli.module_kib {
@@ -307,6 +320,14 @@ async fn run(cli: Cli) -> Result<()> {
     drop(own);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// Nodes a failed connect names (the rest are counted).
+const MISSING_NAMED: usize = 20;
+
+/// Where the log of the hub under test is (kept when a run fails).
+fn hub_log(own: Option<&hub::OwnHub>) -> String {
+    own.map_or("(not ours)".into(), |h| h.log.display().to_string())
 }
 
 fn mib(bytes: u64) -> f64 {
