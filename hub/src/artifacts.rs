@@ -238,7 +238,7 @@ mod tests {
         };
         for (node, target) in [("a", "x86"), ("b", "x86"), ("c", "arm")] {
             let mut rec: NodeRecord = crate::scheduler::tests::node(node, true, 1 << 30, 4);
-            rec.hello.engine.target = target.into();
+            Arc::make_mut(&mut rec.hello).engine.target = target.into();
             snap.nodes.insert(node.into(), Arc::new(rec));
             snap.desired.insert(
                 node.into(),
@@ -267,7 +267,7 @@ mod tests {
         blobs.put(&module, &bad, |_| Ok(())).unwrap();
         let mut snap = FleetSnapshot::default();
         let mut rec: NodeRecord = crate::scheduler::tests::node("pi", true, 1 << 30, 4);
-        rec.hello.engine.target = "aarch64-unknown-linux-gnu".into();
+        Arc::make_mut(&mut rec.hello).engine.target = "aarch64-unknown-linux-gnu".into();
         snap.nodes.insert("pi".into(), Arc::new(rec));
         let (built, refusal) = Artifacts::new(blobs).build_for_fleet(&snap, module).await;
         let refusal = refusal.expect("refused");

@@ -275,7 +275,7 @@ pub struct Heartbeat {
 pub const MISSED_HEARTBEATS: u32 = 3;
 
 /// What a node announces about itself when it connects.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Hello {
     /// Agent software version, e.g. `0.1.0`.
     pub agent_version: String,
@@ -317,7 +317,7 @@ pub struct EngineProfile {
 }
 
 /// Runtime profile of a node: decides how modules are compiled for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum DeviceClass {
     /// Linux gateway or device running `edge-agent` (wasmtime + Cranelift).
     Linux,
@@ -326,7 +326,7 @@ pub enum DeviceClass {
 }
 
 /// Schedulable resources of a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Capacity {
     /// Memory available to workloads, in bytes.
     pub memory_bytes: u64,
@@ -335,7 +335,7 @@ pub struct Capacity {
 }
 
 /// A `key=value` label.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Label {
     /// Label key.
     pub key: String,

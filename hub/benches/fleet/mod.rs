@@ -52,7 +52,7 @@ pub fn nodes(n: usize) -> BTreeMap<String, Arc<NodeRecord>> {
         .map(|i| {
             let rec = NodeRecord {
                 name: node_name(i),
-                hello: hello(i),
+                hello: hello(i).into(),
                 ready: true,
                 since_ms: 0,
                 created_ms: 0,

@@ -16,9 +16,10 @@ mod snapshot;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use wasmfleet_proto::{DesiredState, NodeStatus, topic};
+use wasmfleet_proto::{DesiredState, Hello, NodeStatus, topic};
 
 use crate::model::deployment::deployment_of_workload;
+use crate::model::interned::Interned;
 use crate::model::rollout::{RevisionRecord, RolloutPhase, change_cause};
 use crate::model::{
     ApplyOutcome, ArtifactKey, ArtifactState, DeploymentRecord, DeploymentSpec, NodeRecord,
@@ -86,6 +87,8 @@ pub struct Controller {
     // Records behind `Arc`s, shared with the readers' snapshot: a snapshot copies a pointer
     // per node, not its records (which were half of the hub's memory per node).
     nodes: BTreeMap<String, Arc<NodeRecord>>,
+    /// The distinct announcements of the nodes, shared by their records.
+    hellos: Interned<Hello>,
     desired: BTreeMap<String, Arc<DesiredState>>,
     statuses: BTreeMap<String, Arc<NodeStatus>>,
     /// Replaced whole by every pass, so shared with the snapshot too.
@@ -161,6 +164,7 @@ impl Controller {
     /// they announce themselves again, so a hub restart never reshuffles the fleet.
     pub fn load(store: Box<dyn Store>, config: Config, now_ms: u64) -> Result<Self, StoreError> {
         let snap = store.load()?;
+        let mut hellos = Interned::default();
         let nodes = snap
             .nodes
             .into_iter()
@@ -169,6 +173,7 @@ impl Controller {
                     n.ready = false;
                     n.since_ms = now_ms;
                 }
+                n.hello = hellos.share(&n.hello);
                 (name, Arc::new(n))
             })
             .collect();
@@ -179,6 +184,7 @@ impl Controller {
             version: 0,
             deployments: snap.deployments,
             nodes,
+            hellos,
             desired: snap
                 .desired
                 .into_iter()

@@ -172,7 +172,7 @@ impl Controller {
                 };
                 let rec = NodeRecord {
                     name: node.into(),
-                    hello,
+                    hello: self.hellos.intern(hello),
                     ready: true,
                     since_ms,
                     created_ms: old.map_or(now_ms, |n| n.created_ms),

@@ -31,7 +31,7 @@ fn reopen(path: &std::path::Path, now: u64) -> Controller {
 fn online(c: &mut Controller, name: &str, now: u64) -> Vec<Publish> {
     c.on_presence(
         name,
-        Presence::Online(node(name, true, 1 << 30, 8).hello),
+        Presence::Online(Arc::unwrap_or_clone(node(name, true, 1 << 30, 8).hello)),
         now,
     )
     .unwrap()
@@ -177,6 +177,33 @@ fn snapshots_share_the_records_a_change_did_not_touch() {
     assert_eq!(after.statuses["b"].observed_generation, 1);
 }
 
+/// Nodes that announce the same (one agent build on one kind of machine) share one copy of
+/// the announcement, also after a restart from the store; a node announcing something else
+/// has its own.
+#[test]
+fn equal_announcements_share_one_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    let shared = |c: &Controller, x: &str, y: &str| {
+        let s = c.snapshot();
+        Arc::ptr_eq(&s.nodes[x].hello, &s.nodes[y].hello)
+    };
+    {
+        let mut c = reopen(&path, 0);
+        online(&mut c, "a", 0);
+        online(&mut c, "b", 0);
+        let mut other = hello_of("c");
+        other.agent_version = "0.2.0".into();
+        c.on_presence("c", Presence::Online(other), 0).unwrap();
+        assert!(shared(&c, "a", "b"));
+        assert!(!shared(&c, "a", "c"));
+        assert_eq!(c.snapshot().nodes["c"].hello.agent_version, "0.2.0");
+    }
+    let c = reopen(&path, 100);
+    assert!(shared(&c, "a", "b"));
+    assert!(!shared(&c, "a", "c"));
+}
+
 #[test]
 fn invalid_specs_change_nothing() {
     let mut c = controller();
@@ -237,8 +264,12 @@ fn store_failure_leaves_memory_unchanged() {
     )
     .unwrap();
     assert!(
-        c.on_presence("a", Presence::Online(node("a", true, 1 << 30, 8).hello), 0)
-            .is_err()
+        c.on_presence(
+            "a",
+            Presence::Online(Arc::unwrap_or_clone(node("a", true, 1 << 30, 8).hello)),
+            0
+        )
+        .is_err()
     );
     assert!(c.snapshot().node_views(|_| None).is_empty());
     let err = c.apply("hello", spec(1), 0).unwrap_err();
@@ -598,7 +629,7 @@ fn a_hub_down_longer_than_the_deadline_does_not_roll_back_a_healthy_rollout() {
 }
 
 fn hello_of(name: &str) -> wasmfleet_proto::Hello {
-    node(name, true, 1 << 30, 8).hello
+    Arc::unwrap_or_clone(node(name, true, 1 << 30, 8).hello)
 }
 
 #[test]

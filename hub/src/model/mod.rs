@@ -4,6 +4,7 @@
 pub mod artifact;
 pub mod capabilities;
 pub mod deployment;
+pub mod interned;
 pub mod manifest;
 pub mod node;
 pub mod records;

@@ -1,5 +1,7 @@
 //! Nodes as the hub knows them.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use wasmfleet_proto::Hello;
 
@@ -8,8 +10,9 @@ use wasmfleet_proto::Hello;
 pub struct NodeRecord {
     /// Node name (its MQTT client id and topic segment).
     pub name: String,
-    /// What it last announced.
-    pub hello: Hello,
+    /// What it last announced: shared with every node that announced the same
+    /// ([`crate::model::interned`]).
+    pub hello: Arc<Hello>,
     /// Connected (its presence is Online).
     pub ready: bool,
     /// When `ready` last changed, ms since the Unix epoch.

@@ -52,6 +52,8 @@ pub fn node_change_may_move(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::model::Scheduling;
     use crate::scheduler::tests::deployment;
@@ -143,8 +145,8 @@ mod tests {
     fn a_new_announcement_or_scheduling_state_always_matters() {
         let a = node("a");
         let mut relabelled = a.clone();
-        relabelled.hello.labels.clear();
-        relabelled.hello.capacity.max_workloads += 1;
+        Arc::make_mut(&mut relabelled.hello).labels.clear();
+        Arc::make_mut(&mut relabelled.hello).capacity.max_workloads += 1;
         let cordoned = NodeRecord {
             scheduling: Scheduling::Cordoned,
             ..a.clone()

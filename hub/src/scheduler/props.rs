@@ -57,7 +57,8 @@ fn arb_node(name: String) -> impl Strategy<Value = NodeRecord> {
                 let mut n = node(&name, ready, memory, slots);
                 n.since_ms = since;
                 n.scheduling = sched;
-                n.hello.devices = devices.into_iter().map(String::from).collect();
+                Arc::make_mut(&mut n.hello).devices =
+                    devices.into_iter().map(String::from).collect();
                 let mut labels = vec![];
                 if let Some(site) = site {
                     labels.push(("site", site));
@@ -65,18 +66,18 @@ fn arb_node(name: String) -> impl Strategy<Value = NodeRecord> {
                 if tier {
                     labels.push(("tier", "x"));
                 }
-                n.hello.engine.target = if arm {
+                Arc::make_mut(&mut n.hello).engine.target = if arm {
                     "aarch64-unknown-linux-gnu"
                 } else {
                     "x86_64-unknown-linux-gnu"
                 }
                 .into();
                 if is_mcu {
-                    n.hello.device_class = DeviceClass::Mcu;
-                    n.hello.engine.target = "pulley32".into();
+                    Arc::make_mut(&mut n.hello).device_class = DeviceClass::Mcu;
+                    Arc::make_mut(&mut n.hello).engine.target = "pulley32".into();
                     labels.push((DEVICE_CLASS_LABEL, "mcu"));
                 }
-                n.hello.labels = labels
+                Arc::make_mut(&mut n.hello).labels = labels
                     .into_iter()
                     .map(|(k, v)| Label {
                         key: k.into(),
@@ -376,7 +377,7 @@ proptest! {
         // Label order within a node's announcement does not matter either.
         let mut shuffled = f.nodes.clone();
         for n in shuffled.values_mut() {
-            Arc::make_mut(n).hello.labels.reverse();
+            Arc::make_mut(&mut Arc::make_mut(n).hello).labels.reverse();
         }
         prop_assert_eq!(run(&f.deployments, &shuffled, &f.current), p);
     }

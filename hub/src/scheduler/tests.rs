@@ -10,7 +10,7 @@ use crate::model::deployment::tests::spec;
 pub(crate) fn node(name: &str, ready: bool, memory: u64, max: u32) -> NodeRecord {
     NodeRecord {
         name: name.into(),
-        hello: Hello {
+        hello: Arc::new(Hello {
             agent_version: "0.1.0".into(),
             device_class: DeviceClass::Linux,
             capacity: Capacity {
@@ -20,7 +20,7 @@ pub(crate) fn node(name: &str, ready: bool, memory: u64, max: u32) -> NodeRecord
             labels: vec![],
             engine: wasmfleet_common::engine::host_profile(false),
             devices: vec![],
-        },
+        }),
         ready,
         since_ms: 0,
         created_ms: 0,
@@ -188,9 +188,10 @@ fn deployments_go_only_where_their_devices_are_and_say_why_not() {
     sensor.spec.capabilities.i2c = vec!["i2c-1".into()];
     sensor.spec.capabilities.gpio = vec![17];
     let mut with = node("b-pi", true, GI, 8);
-    with.hello.devices = vec!["gpio:17".into(), "gpio:27".into(), "i2c-1".into()];
+    Arc::make_mut(&mut with.hello).devices =
+        vec!["gpio:17".into(), "gpio:27".into(), "i2c-1".into()];
     let mut half = node("a-gw", true, GI, 8);
-    half.hello.devices = vec!["i2c-1".into()];
+    Arc::make_mut(&mut half.hello).devices = vec!["i2c-1".into()];
     let mut fleet = nodes(vec![with, half, node("c-gw", true, GI, 8)]);
     let p = run(&deps(vec![sensor.clone()]), &fleet, &BTreeMap::new(), 0);
     assert_eq!(
@@ -209,8 +210,8 @@ fn deployments_go_only_where_their_devices_are_and_say_why_not() {
 #[test]
 fn microcontrollers_take_only_deployments_that_select_them() {
     let mut mcu = node("mcu-1", true, GI, 4);
-    mcu.hello.device_class = DeviceClass::Mcu;
-    mcu.hello.labels = vec![wasmfleet_proto::Label {
+    Arc::make_mut(&mut mcu.hello).device_class = DeviceClass::Mcu;
+    Arc::make_mut(&mut mcu.hello).labels = vec![wasmfleet_proto::Label {
         key: DEVICE_CLASS_LABEL.into(),
         value: "mcu".into(),
     }];

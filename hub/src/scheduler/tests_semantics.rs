@@ -18,7 +18,7 @@ fn every_node(name: &str) -> DeploymentRecord {
 }
 
 fn labelled(mut n: NodeRecord, labels: &[(&str, &str)]) -> NodeRecord {
-    n.hello.labels = labels
+    Arc::make_mut(&mut n.hello).labels = labels
         .iter()
         .map(|(k, v)| Label {
             key: k.to_string(),
@@ -43,8 +43,8 @@ fn with_scheduling(mut n: NodeRecord, s: Scheduling) -> NodeRecord {
 
 fn mcu(name: &str) -> NodeRecord {
     let mut n = node(name, true, GI, 4);
-    n.hello.device_class = DeviceClass::Mcu;
-    n.hello.engine.target = "pulley32".into();
+    Arc::make_mut(&mut n.hello).device_class = DeviceClass::Mcu;
+    Arc::make_mut(&mut n.hello).engine.target = "pulley32".into();
     labelled(n, &[(DEVICE_CLASS_LABEL, "mcu")])
 }
 
@@ -245,11 +245,11 @@ fn colliding_node_names_get_distinct_stable_names() {
 #[test]
 fn affinity_expressions_and_with_the_selector() {
     let mut arm = labelled(node("arm", true, GI, 10), &[("site", "lab"), ("gpu", "")]);
-    arm.hello.engine.target = "aarch64-unknown-linux-gnu".into();
+    Arc::make_mut(&mut arm.hello).engine.target = "aarch64-unknown-linux-gnu".into();
     let mut x86 = labelled(node("x86", true, GI, 10), &[("site", "lab")]);
-    x86.hello.engine.target = "x86_64-unknown-linux-gnu".into();
+    Arc::make_mut(&mut x86.hello).engine.target = "x86_64-unknown-linux-gnu".into();
     let mut field = labelled(node("field", true, GI, 10), &[("site", "field")]);
-    field.hello.engine.target = "aarch64-unknown-linux-gnu".into();
+    Arc::make_mut(&mut field.hello).engine.target = "aarch64-unknown-linux-gnu".into();
     let n = nodes(vec![arm, x86, field]);
     let place = |selector: &[(&str, &str)], exprs: Vec<MatchExpression>| {
         let mut d = deployment("app", 1);
@@ -326,7 +326,7 @@ fn built_in_labels_select_and_cannot_be_overridden() {
             (DEVICE_CLASS_LABEL, "mcu"),
         ],
     );
-    liar.hello.engine.target = "x86_64-unknown-linux-gnu".into();
+    Arc::make_mut(&mut liar.hello).engine.target = "x86_64-unknown-linux-gnu".into();
     let labels = node_labels(&liar);
     assert_eq!(labels[NODE_LABEL], "liar");
     assert_eq!(labels[ARCH_LABEL], "x86_64");
