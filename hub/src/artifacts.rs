@@ -162,7 +162,7 @@ impl Artifacts {
 /// What nodes wait for: every (module, profile) some desired state marks `Compiling`.
 pub fn wanted(snapshot: &FleetSnapshot) -> BTreeMap<ArtifactKey, (Digest, EngineProfile)> {
     let mut out = BTreeMap::new();
-    for (node, state) in &snapshot.desired {
+    for (node, state) in snapshot.desired.iter() {
         let Some(n) = snapshot.nodes.get(node) else {
             continue;
         };
@@ -239,8 +239,8 @@ mod tests {
         for (node, target) in [("a", "x86"), ("b", "x86"), ("c", "arm")] {
             let mut rec: NodeRecord = crate::scheduler::tests::node(node, true, 1 << 30, 4);
             Arc::make_mut(&mut rec.hello).engine.target = target.into();
-            snap.nodes.insert(node.into(), Arc::new(rec));
-            snap.desired.insert(
+            Arc::make_mut(&mut snap.nodes).insert(node.into(), Arc::new(rec));
+            Arc::make_mut(&mut snap.desired).insert(
                 node.into(),
                 Arc::new(DesiredState {
                     fleet: 1,
@@ -249,7 +249,8 @@ mod tests {
                 }),
             );
         }
-        Arc::make_mut(snap.desired.get_mut("c").unwrap()).workloads[0].code = Code::Source;
+        Arc::make_mut(Arc::make_mut(&mut snap.desired).get_mut("c").unwrap()).workloads[0].code =
+            Code::Source;
         let w = wanted(&snap);
         assert_eq!(w.len(), 1, "a and b share a profile; c waits for nothing");
         assert_eq!(w.values().next().unwrap().1.target, "x86");
@@ -268,7 +269,7 @@ mod tests {
         let mut snap = FleetSnapshot::default();
         let mut rec: NodeRecord = crate::scheduler::tests::node("pi", true, 1 << 30, 4);
         Arc::make_mut(&mut rec.hello).engine.target = "aarch64-unknown-linux-gnu".into();
-        snap.nodes.insert("pi".into(), Arc::new(rec));
+        Arc::make_mut(&mut snap.nodes).insert("pi".into(), Arc::new(rec));
         let (built, refusal) = Artifacts::new(blobs).build_for_fleet(&snap, module).await;
         let refusal = refusal.expect("refused");
         assert!(

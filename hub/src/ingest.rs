@@ -207,7 +207,9 @@ mod tests {
     fn snapshot(placed: &[(&str, WorkloadSpec)]) -> FleetSnapshot {
         let mut s = FleetSnapshot::default();
         for (node, w) in placed {
-            let state = s.desired.entry(node.to_string()).or_default();
+            let state = Arc::make_mut(&mut s.desired)
+                .entry(node.to_string())
+                .or_default();
             Arc::make_mut(state).workloads.push(w.clone());
         }
         s

@@ -446,7 +446,7 @@ fn simulate(seed: u64, nodes: usize) -> Result<(), String> {
         for d in snap.deployments.values() {
             eprintln!("  {} revision {} {:?}", d.name, d.revision, d.rollout);
         }
-        for (n, s) in &snap.desired {
+        for (n, s) in snap.desired.iter() {
             eprintln!(
                 "  {n}: generation {} {:?}",
                 s.generation,

@@ -85,12 +85,15 @@ pub struct Controller {
     version: u64,
     deployments: BTreeMap<String, DeploymentRecord>,
     // Records behind `Arc`s, shared with the readers' snapshot: a snapshot copies a pointer
-    // per node, not its records (which were half of the hub's memory per node).
-    nodes: BTreeMap<String, Arc<NodeRecord>>,
+    // per node, not its records (which were half of the hub's memory per node). The maps are
+    // shared too, copied on write (`Arc::make_mut`): a snapshot costs three pointers, and a
+    // map is copied only when it changes while a snapshot holds it, never kept twice when
+    // nothing changed.
+    nodes: Arc<BTreeMap<String, Arc<NodeRecord>>>,
     /// The distinct announcements of the nodes, shared by their records.
     hellos: Interned<Hello>,
-    desired: BTreeMap<String, Arc<DesiredState>>,
-    statuses: BTreeMap<String, Arc<NodeStatus>>,
+    desired: Arc<BTreeMap<String, Arc<DesiredState>>>,
+    statuses: Arc<BTreeMap<String, Arc<NodeStatus>>>,
     /// Replaced whole by every pass, so shared with the snapshot too.
     placement: Arc<Placement>,
     /// When each node's desired state was last published, to pace re-sends.
@@ -183,14 +186,15 @@ impl Controller {
             fleet: snap.fleet,
             version: 0,
             deployments: snap.deployments,
-            nodes,
+            nodes: Arc::new(nodes),
             hellos,
-            desired: snap
-                .desired
-                .into_iter()
-                .map(|(node, state)| (node, Arc::new(state)))
-                .collect(),
-            statuses: BTreeMap::new(),
+            desired: Arc::new(
+                snap.desired
+                    .into_iter()
+                    .map(|(node, state)| (node, Arc::new(state)))
+                    .collect(),
+            ),
+            statuses: Arc::default(),
             placement: Arc::default(),
             sent_ms: BTreeMap::new(),
             artifacts: snap.artifacts,
@@ -515,7 +519,7 @@ impl Controller {
     /// record it replaced.
     fn put_node(&mut self, rec: Arc<NodeRecord>) -> Option<Arc<NodeRecord>> {
         let key = self.deadline_of(&rec);
-        let old = self.nodes.insert(rec.name.clone(), rec);
+        let old = Arc::make_mut(&mut self.nodes).insert(rec.name.clone(), rec);
         if let Some(k) = old.as_ref().and_then(|o| self.deadline_of(o)) {
             self.deadlines.remove(&k);
         }
@@ -561,7 +565,10 @@ impl Controller {
 
     /// Forgets a node record (undoing a batch that introduced it).
     fn remove_node(&mut self, node: &str) {
-        if let Some(k) = self.nodes.remove(node).and_then(|o| self.deadline_of(&o)) {
+        if let Some(k) = Arc::make_mut(&mut self.nodes)
+            .remove(node)
+            .and_then(|o| self.deadline_of(&o))
+        {
             self.deadlines.remove(&k);
         }
     }
@@ -618,7 +625,7 @@ impl Controller {
                 self.behind.insert(node.clone());
             }
         }
-        self.desired.extend(
+        Arc::make_mut(&mut self.desired).extend(
             changed
                 .into_iter()
                 .map(|(node, state)| (node, Arc::new(state))),

@@ -292,7 +292,7 @@ impl Controller {
                 ),
             ));
             p.batch.put_desired.push((node.to_owned(), state.clone()));
-            let old = self.desired.insert(node.to_owned(), Arc::new(state));
+            let old = Arc::make_mut(&mut self.desired).insert(node.to_owned(), Arc::new(state));
             p.old_desired.entry(node.to_owned()).or_insert(old);
             p.greet.insert(node.to_owned());
         }
@@ -314,7 +314,7 @@ impl Controller {
         } else {
             self.behind.insert(node.to_owned());
         }
-        self.statuses.insert(node.into(), Arc::new(status));
+        Arc::make_mut(&mut self.statuses).insert(node.into(), Arc::new(status));
         self.version += 1;
     }
 
@@ -358,8 +358,8 @@ impl Controller {
                 }
                 for (node, old) in p.old_desired {
                     match old {
-                        Some(state) => self.desired.insert(node, state),
-                        None => self.desired.remove(&node),
+                        Some(state) => Arc::make_mut(&mut self.desired).insert(node, state),
+                        None => Arc::make_mut(&mut self.desired).remove(&node),
                     };
                 }
                 return Err(e);

@@ -28,11 +28,11 @@ pub struct FleetSnapshot {
     /// Deployments by name.
     pub deployments: BTreeMap<String, DeploymentRecord>,
     /// Nodes by name.
-    pub nodes: BTreeMap<String, Arc<NodeRecord>>,
+    pub nodes: Arc<BTreeMap<String, Arc<NodeRecord>>>,
     /// The last desired state sent to each node.
-    pub desired: BTreeMap<String, Arc<DesiredState>>,
+    pub desired: Arc<BTreeMap<String, Arc<DesiredState>>>,
     /// The last status each node reported.
-    pub statuses: BTreeMap<String, Arc<NodeStatus>>,
+    pub statuses: Arc<BTreeMap<String, Arc<NodeStatus>>>,
     /// Where every replica goes.
     pub placement: Arc<Placement>,
     /// Precompiled artifacts by module and engine profile.

@@ -173,6 +173,10 @@ fn snapshots_share_the_records_a_change_did_not_touch() {
     assert!(Arc::ptr_eq(&before.nodes["a"], &after.nodes["a"]));
     assert!(Arc::ptr_eq(&before.desired["a"], &after.desired["a"]));
     assert!(Arc::ptr_eq(&before.placement, &after.placement));
+    // The maps a status does not touch are not copied either.
+    assert!(Arc::ptr_eq(&before.nodes, &after.nodes));
+    assert!(Arc::ptr_eq(&before.desired, &after.desired));
+    // The one it touches is copied on write: the earlier snapshot does not see the change.
     assert!(!before.statuses.contains_key("b"));
     assert_eq!(after.statuses["b"].observed_generation, 1);
 }
