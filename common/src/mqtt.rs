@@ -77,8 +77,10 @@ impl SharedSubs {
         f(subs, now, connected)
     }
 
-    /// Queues whatever subscription is due, without waiting.
+    /// Queues whatever subscription and unsubscription is due, without waiting.
     fn send_due(&self, client: &AsyncClient) {
+        // Unsubscriptions first: the broker counts subscriptions against a per-session limit.
+        self.unsubscribe_due(client);
         self.with(|subs, now, connected| {
             if !*connected {
                 return;
@@ -93,6 +95,21 @@ impl SharedSubs {
                 Ok(()) => subs.sent(&request, now),
                 Err(e) => tracing::debug!(error = %e, "subscription not queued yet; retrying"),
             }
+        });
+    }
+
+    /// Queues the UNSUBSCRIBEs due, in order, as far as the client's queue takes them.
+    fn unsubscribe_due(&self, client: &AsyncClient) {
+        self.with(|subs, _, connected| {
+            if !*connected {
+                return;
+            }
+            let queued = subs
+                .unsubscribes()
+                .iter()
+                .take_while(|topic| client.try_unsubscribe(topic.as_str()).is_ok())
+                .count();
+            subs.unsubscribes_sent(queued);
         });
     }
 }
@@ -157,12 +174,11 @@ impl Session {
     }
 
     /// Wants exactly `filters` from now on: new ones are subscribed at once, dropped ones
-    /// unsubscribed (best effort: a lost UNSUBSCRIBE only delivers messages nobody routes).
+    /// unsubscribed as soon as the client's queue takes the UNSUBSCRIBE (tried again every
+    /// second until it does: each subscription left behind counts against the broker's
+    /// per-session limit).
     pub fn set_filters(&self, filters: Vec<(String, Qos)>) {
-        let removed = self.subs.with(|s, _, _| s.set_filters(filters));
-        for topic in removed {
-            let _ = self.client.try_unsubscribe(topic);
-        }
+        self.subs.with(|s, _, _| s.set_filters(filters));
         self.subs.send_due(&self.client);
     }
 

@@ -63,6 +63,11 @@ pub struct Subscriptions {
     /// Indexes of the filters in the SUBSCRIBE awaiting its SUBACK (`None` for a filter no
     /// longer wanted since), and when it was queued.
     in_flight: Option<(Vec<Option<usize>>, Duration)>,
+    /// Filters no longer wanted whose UNSUBSCRIBE is not queued yet. One lost (the client's
+    /// queue was full) would leave the subscription counting against the broker's
+    /// per-session limit for the rest of the connection: a client that changes filters often
+    /// (the hub re-reading announcements) would end up refused every new one.
+    unsubscribing: Vec<String>,
 }
 
 impl Subscriptions {
@@ -80,6 +85,7 @@ impl Subscriptions {
                 })
                 .collect(),
             in_flight: None,
+            unsubscribing: Vec::new(),
         }
     }
 
@@ -91,12 +97,18 @@ impl Subscriptions {
             f.retry_at = Duration::ZERO;
         }
         self.in_flight = None;
+        // A clean session holds no subscriptions to drop.
+        self.unsubscribing.clear();
     }
 
     /// Wants exactly `filters` from now on: filters already wanted keep their state, new ones
-    /// are due at once, and the ones no longer wanted are returned (to unsubscribe from).
+    /// are due at once, and the ones no longer wanted are returned and due to be unsubscribed
+    /// ([`Subscriptions::unsubscribes`]).
     pub fn set_filters(&mut self, filters: impl IntoIterator<Item = (String, Qos)>) -> Vec<String> {
         let wanted: Vec<(String, Qos)> = filters.into_iter().collect();
+        // Wanted again before its UNSUBSCRIBE went out: it must not go out after the SUBSCRIBE.
+        self.unsubscribing
+            .retain(|t| !wanted.iter().any(|(w, _)| w == t));
         let in_flight: Option<(Vec<Option<String>>, Duration)> =
             self.in_flight.take().map(|(idx, at)| {
                 let topics = idx
@@ -130,7 +142,21 @@ impl Subscriptions {
                 .collect();
             (idx, at)
         });
-        removed.into_iter().map(|f| f.topic).collect()
+        let removed: Vec<String> = removed.into_iter().map(|f| f.topic).collect();
+        self.unsubscribing.extend(removed.iter().cloned());
+        removed
+    }
+
+    /// Filters to unsubscribe from, oldest first: queue them in order, then report how many
+    /// were queued ([`Subscriptions::unsubscribes_sent`]); the rest stay due.
+    pub fn unsubscribes(&self) -> &[String] {
+        &self.unsubscribing
+    }
+
+    /// The first `count` of [`Subscriptions::unsubscribes`] were queued.
+    pub fn unsubscribes_sent(&mut self, count: usize) {
+        self.unsubscribing
+            .drain(..count.min(self.unsubscribing.len()));
     }
 
     /// Whether every filter is granted.
@@ -282,6 +308,24 @@ mod tests {
         s.on_connected();
         assert!(!s.all_granted(), "a clean session forgets subscriptions");
         assert_eq!(s.poll(3 * S).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn unsubscribes_stay_due_until_queued_and_never_follow_a_new_subscribe() {
+        let mut s = subs();
+        s.on_connected();
+        s.set_filters([("a/desired".to_string(), Q1)]);
+        s.set_filters([("x".to_string(), Q1)]);
+        assert_eq!(s.unsubscribes(), ["a/blob", "a/desired"]);
+        // The queue took one of the two.
+        s.unsubscribes_sent(1);
+        assert_eq!(s.unsubscribes(), ["a/desired"]);
+        // Wanted again before its UNSUBSCRIBE went out: it is not sent at all.
+        s.set_filters([("a/desired".to_string(), Q1)]);
+        assert_eq!(s.unsubscribes(), ["x"]);
+        // A new clean session has nothing to unsubscribe from.
+        s.on_connected();
+        assert!(s.unsubscribes().is_empty());
     }
 
     #[test]
