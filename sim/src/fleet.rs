@@ -26,6 +26,8 @@ use crate::node::{SimNode, runs};
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Connection handshakes in flight at once: a listen backlog is finite.
 const CONNECTING: usize = 256;
+/// How long a connected client may refuse every publish before the simulator says so.
+const STALL_REPORT: Duration = Duration::from_secs(30);
 /// How often fetching nodes look for chunk requests that timed out.
 const FETCH_TICK: Duration = Duration::from_millis(100);
 /// How soon requests held for a blob topic subscription are looked at again.
@@ -302,11 +304,20 @@ impl Connection {
         // request queue refuses them; they are sent again at the next beat, as the agent does
         // (a node whose announcement never reached the broker stays unknown to the hub).
         let mut greeted = vec![false; names.len()];
+        // Since when the client's request queue has refused every publish: a client that
+        // stays connected but sends nothing (its nodes fall silent at the hub for good).
+        // (ms since `origin`, plus 1; 0: the last publish was taken)
+        let full_since = AtomicU64::new(0);
+        let ms = move || u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX) + 1;
+        let mut stall_reported = false;
         let publish = |topic: String, qos: QoS, retain: bool, payload: Vec<u8>| {
             let bytes = wire_bytes(&topic, payload.len());
             let queued = client.try_publish(topic, qos, retain, payload).is_ok();
             if queued {
                 self.record.sent(bytes);
+                full_since.store(0, Ordering::Relaxed);
+            } else if full_since.load(Ordering::Relaxed) == 0 {
+                full_since.store(ms(), Ordering::Relaxed);
             }
             queued
         };
@@ -329,6 +340,20 @@ impl Connection {
             tokio::select! {
                 _ = stop.changed() => break,
                 _ = beats.tick(), if connected => {
+                    let since = full_since.load(Ordering::Relaxed);
+                    let stalled = Duration::from_millis(ms().saturating_sub(since));
+                    if since > 0
+                        && stalled >= STALL_REPORT
+                        && !std::mem::replace(&mut stall_reported, true)
+                    {
+                        eprintln!(
+                            "wasmfleet-sim: connection {} ({} to {}) is connected but its client has taken no publish for {} s",
+                            self.id,
+                            names[0],
+                            names[names.len() - 1],
+                            stalled.as_secs()
+                        );
+                    }
                     let now = origin.elapsed();
                     for (k, n) in names.iter().enumerate() {
                         if !greeted[k] {
@@ -400,7 +425,11 @@ impl Connection {
                     }
                     // Beats queued while the connection is down would fill its request
                     // queue and crowd out the announcements when it is back.
-                    Some(SessionEvent::Disconnected(_) | SessionEvent::Closed) => connected = false,
+                    Some(SessionEvent::Disconnected(_) | SessionEvent::Closed) => {
+                        connected = false;
+                        full_since.store(0, Ordering::Relaxed);
+                        stall_reported = false;
+                    }
                 },
             }
         }
