@@ -184,12 +184,8 @@ async fn run(cli: Cli) -> Result<()> {
     let mut progress = started;
     loop {
         let nodes: Vec<NodeView> = client.get("/v1/nodes").await?;
-        let ready_names: HashSet<&str> = nodes
-            .iter()
-            .filter(|n| n.name.starts_with("sim-") && n.status == "Ready")
-            .map(|n| n.name.as_str())
-            .collect();
-        let ready = ready_names.len();
+        let is_ready = |n: &&NodeView| n.name.starts_with("sim-") && n.status == "Ready";
+        let ready = nodes.iter().filter(is_ready).count();
         if ready >= cli.nodes {
             break;
         }
@@ -203,6 +199,11 @@ async fn run(cli: Cli) -> Result<()> {
             );
         }
         if Instant::now() >= deadline {
+            let ready_names: HashSet<&str> = nodes
+                .iter()
+                .filter(is_ready)
+                .map(|n| n.name.as_str())
+                .collect();
             let missing: Vec<String> = (0..cli.nodes)
                 .map(fleet::name)
                 .filter(|n| !ready_names.contains(n.as_str()))
