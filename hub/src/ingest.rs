@@ -50,16 +50,40 @@ pub async fn fleet_ingest(
 
 /// How often the hub looks for nodes whose heartbeats stopped.
 const LIVENESS_CHECK: Duration = Duration::from_millis(200);
+/// How often the hub compares the liveness table with the controller's Ready nodes and
+/// re-sends where they differ: the longest a lost flip leaves a node wrong. A comparison at
+/// 100,000 nodes takes milliseconds.
+pub const RESTATE_EVERY: Duration = Duration::from_secs(5);
 
 /// Declares silent the nodes whose heartbeats stopped ([`crate::reconcile::liveness`]); the
-/// flips reach the controller through the inbox like any report.
-pub async fn liveness_watch(inbox: crate::mqtt::Inbox, mut shutdown: watch::Receiver<bool>) {
+/// flips reach the controller through the inbox like any report. Every [`RESTATE_EVERY`] the
+/// flips the controller holds otherwise are sent again.
+pub async fn liveness_watch(
+    inbox: crate::mqtt::Inbox,
+    controller: ControllerHandle,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(LIVENESS_CHECK);
+    let mut restate = tokio::time::interval(RESTATE_EVERY);
+    restate.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = tick.tick() => inbox.expire(now_ms()),
+            _ = restate.tick() => restate_liveness(&inbox, &controller, now_ms()),
         }
+    }
+}
+
+/// One comparison of the liveness table with the controller (through its latest snapshot:
+/// no lock on the controller, and a restated flip that the controller already took changes
+/// nothing).
+pub fn restate_liveness(inbox: &crate::mqtt::Inbox, controller: &ControllerHandle, now_ms: u64) {
+    let snapshot = controller.snapshot();
+    let ready = snapshot.nodes.iter().map(|(n, r)| (n.as_str(), r.ready));
+    let n = inbox.restate(ready, now_ms);
+    if n > 0 {
+        tracing::debug!("liveness: re-sent {n} flips the controller did not hold");
     }
 }
 
@@ -284,5 +308,69 @@ mod tests {
             1,
         );
         assert!(records[0].line.len() <= MAX_LOG_LINE);
+    }
+
+    #[test]
+    fn liveness_flips_the_controller_lost_are_restated_until_it_agrees() {
+        use crate::controller::handle::Visibility;
+        use crate::controller::{Config, Controller};
+        use crate::mqtt::{FleetMessage, Inbox};
+        use crate::store::SqliteStore;
+
+        let (inbox, _, _) = Inbox::new();
+        let store = Box::new(SqliteStore::in_memory().unwrap());
+        let (controller, _) =
+            ControllerHandle::new(Controller::load(store, Config::default(), 0).unwrap());
+        let feed = |messages: Vec<FleetMessage>, now| {
+            controller
+                .change_blocking(Visibility::Now, |c| {
+                    c.on_fleet(messages, now).map(|p| ((), p))
+                })
+                .unwrap();
+        };
+        let ready = |node: &str| controller.snapshot().nodes[node].ready;
+        let hello =
+            Arc::unwrap_or_clone(crate::scheduler::tests::node("x", true, 1 << 30, 8).hello);
+        for n in ["quiet", "beating"] {
+            inbox.presence(
+                n.into(),
+                wasmfleet_proto::Presence::Online(hello.clone()),
+                0,
+            );
+        }
+        feed(inbox.fleet.drain(), 0);
+        assert!(ready("quiet") && ready("beating"));
+
+        // Both fall silent; only the flip of "beating" reaches the controller.
+        inbox.expire(16_001);
+        let only_beating =
+            |m: &FleetMessage| matches!(m, FleetMessage::Liveness(f) if f.node == "beating");
+        feed(
+            inbox
+                .fleet
+                .drain()
+                .into_iter()
+                .filter(only_beating)
+                .collect(),
+            16_001,
+        );
+        // "beating" beats again, and that flip is lost too.
+        let beat = wasmfleet_proto::Heartbeat { interval_ms: 5_000 };
+        inbox.heartbeat("beating", beat, 17_000);
+        assert_eq!(inbox.fleet.drain().len(), 1);
+        assert!(
+            ready("quiet") && !ready("beating"),
+            "the controller is wrong about both"
+        );
+
+        restate_liveness(&inbox, &controller, 18_000);
+        feed(inbox.fleet.drain(), 18_000);
+        assert!(!ready("quiet"), "silent: no beat for 18 s");
+        assert!(ready("beating"), "it beats");
+        restate_liveness(&inbox, &controller, 19_000);
+        assert!(
+            inbox.fleet.drain().is_empty(),
+            "nothing more to say once they agree"
+        );
     }
 }

@@ -193,7 +193,11 @@ pub async fn start(opts: Options) -> Result<RunningHub, ServeError> {
             fleet_inbox,
             shutdown_rx.clone(),
         )),
-        tokio::spawn(liveness_watch(watch_inbox, shutdown_rx.clone())),
+        tokio::spawn(liveness_watch(
+            watch_inbox,
+            controller.clone(),
+            shutdown_rx.clone(),
+        )),
         tokio::spawn(log_writer(
             controller.clone(),
             log_store,

@@ -100,9 +100,6 @@ pub struct Controller {
     sent_ms: BTreeMap<String, u64>,
     /// Precompiled artifacts by module and engine profile.
     artifacts: BTreeMap<ArtifactKey, ArtifactState>,
-    /// Nodes NotReady because their heartbeats stopped (not because they said goodbye): the
-    /// next beat makes them Ready again.
-    silent: BTreeSet<String>,
     /// What replicas of Progressing rollouts reported at which revision.
     health: HashMap<String, rollouts::Health>,
     /// When each NotReady node's grace period ends, earliest first: the only time-driven
@@ -198,7 +195,6 @@ impl Controller {
             placement: Arc::default(),
             sent_ms: BTreeMap::new(),
             artifacts: snap.artifacts,
-            silent: BTreeSet::new(),
             health: HashMap::new(),
             deadlines: BTreeSet::new(),
             behind: BTreeSet::new(),

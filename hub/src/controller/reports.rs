@@ -77,8 +77,12 @@ impl Controller {
     }
 
     /// A node's heartbeats stopped, or resumed after a silence. Silence makes a Ready node
-    /// NotReady (its grace period starts); a beat makes a node Ready again only if silence is
-    /// what made it NotReady (one that said `Offline` announces itself with `Online`).
+    /// NotReady (its grace period starts); a beat makes a node Ready again only if the hub
+    /// holds its announcement ([`Flip::announced`]: one that said `Offline` announces itself
+    /// with `Online`). Flips may repeat (the hub restates them, [`Liveness::restate`]): one
+    /// that changes nothing is nothing.
+    ///
+    /// [`Liveness::restate`]: crate::reconcile::liveness::Liveness::restate
     pub fn on_liveness(
         &mut self,
         flip: &Flip,
@@ -157,7 +161,6 @@ impl Controller {
     }
 
     fn stage_presence(&mut self, p: &mut Pending, node: &str, presence: Presence, now_ms: u64) {
-        self.silent.remove(node);
         if !self.nodes.contains_key(node) && self.nodes.len() >= MAX_NODES {
             tracing::warn!(%node, "ignoring a new node: the hub already knows {MAX_NODES}");
             return;
@@ -218,17 +221,14 @@ impl Controller {
         };
         let silent_s = now_ms.saturating_sub(flip.last_seen_ms) as f64 / 1000.0;
         let (ready, reason, message) = match (flip.alive, old.ready) {
-            (false, true) => {
-                self.silent.insert(node.to_owned());
-                (
-                    false,
-                    "NodeNotReady",
-                    format!(
-                        "no heartbeat for {silent_s:.1} s ({MISSED_HEARTBEATS} intervals missed)"
-                    ),
-                )
-            }
-            (true, false) if self.silent.remove(node) => {
+            (false, true) => (
+                false,
+                "NodeNotReady",
+                format!("no heartbeat for {silent_s:.1} s ({MISSED_HEARTBEATS} intervals missed)"),
+            ),
+            // Only a node whose announcement the hub holds: one that said `Offline` is Ready
+            // again when it says `Online`.
+            (true, false) if flip.announced => {
                 (true, "NodeReady", "heartbeats resumed".to_string())
             }
             _ => return,

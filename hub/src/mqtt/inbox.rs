@@ -268,25 +268,45 @@ impl Inbox {
         f(&mut self.liveness.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// Runs `f` on the liveness table and queues the flips it made *before* releasing the
+    /// table. The inbox keeps only the latest flip per node, so flips must enter it in the
+    /// order the table made them: queued after the lock is released, a beat's `alive` could
+    /// overtake the `silent` that [`Liveness::expire`] had just made on another thread, and
+    /// the controller would hold a beating node silent.
+    fn flips(&self, f: impl FnOnce(&mut Liveness) -> Vec<Flip>) {
+        let mut liveness = self.liveness.lock().unwrap_or_else(PoisonError::into_inner);
+        for flip in f(&mut liveness) {
+            self.fleet
+                .push(flip.node.clone(), Kind::Liveness, &self.drops, |f, n| {
+                    f.liveness.insert(n, flip);
+                });
+        }
+    }
+
     /// A node's heartbeat: O(1), and no allocation unless it ends a silence.
     pub fn heartbeat(&self, node: &str, beat: Heartbeat, now_ms: u64) {
-        if let Some(flip) = self.with_liveness(|l| l.beat(node, beat.interval_ms, now_ms)) {
-            self.flip(flip);
-        }
+        self.flips(|l| l.beat(node, beat.interval_ms, now_ms).into_iter().collect());
     }
 
     /// Declares silent every node whose heartbeats stopped; called periodically.
     pub fn expire(&self, now_ms: u64) {
-        for flip in self.with_liveness(|l| l.expire(now_ms)) {
-            self.flip(flip);
-        }
+        self.flips(|l| l.expire(now_ms));
     }
 
-    fn flip(&self, flip: Flip) {
-        self.fleet
-            .push(flip.node.clone(), Kind::Liveness, &self.drops, |f, n| {
-                f.liveness.insert(n, flip);
-            });
+    /// Re-sends the liveness of nodes the controller sees otherwise (`ready`: each node it
+    /// knows and whether it is Ready; see [`Liveness::restate`]). Returns how many.
+    pub fn restate<'a>(
+        &self,
+        ready: impl IntoIterator<Item = (&'a str, bool)>,
+        now_ms: u64,
+    ) -> usize {
+        let mut n = 0;
+        self.flips(|l| {
+            let flips = l.restate(ready, now_ms);
+            n = flips.len();
+            flips
+        });
+        n
     }
 
     /// Nodes beating without the hub holding their announcement, to read again (see

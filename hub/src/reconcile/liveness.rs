@@ -17,6 +17,12 @@
 //! connects. Its announcement is retained at the broker, so the hub reads it again:
 //! [`Liveness::unannounced`] names such nodes, and the link subscribes to their `online`
 //! topics for a moment (a new subscription delivers the retained message).
+//!
+//! Flips are edges, and an edge can be lost on its way to the controller: the inbox full, a
+//! store transaction that failed. The controller would then hold a node Ready that stopped
+//! beating, or NotReady while it beats, for as long as nothing flips again. So the hub
+//! compares the two every few seconds and [`Liveness::restate`] re-sends this table's view
+//! where the controller's differs (level-triggered, like desired states).
 
 use std::collections::HashMap;
 
@@ -73,6 +79,10 @@ pub struct Flip {
     pub alive: bool,
     /// When it was last heard from, ms since the Unix epoch.
     pub last_seen_ms: u64,
+    /// The hub holds the node's announcement (`Online`, and no `Offline` since): alive then
+    /// means Ready. Beats from a node that said `Offline` or whose announcement was lost do
+    /// not make it Ready; its announcement is read again first.
+    pub announced: bool,
 }
 
 /// Last-heard times of every connected node.
@@ -99,6 +109,7 @@ impl Liveness {
                     node: node.to_owned(),
                     alive: true,
                     last_seen_ms: now_ms,
+                    announced: seen.announced,
                 })
             }
             None if full => None,
@@ -187,10 +198,51 @@ impl Liveness {
                     node: node.clone(),
                     alive: false,
                     last_seen_ms: seen.last_ms,
+                    announced: seen.announced,
                 });
             }
         }
         out.sort_by(|a, b| a.node.cmp(&b.node));
+        out
+    }
+
+    /// Flips that restate this table to a controller holding `ready` (each node it knows, and
+    /// whether it is Ready), where the two differ:
+    /// - a node this table declared silent but the controller holds Ready: silent again;
+    /// - an announced node alive here but NotReady there: alive again (an unannounced one is
+    ///   read again from the broker instead, [`Liveness::unannounced`]);
+    /// - a Ready node this table does not watch (its `Offline` was taken here but lost on the
+    ///   way to the controller): watched from now, unannounced. It is declared silent if it
+    ///   does not beat, and its announcement is read again if it does.
+    ///
+    /// Nothing while the hub's link is down.
+    pub fn restate<'a>(
+        &mut self,
+        ready: impl IntoIterator<Item = (&'a str, bool)>,
+        now_ms: u64,
+    ) -> Vec<Flip> {
+        if self.paused {
+            return vec![];
+        }
+        let mut out = Vec::new();
+        for (node, ready) in ready {
+            match self.nodes.get(node) {
+                Some(seen) if seen.alive != ready && (seen.announced || !seen.alive) => {
+                    out.push(Flip {
+                        node: node.to_owned(),
+                        alive: seen.alive,
+                        last_seen_ms: seen.last_ms,
+                        announced: seen.announced,
+                    });
+                }
+                Some(_) => {}
+                None if ready && self.nodes.len() < MAX_WATCHED => {
+                    self.nodes
+                        .insert(node.to_owned(), Seen::heard(now_ms, DEFAULT_INTERVAL_MS));
+                }
+                None => {}
+            }
+        }
         out
     }
 
@@ -216,12 +268,13 @@ mod tests {
             [Flip {
                 node: "a".into(),
                 alive: false,
-                last_seen_ms: 5_000
+                last_seen_ms: 5_000,
+                announced: true,
             }]
         );
         assert!(l.expire(30_000).is_empty(), "declared once");
         let back = l.beat("a", 5_000, 31_000).expect("a flip");
-        assert!(back.alive);
+        assert!(back.alive && back.announced);
         assert_eq!(l.last_seen("a"), Some(31_000));
     }
 
@@ -305,5 +358,42 @@ mod tests {
             "a full deadline from the reconnect"
         );
         assert_eq!(l.expire(75_001).len(), 1);
+    }
+
+    #[test]
+    fn restating_resends_only_where_the_controller_differs() {
+        let mut l = Liveness::default();
+        for n in ["quiet", "beating", "agrees"] {
+            l.connected(n, 0);
+        }
+        l.beat("stranger", 5_000, 0);
+        l.expire(16_000);
+        l.beat("beating", 5_000, 17_000);
+        l.beat("stranger", 5_000, 17_000);
+        l.beat("agrees", 5_000, 17_000);
+        let held = [
+            ("quiet", true),
+            ("beating", false),
+            ("agrees", true),
+            ("stranger", false),
+            ("gone", true),
+            ("gone-too", false),
+        ];
+        let flips = l.restate(held, 18_000);
+        let said: Vec<(&str, bool)> = flips.iter().map(|f| (f.node.as_str(), f.alive)).collect();
+        assert_eq!(said, [("quiet", false), ("beating", true)]);
+        assert_eq!(flips[0].last_seen_ms, 0);
+        assert!(flips[1].announced);
+        // A Ready node nobody watched is watched now: silent unless it beats.
+        assert_eq!(l.last_seen("gone"), Some(18_000));
+        assert_eq!(l.last_seen("gone-too"), None);
+        assert!(l.expire(33_000).iter().all(|f| f.node != "gone"));
+        let silent = l.expire(33_001);
+        assert!(silent.iter().any(|f| f.node == "gone" && !f.announced));
+        // Unannounced and silent, still Ready at the controller: silent again.
+        let again = l.restate([("gone", true)], 34_000);
+        assert_eq!(again.len(), 1);
+        l.pause();
+        assert!(l.restate([("quiet", true)], 40_000).is_empty(), "link down");
     }
 }
