@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use edge_agent::blobs::Route;
@@ -76,10 +76,26 @@ pub struct Record {
     pub msgs_out: AtomicU64,
     /// See `msgs_in`.
     pub bytes_out: AtomicU64,
+    /// Per connection, what its session did: the evidence when nodes never get Ready.
+    pub links: Vec<LinkState>,
+    /// Nodes per connection (1 unless hollow).
+    pub per_link: usize,
+}
+
+/// What one connection's session did, in ms since the record's origin (+1; 0: never).
+#[derive(Debug, Default)]
+pub struct LinkState {
+    connected: AtomicBool,
+    disconnects: AtomicU64,
+    last_error: Mutex<String>,
+    /// The last message from the broker.
+    last_in_ms: AtomicU64,
+    /// The last publish the client's queue took.
+    last_taken_ms: AtomicU64,
 }
 
 impl Record {
-    fn new(nodes: usize) -> Record {
+    fn new(nodes: usize, per_link: usize) -> Record {
         Record {
             origin: Instant::now(),
             converged: (0..nodes).map(|_| AtomicU64::new(0)).collect(),
@@ -91,7 +107,44 @@ impl Record {
             bytes_in: AtomicU64::new(0),
             msgs_out: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
+            links: (0..nodes.div_ceil(per_link))
+                .map(|_| LinkState::default())
+                .collect(),
+            per_link,
         }
+    }
+
+    fn ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX) + 1
+    }
+
+    /// What the session of node `index`'s connection did, in a line.
+    pub fn link_of(&self, index: usize) -> String {
+        let c = index / self.per_link;
+        let l = &self.links[c];
+        let now = self.ms();
+        let ago = |at: &AtomicU64| match at.load(Ordering::Relaxed) {
+            0 => "never".to_string(),
+            t => format!("{:.1} s ago", now.saturating_sub(t) as f64 / 1000.0),
+        };
+        let error = l.last_error.lock().unwrap_or_else(PoisonError::into_inner);
+        format!(
+            "connection {c} ({}): {}, {} disconnects{}, last message in {}, last publish taken {}",
+            name(index),
+            if l.connected.load(Ordering::Relaxed) {
+                "connected"
+            } else {
+                "disconnected"
+            },
+            l.disconnects.load(Ordering::Relaxed),
+            if error.is_empty() {
+                String::new()
+            } else {
+                format!(" (last: {error})")
+            },
+            ago(&l.last_in_ms),
+            ago(&l.last_taken_ms),
+        )
     }
 
     /// Convergence times in ms since `since_ms` (after `origin`) of the nodes that converged.
@@ -204,7 +257,7 @@ pub fn start(
     shape: Shape,
     stop: watch::Receiver<bool>,
 ) -> (Arc<Record>, tokio::task::JoinSet<()>) {
-    let record = Arc::new(Record::new(shape.nodes));
+    let record = Arc::new(Record::new(shape.nodes, shape.hollow.unwrap_or(1).max(1)));
     let gate = Arc::new(Semaphore::new(CONNECTING));
     let mut tasks = tokio::task::JoinSet::new();
     let groups: Vec<Vec<usize>> = match shape.hollow {
@@ -217,6 +270,7 @@ pub fn start(
     };
     for (c, members) in groups.into_iter().enumerate() {
         let conn = Connection {
+            index: c,
             id: match shape.hollow {
                 None => name(members[0]),
                 Some(_) => format!("sim-hollow-{c:06}"),
@@ -233,6 +287,8 @@ pub fn start(
 
 /// One MQTT connection and the nodes it carries.
 struct Connection {
+    /// Its place in [`Record::links`].
+    index: usize,
     id: String,
     /// One node on its own connection: it gets the node's Last Will.
     own: bool,
@@ -250,6 +306,7 @@ impl Connection {
         mut stop: watch::Receiver<bool>,
     ) {
         let names: Vec<String> = self.members.iter().map(|i| name(*i)).collect();
+        let link = &self.record.links[self.index];
         let mut opts = MqttOptions::new(&self.id, host, port);
         opts.set_clean_session(true)
             .set_keep_alive(Duration::from_secs(15))
@@ -316,6 +373,8 @@ impl Connection {
             if queued {
                 self.record.sent(bytes);
                 full_since.store(0, Ordering::Relaxed);
+                link.last_taken_ms
+                    .store(self.record.ms(), Ordering::Relaxed);
             } else if full_since.load(Ordering::Relaxed) == 0 {
                 full_since.store(ms(), Ordering::Relaxed);
             }
@@ -367,6 +426,7 @@ impl Connection {
                 event = rx.recv() => match event {
                     None => break,
                     Some(SessionEvent::Connected) => {
+                        link.connected.store(true, Ordering::Relaxed);
                         if !connected {
                             self.record.connected.fetch_add(names.len() as u64, Ordering::Relaxed);
                         }
@@ -380,6 +440,7 @@ impl Connection {
                         wire.pump(&mut nodes, now);
                     }
                     Some(SessionEvent::Message { topic, payload }) => {
+                        link.last_in_ms.store(self.record.ms(), Ordering::Relaxed);
                         self.record.msgs_in.fetch_add(1, Ordering::Relaxed);
                         let bytes = wire_bytes(&topic, payload.len());
                         self.record.bytes_in.fetch_add(bytes, Ordering::Relaxed);
@@ -425,7 +486,16 @@ impl Connection {
                     }
                     // Beats queued while the connection is down would fill its request
                     // queue and crowd out the announcements when it is back.
-                    Some(SessionEvent::Disconnected(_) | SessionEvent::Closed) => {
+                    Some(SessionEvent::Disconnected(e)) => {
+                        link.connected.store(false, Ordering::Relaxed);
+                        link.disconnects.fetch_add(1, Ordering::Relaxed);
+                        *link.last_error.lock().unwrap_or_else(PoisonError::into_inner) = e;
+                        connected = false;
+                        full_since.store(0, Ordering::Relaxed);
+                        stall_reported = false;
+                    }
+                    Some(SessionEvent::Closed) => {
+                        link.connected.store(false, Ordering::Relaxed);
                         connected = false;
                         full_since.store(0, Ordering::Relaxed);
                         stall_reported = false;

@@ -204,10 +204,20 @@ async fn run(cli: Cli) -> Result<()> {
                 .filter(is_ready)
                 .map(|n| n.name.as_str())
                 .collect();
-            let missing: Vec<String> = (0..cli.nodes)
-                .map(fleet::name)
-                .filter(|n| !ready_names.contains(n.as_str()))
+            let missing: Vec<usize> = (0..cli.nodes)
+                .filter(|i| !ready_names.contains(fleet::name(*i).as_str()))
+                .collect();
+            // What the sessions of their connections did (one line per connection).
+            let mut seen = HashSet::new();
+            for i in &missing {
+                if seen.insert(i / record.per_link) && seen.len() <= MISSING_NAMED {
+                    eprintln!("wasmfleet-sim: {}", record.link_of(*i));
+                }
+            }
+            let missing: Vec<String> = missing
+                .into_iter()
                 .take(MISSING_NAMED)
+                .map(fleet::name)
                 .collect();
             bail!(
                 "only {ready} of {} nodes Ready after {:?}; not Ready: {}{}; the hub's log: {}",
