@@ -166,7 +166,10 @@ pub fn wanted(snapshot: &FleetSnapshot) -> BTreeMap<ArtifactKey, (Digest, Engine
         let Some(n) = snapshot.nodes.get(node) else {
             continue;
         };
-        for w in state.workloads.iter().filter(|w| w.code == Code::Compiling) {
+        for w in state.workloads.iter().map(|w| &w.template) {
+            if w.code != Code::Compiling {
+                continue;
+            }
             let key = (w.module.digest, profile_key(&n.hello.engine));
             if !snapshot.artifacts.contains_key(&key) {
                 out.insert(key, (w.module.digest, n.hello.engine.clone()));
@@ -222,19 +225,19 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::NodeRecord;
-    use wasmfleet_proto::DesiredState;
+    use crate::model::{NodeDesired, NodeRecord, Placed, Templates};
 
     #[test]
     fn nodes_waiting_for_code_are_wanted_once_per_profile() {
         let mut snap = FleetSnapshot::default();
-        let spec = |name: &str, code: Code| {
+        let mut templates = Templates::default();
+        let mut spec = |name: &str, code: Code| {
             let mut s = crate::scheduler::tests::deployment("d", 1)
                 .workload_spec(0)
                 .unwrap();
             s.name = name.into();
             s.code = code;
-            s
+            Placed::new(s, &mut templates)
         };
         for (node, target) in [("a", "x86"), ("b", "x86"), ("c", "arm")] {
             let mut rec: NodeRecord = crate::scheduler::tests::node(node, true, 1 << 30, 4);
@@ -242,15 +245,15 @@ mod tests {
             Arc::make_mut(&mut snap.nodes).insert(node.into(), Arc::new(rec));
             Arc::make_mut(&mut snap.desired).insert(
                 node.into(),
-                Arc::new(DesiredState {
+                Arc::new(NodeDesired {
                     fleet: 1,
                     generation: 1,
-                    workloads: vec![spec(&format!("{node}-w"), Code::Compiling)],
+                    workloads: Box::new([spec(&format!("{node}-w"), Code::Compiling)]),
                 }),
             );
         }
-        Arc::make_mut(Arc::make_mut(&mut snap.desired).get_mut("c").unwrap()).workloads[0].code =
-            Code::Source;
+        Arc::make_mut(Arc::make_mut(&mut snap.desired).get_mut("c").unwrap()).workloads[0] =
+            spec("c-w", Code::Source);
         let w = wanted(&snap);
         assert_eq!(w.len(), 1, "a and b share a profile; c waits for nothing");
         assert_eq!(w.values().next().unwrap().1.target, "x86");

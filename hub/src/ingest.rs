@@ -234,7 +234,12 @@ mod tests {
             let state = Arc::make_mut(&mut s.desired)
                 .entry(node.to_string())
                 .or_default();
-            Arc::make_mut(state).workloads.push(w.clone());
+            let mut workloads = state.workloads.to_vec();
+            workloads.push(crate::model::Placed::new(
+                w.clone(),
+                &mut Default::default(),
+            ));
+            Arc::make_mut(state).workloads = workloads.into();
         }
         s
     }

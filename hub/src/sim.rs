@@ -452,7 +452,7 @@ fn simulate(seed: u64, nodes: usize) -> Result<(), String> {
                 s.generation,
                 s.workloads
                     .iter()
-                    .map(|w| (&w.name, w.revision))
+                    .map(|w| (&w.name, w.template.revision))
                     .collect::<Vec<_>>()
             );
         }
@@ -469,7 +469,11 @@ fn check(sim: &Sim) -> Result<(), String> {
     let hub = sim.hub.as_ref().ok_or("no hub")?;
     let snap = hub.snapshot();
     for (i, n) in sim.nodes.iter().enumerate() {
-        let want = snap.desired.get(&n.name).cloned().unwrap_or_default();
+        let want = snap
+            .desired
+            .get(&n.name)
+            .map(|s| s.to_wire())
+            .unwrap_or_default();
         if n.desired.workloads != want.workloads || n.desired.generation != want.generation {
             return Err(format!(
                 "node {i} holds generation {} but the hub's is {}",

@@ -61,7 +61,7 @@ impl DesiredState {
 }
 
 /// One workload instance on one node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct WorkloadSpec {
     /// Unique on the node: `{deployment}-{ordinal}`.
     pub name: String,
@@ -93,7 +93,7 @@ pub struct WorkloadSpec {
 }
 
 /// One `spec.config` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ConfigEntry {
     /// Key.
     pub key: String,
@@ -104,7 +104,7 @@ pub struct ConfigEntry {
 /// The host capabilities a workload is granted (`spec.capabilities`). The agent links only
 /// the host functions of granted capabilities and checks every bus, pin and topic against
 /// these lists. Empty lists grant nothing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub struct Capabilities {
     /// I2C buses by name, e.g. `i2c-1`.
     pub i2c: Vec<String>,
@@ -133,7 +133,7 @@ impl Capabilities {
 /// The code a node runs for a workload. The hub compiles each module once per engine profile
 /// ([`EngineProfile`]) and names the artifact here, so nodes carry no compiler and a fleet
 /// does not compile the same module once per device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Code {
     /// A precompiled artifact for the node's engine profile, by content address. The node
     /// fetches only this blob, not the source module, and trusts it because its digest is
@@ -149,7 +149,7 @@ pub enum Code {
 }
 
 /// A module by content address and size (the size lets agents check free space and progress).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ModuleRef {
     /// SHA-256 of the module bytes.
     pub digest: Digest,
@@ -158,7 +158,7 @@ pub struct ModuleRef {
 }
 
 /// One environment variable.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct EnvVar {
     /// Variable name.
     pub name: String,
@@ -167,7 +167,7 @@ pub struct EnvVar {
 }
 
 /// Resource limits for one instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Limits {
     /// Ceiling on all linear memories and tables of the instance together, in bytes.
     pub memory_bytes: u64,
@@ -179,7 +179,7 @@ pub struct Limits {
 }
 
 /// Restart behaviour, as a Kubernetes pod's `restartPolicy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub enum RestartPolicy {
     /// Restart on every exit, with exponential backoff.
     #[default]

@@ -16,14 +16,14 @@ mod snapshot;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use wasmfleet_proto::{DesiredState, Hello, NodeStatus, topic};
+use wasmfleet_proto::{Hello, NodeStatus, WorkloadSpec, topic};
 
 use crate::model::deployment::deployment_of_workload;
 use crate::model::interned::Interned;
 use crate::model::rollout::{RevisionRecord, RolloutPhase, change_cause};
 use crate::model::{
-    ApplyOutcome, ArtifactKey, ArtifactState, DeploymentRecord, DeploymentSpec, NodeRecord,
-    code_for, deployment,
+    ApplyOutcome, ArtifactKey, ArtifactState, DeploymentRecord, DeploymentSpec, NodeDesired,
+    NodeRecord, code_for, deployment,
 };
 use crate::reconcile::{current_placement, node_desired_states};
 use crate::scheduler::{self, Placement};
@@ -92,7 +92,10 @@ pub struct Controller {
     nodes: Arc<BTreeMap<String, Arc<NodeRecord>>>,
     /// The distinct announcements of the nodes, shared by their records.
     hellos: Interned<Hello>,
-    desired: Arc<BTreeMap<String, Arc<DesiredState>>>,
+    /// What each node was last sent, its workloads sharing their templates.
+    desired: Arc<BTreeMap<String, Arc<NodeDesired>>>,
+    /// The distinct workload templates the desired states hold.
+    templates: Interned<WorkloadSpec>,
     statuses: Arc<BTreeMap<String, Arc<NodeStatus>>>,
     /// Replaced whole by every pass, so shared with the snapshot too.
     placement: Arc<Placement>,
@@ -148,13 +151,13 @@ fn event(now_ms: u64, kind: &str, object: &str, reason: &str, message: impl Into
 fn desired_publish(
     sent_ms: &mut BTreeMap<String, u64>,
     node: &str,
-    state: &DesiredState,
+    state: &NodeDesired,
     now_ms: u64,
 ) -> Publish {
     sent_ms.insert(node.to_owned(), now_ms);
     Publish {
         topic: topic::node_topic(node, topic::NodeTopic::Desired),
-        payload: wasmfleet_proto::encode(state),
+        payload: wasmfleet_proto::encode(&state.to_wire()),
         retain: true,
     }
 }
@@ -165,6 +168,7 @@ impl Controller {
     pub fn load(store: Box<dyn Store>, config: Config, now_ms: u64) -> Result<Self, StoreError> {
         let snap = store.load()?;
         let mut hellos = Interned::default();
+        let mut templates = Interned::default();
         let nodes = snap
             .nodes
             .into_iter()
@@ -188,9 +192,15 @@ impl Controller {
             desired: Arc::new(
                 snap.desired
                     .into_iter()
-                    .map(|(node, state)| (node, Arc::new(state)))
+                    .map(|(node, state)| {
+                        (
+                            node,
+                            Arc::new(NodeDesired::from_wire(state, &mut templates)),
+                        )
+                    })
                     .collect(),
             ),
+            templates,
             statuses: Arc::default(),
             placement: Arc::default(),
             sent_ms: BTreeMap::new(),
@@ -599,12 +609,13 @@ impl Controller {
             &self.desired,
             self.fleet,
             &code,
+            &mut self.templates,
         )
         .map_err(|e| ControllerError::Invalid(e.to_string()))?;
         self.placement_events(&placement, now_ms, batch);
         batch
             .put_desired
-            .extend(changed.iter().map(|(n, s)| (n.clone(), s.clone())));
+            .extend(changed.iter().map(|(n, s)| (n.clone(), s.to_wire())));
         let dirty = !batch.is_empty() || placement != *self.placement;
         self.store.commit(batch)?;
         if let Some(deployments) = deployments {

@@ -12,10 +12,10 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use wasmfleet_proto::{DesiredState, MISSED_HEARTBEATS, NodeStatus, Presence, topic};
+use wasmfleet_proto::{MISSED_HEARTBEATS, NodeStatus, Presence, topic};
 
 use super::{Controller, ControllerError, MAX_NODES, Publish, desired_publish, event, rollouts};
-use crate::model::{NodeRecord, Scheduling};
+use crate::model::{NodeDesired, NodeRecord, Scheduling};
 use crate::mqtt::FleetMessage;
 use crate::reconcile::liveness::Flip;
 use crate::scheduler;
@@ -35,7 +35,7 @@ pub(super) struct Pending {
     /// Node records before this batch changed them (`None`: the node was new).
     old_nodes: HashMap<String, Option<Arc<NodeRecord>>>,
     /// Desired states before this batch reissued them.
-    old_desired: HashMap<String, Option<Arc<DesiredState>>>,
+    old_desired: HashMap<String, Option<Arc<NodeDesired>>>,
 }
 
 impl Controller {
@@ -291,7 +291,7 @@ impl Controller {
                     status.observed_generation, state.generation
                 ),
             ));
-            p.batch.put_desired.push((node.to_owned(), state.clone()));
+            p.batch.put_desired.push((node.to_owned(), state.to_wire()));
             let old = Arc::make_mut(&mut self.desired).insert(node.to_owned(), Arc::new(state));
             p.old_desired.entry(node.to_owned()).or_insert(old);
             p.greet.insert(node.to_owned());
@@ -385,13 +385,13 @@ impl Controller {
 
     /// What `node` should run. A node the hub holds nothing for gets an empty state of this
     /// fleet, which stops whatever it still runs from an earlier hub or a wiped store.
-    fn desired_or_empty(&self, node: &str) -> DesiredState {
+    fn desired_or_empty(&self, node: &str) -> NodeDesired {
         self.desired.get(node).map_or_else(
-            || DesiredState {
+            || NodeDesired {
                 fleet: self.fleet,
-                ..DesiredState::default()
+                ..NodeDesired::default()
             },
-            |s| DesiredState::clone(s),
+            |s| NodeDesired::clone(s),
         )
     }
 }

@@ -5,13 +5,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use wasmfleet_proto::{DesiredState, NodeStatus, Phase};
+use wasmfleet_proto::{NodeStatus, Phase};
 
 use crate::api::types::{RevisionView, RolloutView};
 
 use crate::model::{
-    ArtifactKey, ArtifactState, DeploymentRecord, DeploymentView, NodeRecord, NodeView, Scheduling,
-    WorkloadView,
+    ArtifactKey, ArtifactState, DeploymentRecord, DeploymentView, NodeDesired, NodeRecord,
+    NodeView, Scheduling, WorkloadView,
 };
 use crate::reconcile::workload_views;
 use crate::scheduler::Placement;
@@ -30,7 +30,7 @@ pub struct FleetSnapshot {
     /// Nodes by name.
     pub nodes: Arc<BTreeMap<String, Arc<NodeRecord>>>,
     /// The last desired state sent to each node.
-    pub desired: Arc<BTreeMap<String, Arc<DesiredState>>>,
+    pub desired: Arc<BTreeMap<String, Arc<NodeDesired>>>,
     /// The last status each node reported.
     pub statuses: Arc<BTreeMap<String, Arc<NodeStatus>>>,
     /// Where every replica goes.
@@ -58,9 +58,7 @@ impl FleetSnapshot {
                 created_ms: n.created_ms,
                 last_seen_ms: last_seen(&n.name),
                 scheduling: n.scheduling.as_str().into(),
-                allocated_memory_bytes: self.desired.get(&n.name).map_or(0, |s| {
-                    s.workloads.iter().map(|w| w.limits.memory_bytes).sum()
-                }),
+                allocated_memory_bytes: self.desired.get(&n.name).map_or(0, |s| s.memory_bytes()),
                 agent_version: n.hello.agent_version.clone(),
                 device_class: format!("{:?}", n.hello.device_class),
                 memory_bytes: n.hello.capacity.memory_bytes,
@@ -192,7 +190,7 @@ impl FleetSnapshot {
             .get(node)?
             .workloads
             .iter()
-            .find(|w| w.name == workload)
-            .map(|w| w.deployment.as_str())
+            .find(|w| &*w.name == workload)
+            .map(|w| w.template.deployment.as_str())
     }
 }

@@ -1,4 +1,4 @@
-use wasmfleet_proto::{Phase, Presence, WorkloadStatus};
+use wasmfleet_proto::{DesiredState, Phase, Presence, WorkloadStatus};
 
 use super::*;
 use crate::model::deployment::tests::spec;
@@ -338,7 +338,7 @@ fn a_node_ahead_of_a_restored_store_gets_a_generation_above_its_own() {
         state.generation, 10,
         "above what the node holds, so it is not stale"
     );
-    assert_eq!(state.workloads, held.workloads, "same content");
+    assert_eq!(state.workloads, held.to_wire().workloads, "same content");
     assert!(state.supersedes(&DesiredState {
         fleet: c.fleet(),
         generation: 9,
@@ -474,8 +474,8 @@ fn report_running(c: &mut Controller, node: &str, now: u64) {
             .workloads
             .iter()
             .map(|w| WorkloadStatus {
-                name: w.name.clone(),
-                revision: w.revision,
+                name: w.name.to_string(),
+                revision: w.template.revision,
                 phase: Phase::Running,
                 restarts: 0,
                 exit_code: None,
@@ -491,7 +491,7 @@ fn revisions(c: &Controller) -> Vec<u64> {
         .snapshot()
         .desired
         .values()
-        .flat_map(|s| s.workloads.iter().map(|w| w.revision))
+        .flat_map(|s| s.workloads.iter().map(|w| w.template.revision))
         .collect();
     r.sort();
     r

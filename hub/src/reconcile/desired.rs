@@ -1,26 +1,22 @@
 //! Per-node desired states from a placement.
 
-use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use wasmfleet_proto::{Code, DesiredState, WorkloadSpec};
+use wasmfleet_proto::{Code, WorkloadSpec};
 
-use crate::model::{DeploymentRecord, SpecError};
+use crate::model::{DeploymentRecord, NodeDesired, Placed, SpecError, Templates};
 use crate::scheduler::Placement;
 
-/// The placement implied by the desired states already sent: workload → node. (States held
-/// directly or shared, as the controller holds them.)
-pub fn current_placement<S: Borrow<DesiredState>>(
-    desired: &BTreeMap<String, S>,
-) -> BTreeMap<String, String> {
+/// The placement implied by the desired states already sent: workload → node.
+pub fn current_placement(desired: &BTreeMap<String, Arc<NodeDesired>>) -> BTreeMap<String, String> {
     desired
         .iter()
         .flat_map(|(node, state)| {
             state
-                .borrow()
                 .workloads
                 .iter()
-                .map(move |w| (w.name.clone(), node.clone()))
+                .map(move |w| (w.name.to_string(), node.clone()))
         })
         .collect()
 }
@@ -29,17 +25,19 @@ pub fn current_placement<S: Borrow<DesiredState>>(
 /// `previous`, and returns those that differ from `previous`, each with its generation bumped
 /// and stamped with `fleet`. Unchanged nodes are not returned, so re-applying the same
 /// deployments publishes nothing. `code` says which code a workload runs on a node (the
-/// artifact for the node's engine profile, see [`crate::model::code_for`]).
-pub fn node_desired_states<S: Borrow<DesiredState>>(
+/// artifact for the node's engine profile, see [`crate::model::code_for`]). Workloads share
+/// their templates through `templates` ([`crate::model::node_desired`]).
+pub fn node_desired_states(
     deployments: &BTreeMap<String, DeploymentRecord>,
     placement: &Placement,
-    previous: &BTreeMap<String, S>,
+    previous: &BTreeMap<String, Arc<NodeDesired>>,
     fleet: u64,
     code: &impl Fn(&str, &WorkloadSpec) -> Code,
-) -> Result<BTreeMap<String, DesiredState>, SpecError> {
-    let mut next: BTreeMap<String, DesiredState> = previous
+    templates: &mut Templates,
+) -> Result<BTreeMap<String, NodeDesired>, SpecError> {
+    let mut next: BTreeMap<String, Vec<Placed>> = previous
         .keys()
-        .map(|node| (node.clone(), DesiredState::default()))
+        .map(|node| (node.clone(), Vec::new()))
         .collect();
     // Each node's list is allocated at its final size. Grown by pushes, one spec took room for
     // four until the end of the pass: 1.6 KiB a node, the largest part of the hub's peak heap
@@ -55,29 +53,30 @@ pub fn node_desired_states<S: Borrow<DesiredState>>(
             if let Some(node) = placement.assigned.get(&name) {
                 let mut spec = dep.workload_spec_at(name, index)?;
                 spec.code = code(node, &spec);
-                let workloads = &mut next.entry(node.clone()).or_default().workloads;
+                let workloads = next.entry(node.clone()).or_default();
                 if workloads.capacity() == 0 {
                     workloads.reserve_exact(per_node.get(node.as_str()).copied().unwrap_or(1));
                 }
-                workloads.push(spec);
+                workloads.push(Placed::new(spec, templates));
             }
         }
     }
     let mut changed = BTreeMap::new();
-    for (node, mut state) in next {
-        state.workloads.sort_by(|a, b| a.name.cmp(&b.name));
-        let old = previous.get(&node).map(Borrow::borrow);
-        if old.map(|o: &DesiredState| &o.workloads) == Some(&state.workloads) {
+    for (node, mut workloads) in next {
+        workloads.sort_by(|a, b| a.name.cmp(&b.name));
+        let old = previous.get(&node);
+        if old.map(|o| &*o.workloads) == Some(&workloads[..]) {
             continue;
         }
-        if old.is_none() && state.workloads.is_empty() {
+        if old.is_none() && workloads.is_empty() {
             continue;
         }
-        state.generation = old.map_or(0, |o| o.generation) + 1;
-        state.fleet = fleet;
-        // Kept until the next change: no spare room (sized above; a placed workload of a
-        // deployment that is not passed here would be the only slack).
-        state.workloads.shrink_to_fit();
+        let state = NodeDesired {
+            fleet,
+            generation: old.map_or(0, |o| o.generation) + 1,
+            // Kept until the next change: no spare room (a boxed slice has none).
+            workloads: workloads.into_boxed_slice(),
+        };
         changed.insert(node, state);
     }
     Ok(changed)
@@ -85,16 +84,32 @@ pub fn node_desired_states<S: Borrow<DesiredState>>(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::scheduler::tests::deployment;
 
     const SOURCE: fn(&str, &WorkloadSpec) -> Code = |_, _| Code::Source;
 
     /// No desired states yet.
-    fn nothing() -> BTreeMap<String, DesiredState> {
+    fn nothing() -> BTreeMap<String, Arc<NodeDesired>> {
         BTreeMap::new()
+    }
+
+    /// Desired states as the controller holds them.
+    fn held(states: &BTreeMap<String, NodeDesired>) -> BTreeMap<String, Arc<NodeDesired>> {
+        states
+            .iter()
+            .map(|(n, s)| (n.clone(), Arc::new(s.clone())))
+            .collect()
+    }
+
+    /// A pass with templates of its own.
+    fn states(
+        d: &BTreeMap<String, DeploymentRecord>,
+        p: &Placement,
+        previous: &BTreeMap<String, Arc<NodeDesired>>,
+        code: &impl Fn(&str, &WorkloadSpec) -> Code,
+    ) -> BTreeMap<String, NodeDesired> {
+        node_desired_states(d, p, previous, 7, code, &mut Templates::default()).unwrap()
     }
 
     fn placement(pairs: &[(&str, &str)]) -> Placement {
@@ -111,41 +126,40 @@ mod tests {
     fn first_placement_creates_generation_one() {
         let d = BTreeMap::from([("hello".to_string(), deployment("hello", 2))]);
         let p = placement(&[("hello-0", "a"), ("hello-1", "b")]);
-        let out = node_desired_states(&d, &p, &nothing(), 7, &SOURCE).unwrap();
+        let out = states(&d, &p, &nothing(), &SOURCE);
         assert_eq!(out.len(), 2);
         assert_eq!(out["a"].generation, 1);
         assert_eq!(out["a"].fleet, 7, "stamped with the fleet");
-        let kept = &out["a"].workloads;
-        assert_eq!(
-            kept.capacity(),
-            kept.len(),
-            "no room kept for workloads not there"
+        assert!(
+            Arc::ptr_eq(
+                &out["a"].workloads[0].template,
+                &out["b"].workloads[0].template
+            ),
+            "replicas of one revision share their template"
         );
-        assert_eq!(out["a"].workloads[0].name, "hello-0");
-        assert_eq!(out["b"].workloads[0].args, ["--interval", "1s"]);
+        assert_eq!(&*out["a"].workloads[0].name, "hello-0");
+        assert_eq!(out["b"].workloads[0].template.args, ["--interval", "1s"]);
     }
 
     #[test]
     fn unchanged_inputs_change_nothing() {
         let d = BTreeMap::from([("hello".to_string(), deployment("hello", 2))]);
         let p = placement(&[("hello-0", "a"), ("hello-1", "a")]);
-        let first = node_desired_states(&d, &p, &nothing(), 7, &SOURCE).unwrap();
-        assert!(
-            node_desired_states(&d, &p, &first, 7, &SOURCE)
-                .unwrap()
-                .is_empty()
-        );
-        assert_eq!(current_placement(&first), p.assigned);
+        let first = states(&d, &p, &nothing(), &SOURCE);
+        assert!(states(&d, &p, &held(&first), &SOURCE).is_empty());
+        assert_eq!(current_placement(&held(&first)), p.assigned);
     }
 
     #[test]
     fn removal_sends_an_empty_state_with_a_new_generation() {
         let d = BTreeMap::from([("hello".to_string(), deployment("hello", 1))]);
-        let first =
-            node_desired_states(&d, &placement(&[("hello-0", "a")]), &nothing(), 7, &SOURCE)
-                .unwrap();
-        let out = node_desired_states(&BTreeMap::new(), &Placement::default(), &first, 7, &SOURCE)
-            .unwrap();
+        let first = states(&d, &placement(&[("hello-0", "a")]), &nothing(), &SOURCE);
+        let out = states(
+            &BTreeMap::new(),
+            &Placement::default(),
+            &held(&first),
+            &SOURCE,
+        );
         assert_eq!(out["a"].generation, 2);
         assert!(out["a"].workloads.is_empty());
     }
@@ -154,14 +168,14 @@ mod tests {
     fn template_change_bumps_generation_and_revision_reaches_the_node() {
         let mut d = BTreeMap::from([("hello".to_string(), deployment("hello", 1))]);
         let p = placement(&[("hello-0", "a")]);
-        let first = node_desired_states(&d, &p, &nothing(), 7, &SOURCE).unwrap();
+        let first = states(&d, &p, &nothing(), &SOURCE);
         let dep = d.get_mut("hello").unwrap();
         dep.revision = 2;
         dep.spec.env.insert("X".into(), "1".into());
-        let out = node_desired_states(&d, &p, &first, 7, &SOURCE).unwrap();
+        let out = states(&d, &p, &held(&first), &SOURCE);
         assert_eq!(out["a"].generation, 2);
-        assert_eq!(out["a"].workloads[0].revision, 2);
-        assert_eq!(out["a"].workloads[0].env.len(), 2);
+        assert_eq!(out["a"].workloads[0].template.revision, 2);
+        assert_eq!(out["a"].workloads[0].template.env.len(), 2);
     }
 
     #[test]
@@ -180,30 +194,31 @@ mod tests {
             ("a".to_string(), Arc::new(node("a", true, 1 << 30, 8))),
             ("b".to_string(), Arc::new(node("b", true, 1 << 30, 8))),
         ]);
-        let names = |s: &DesiredState| {
+        let names = |s: &NodeDesired| {
             s.workloads
                 .iter()
-                .map(|w| w.name.clone())
+                .map(|w| w.name.to_string())
                 .collect::<Vec<_>>()
         };
         let mut desired = BTreeMap::new();
-        let pass =
-            |nodes: &BTreeMap<String, _>, desired: &mut BTreeMap<String, DesiredState>, now_ms| {
-                let p = schedule(Inputs {
-                    deployments: &d,
-                    nodes,
-                    current: &current_placement(desired),
-                    now_ms,
-                    not_ready_grace_ms: 30_000,
-                });
-                let changed = node_desired_states(&d, &p, desired, 7, &SOURCE).unwrap();
-                desired.extend(changed.clone());
-                changed
-            };
+        let pass = |nodes: &BTreeMap<String, _>,
+                    desired: &mut BTreeMap<String, Arc<NodeDesired>>,
+                    now_ms| {
+            let p = schedule(Inputs {
+                deployments: &d,
+                nodes,
+                current: &current_placement(desired),
+                now_ms,
+                not_ready_grace_ms: 30_000,
+            });
+            let changed = states(&d, &p, desired, &SOURCE);
+            desired.extend(held(&changed));
+            changed
+        };
         let probe_a = every_node_workload_name("probe", "a");
         pass(&nodes, &mut desired, 0);
         assert_eq!(names(&desired["a"]), ["hello-0", probe_a.as_str()]);
-        let spec = &desired["a"].workloads[1];
+        let spec = &desired["a"].workloads[1].template;
         assert_eq!((spec.deployment.as_str(), spec.args.len()), ("probe", 2));
         // a is lost beyond the grace period: the replica moves, the every-node one stays.
         let a = Arc::make_mut(nodes.get_mut("a").unwrap());
@@ -232,12 +247,12 @@ mod tests {
             "arm" => Code::Compiling,
             _ => Code::Source,
         };
-        let out = node_desired_states(&d, &p, &nothing(), 7, &code).unwrap();
-        assert_eq!(out["arm"].workloads[0].code, Code::Compiling);
-        assert_eq!(out["x86"].workloads[0].code, Code::Source);
+        let out = states(&d, &p, &nothing(), &code);
+        assert_eq!(out["arm"].workloads[0].template.code, Code::Compiling);
+        assert_eq!(out["x86"].workloads[0].template.code, Code::Source);
         // The artifact arriving is a change: the node is sent a new generation.
         let ready = |_: &str, _: &WorkloadSpec| Code::Source;
-        let again = node_desired_states(&d, &p, &out, 7, &ready).unwrap();
+        let again = states(&d, &p, &held(&out), &ready);
         assert_eq!(again.keys().collect::<Vec<_>>(), ["arm"]);
         assert_eq!(again["arm"].generation, 2);
     }
