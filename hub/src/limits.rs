@@ -39,6 +39,29 @@ pub fn release_free_memory() -> bool {
     false
 }
 
+/// Allocations from this size up get pages of their own (`mmap`), returned whole when freed.
+pub const LARGE_ALLOCATION: usize = 128 * 1024;
+
+/// Keeps large allocations out of glibc's arenas, for good.
+///
+/// glibc maps allocations of 128 KiB and more on their own pages, but raises that threshold to
+/// the size of any such block freed (up to 32 MiB), so that later large buffers come from the
+/// arenas instead. A hub's large buffers are transient (a listing of every node, a batch of a
+/// connect storm, publications of an apply), and in the arenas they fragment the heap the
+/// long-lived per-node records live in: pages that a freed buffer shares with a record stay
+/// resident. Fixing the threshold stops the raise. Resident memory at 50,000 idle nodes:
+/// 146–176 → 116–130 MiB (`BENCHMARKS.md`). Returns whether the allocator took the setting.
+pub fn keep_large_allocations_out_of_the_heap() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let bytes = libc::c_int::try_from(LARGE_ALLOCATION).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt takes two integers and changes only the allocator's parameters.
+        unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, bytes) == 1 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    false
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -79,5 +102,42 @@ mod tests {
             "60 MiB freed, RSS {full} KiB, {kept} KiB after the frees, {trimmed} KiB trimmed"
         );
         drop(blocks);
+    }
+
+    #[test]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn a_large_buffer_freed_does_not_pull_later_ones_into_the_heap() {
+        use std::hint::black_box;
+
+        // glibc serves a large request from a free chunk of the thread's arena if one is big
+        // enough, mapping pages only when none is: the check needs arenas that no other test
+        // has used, so it runs in a process of its own (this test binary, this test alone).
+        const ALONE: &str = "WASMFLEET_TEST_ALONE";
+        if std::env::var_os(ALONE).is_none() {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "limits::tests::a_large_buffer_freed_does_not_pull_later_ones_into_the_heap",
+                    "--test-threads",
+                    "1",
+                ])
+                .env(ALONE, "1")
+                .output()
+                .unwrap();
+            let said = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{said}");
+            assert!(said.contains("1 passed"), "the test ran: {said}");
+            return;
+        }
+        assert!(super::keep_large_allocations_out_of_the_heap());
+        // SAFETY: mallinfo2 only reads the allocator's counters.
+        let mapped = || unsafe { libc::mallinfo2() }.hblks;
+        // A freed 8 MiB block would raise glibc's own threshold to 8 MiB...
+        drop(black_box(vec![1u8; 8 << 20]));
+        let before = mapped();
+        // ...and this buffer would then come from the arena.
+        let buffer = black_box(vec![1u8; 2 * super::LARGE_ALLOCATION]);
+        assert_eq!(mapped(), before + 1, "a large buffer came from the arena");
+        drop(buffer);
     }
 }

@@ -124,6 +124,7 @@ pub async fn start(opts: Options) -> Result<RunningHub, ServeError> {
 
     // Before the broker accepts its first node.
     let open_files = crate::limits::raise_open_files();
+    crate::limits::keep_large_allocations_out_of_the_heap();
     let embedded = match &opts.broker {
         Some(_) => None,
         None => Some(EmbeddedBroker::start(opts.mqtt).await?),
