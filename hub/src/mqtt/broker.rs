@@ -100,7 +100,15 @@ struct SessionLimits {
     inflight: u16,
     subscriptions: usize,
     send_timeout: Duration,
+    /// Connections in their handshake at once; more wait their turn. rmqtt starts a worker
+    /// (624 B) per slot when the listener takes its first connection: 20,000 slots on each of
+    /// the two listeners were 25 MB before any node connected.
+    handshakes: usize,
 }
+
+/// Handshakes at once on the nodes' listener (rmqtt's default). Two cores complete far fewer
+/// at a time; a connect storm queues the rest, as the listen backlog would.
+const NODE_HANDSHAKES: usize = 1_000;
 
 /// A listener with the limits every session of it gets.
 fn listener(
@@ -116,7 +124,7 @@ fn listener(
         .reuseaddr(Some(true))
         .backlog(4096)
         .max_connections(100_000)
-        .max_handshaking_limit(20_000)
+        .max_handshaking_limit(limits.handshakes)
         .max_packet_size(MAX_PACKET)
         .nodelay(true)
         .max_mqueue_len(limits.queue)
@@ -154,6 +162,7 @@ impl EmbeddedBroker {
             inflight: 16,
             subscriptions: NODE_SUBSCRIPTIONS,
             send_timeout: NODE_SEND_TIMEOUT,
+            handshakes: NODE_HANDSHAKES,
         };
         let nodes = listener("wasmfleet-nodes", addr, nodes)?;
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -162,6 +171,8 @@ impl EmbeddedBroker {
             inflight: 256,
             subscriptions: HUB_SUBSCRIPTIONS,
             send_timeout: HUB_SEND_TIMEOUT,
+            // The hub's own link, and a reconnect of it now and then.
+            handshakes: 4,
         };
         let hub = listener("wasmfleet-hub", loopback, hub)?;
         let internal = hub.local_addr().map_err(|e| BrokerError::Listen {
