@@ -16,7 +16,7 @@ mod snapshot;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use wasmfleet_proto::{Hello, NodeStatus, WorkloadSpec, topic};
+use wasmfleet_proto::{DesiredState, Hello, NodeStatus, WorkloadSpec, topic};
 
 use crate::model::deployment::deployment_of_workload;
 use crate::model::interned::Interned;
@@ -151,13 +151,13 @@ fn event(now_ms: u64, kind: &str, object: &str, reason: &str, message: impl Into
 fn desired_publish(
     sent_ms: &mut BTreeMap<String, u64>,
     node: &str,
-    state: &NodeDesired,
+    state: &DesiredState,
     now_ms: u64,
 ) -> Publish {
     sent_ms.insert(node.to_owned(), now_ms);
     Publish {
         topic: topic::node_topic(node, topic::NodeTopic::Desired),
-        payload: wasmfleet_proto::encode(&state.to_wire()),
+        payload: wasmfleet_proto::encode(state),
         retain: true,
     }
 }
@@ -306,7 +306,7 @@ impl Controller {
         let sent_ms = &mut self.sent_ms;
         self.desired
             .iter()
-            .map(|(node, state)| desired_publish(sent_ms, node, state, now_ms))
+            .map(|(node, state)| desired_publish(sent_ms, node, &state.to_wire(), now_ms))
             .collect()
     }
 
@@ -504,7 +504,7 @@ impl Controller {
             let ready = nodes.get(node).is_some_and(|n| n.ready);
             let sent = sent_ms.get(node).copied().unwrap_or(0);
             if ready && now_ms.saturating_sub(sent) >= LAGGING_RESEND_MS {
-                out.push(desired_publish(sent_ms, node, state, now_ms));
+                out.push(desired_publish(sent_ms, node, &state.to_wire(), now_ms));
             }
             true
         });
@@ -613,6 +613,8 @@ impl Controller {
         )
         .map_err(|e| ControllerError::Invalid(e.to_string()))?;
         self.placement_events(&placement, now_ms, batch);
+        // The wire form is built once, for the store and the publications alike.
+        let first = batch.put_desired.len();
         batch
             .put_desired
             .extend(changed.iter().map(|(n, s)| (n.clone(), s.to_wire())));
@@ -623,7 +625,7 @@ impl Controller {
         }
         self.placement = Arc::new(placement);
         let sent_ms = &mut self.sent_ms;
-        let publish = changed
+        let publish = batch.put_desired[first..]
             .iter()
             .map(|(node, state)| desired_publish(sent_ms, node, state, now_ms))
             .collect();

@@ -377,7 +377,12 @@ impl Controller {
                 continue;
             }
             let state = self.desired_or_empty(node);
-            greetings.push(desired_publish(&mut self.sent_ms, node, &state, now_ms));
+            greetings.push(desired_publish(
+                &mut self.sent_ms,
+                node,
+                &state.to_wire(),
+                now_ms,
+            ));
         }
         publish.extend(greetings);
         Ok(publish)
