@@ -273,14 +273,18 @@ impl Inbox {
     /// order the table made them: queued after the lock is released, a beat's `alive` could
     /// overtake the `silent` that [`Liveness::expire`] had just made on another thread, and
     /// the controller would hold a beating node silent.
-    fn flips(&self, f: impl FnOnce(&mut Liveness) -> Vec<Flip>) {
+    /// Returns how many it made.
+    fn flips(&self, f: impl FnOnce(&mut Liveness) -> Vec<Flip>) -> usize {
         let mut liveness = self.liveness.lock().unwrap_or_else(PoisonError::into_inner);
-        for flip in f(&mut liveness) {
+        let flips = f(&mut liveness);
+        let made = flips.len();
+        for flip in flips {
             self.fleet
                 .push(flip.node.clone(), Kind::Liveness, &self.drops, |f, n| {
                     f.liveness.insert(n, flip);
                 });
         }
+        made
     }
 
     /// A node's heartbeat: O(1), and no allocation unless it ends a silence.
@@ -300,13 +304,7 @@ impl Inbox {
         ready: impl IntoIterator<Item = (&'a str, bool)>,
         now_ms: u64,
     ) -> usize {
-        let mut n = 0;
-        self.flips(|l| {
-            let flips = l.restate(ready, now_ms);
-            n = flips.len();
-            flips
-        });
-        n
+        self.flips(|l| l.restate(ready, now_ms))
     }
 
     /// Nodes beating without the hub holding their announcement, to read again (see
