@@ -365,7 +365,6 @@ impl Connection {
         // stays connected but sends nothing (its nodes fall silent at the hub for good).
         // (ms since `origin`, plus 1; 0: the last publish was taken)
         let full_since = AtomicU64::new(0);
-        let ms = move || u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX) + 1;
         let mut stall_reported = false;
         let publish = |topic: String, qos: QoS, retain: bool, payload: Vec<u8>| {
             let bytes = wire_bytes(&topic, payload.len());
@@ -376,7 +375,7 @@ impl Connection {
                 link.last_taken_ms
                     .store(self.record.ms(), Ordering::Relaxed);
             } else if full_since.load(Ordering::Relaxed) == 0 {
-                full_since.store(ms(), Ordering::Relaxed);
+                full_since.store(self.record.ms(), Ordering::Relaxed);
             }
             queued
         };
@@ -400,7 +399,7 @@ impl Connection {
                 _ = stop.changed() => break,
                 _ = beats.tick(), if connected => {
                     let since = full_since.load(Ordering::Relaxed);
-                    let stalled = Duration::from_millis(ms().saturating_sub(since));
+                    let stalled = Duration::from_millis(self.record.ms().saturating_sub(since));
                     if since > 0
                         && stalled >= STALL_REPORT
                         && !std::mem::replace(&mut stall_reported, true)
@@ -486,15 +485,11 @@ impl Connection {
                     }
                     // Beats queued while the connection is down would fill its request
                     // queue and crowd out the announcements when it is back.
-                    Some(SessionEvent::Disconnected(e)) => {
-                        link.connected.store(false, Ordering::Relaxed);
-                        link.disconnects.fetch_add(1, Ordering::Relaxed);
-                        *link.last_error.lock().unwrap_or_else(PoisonError::into_inner) = e;
-                        connected = false;
-                        full_since.store(0, Ordering::Relaxed);
-                        stall_reported = false;
-                    }
-                    Some(SessionEvent::Closed) => {
+                    Some(down @ (SessionEvent::Disconnected(_) | SessionEvent::Closed)) => {
+                        if let SessionEvent::Disconnected(e) = down {
+                            link.disconnects.fetch_add(1, Ordering::Relaxed);
+                            *link.last_error.lock().unwrap_or_else(PoisonError::into_inner) = e;
+                        }
                         link.connected.store(false, Ordering::Relaxed);
                         connected = false;
                         full_since.store(0, Ordering::Relaxed);
