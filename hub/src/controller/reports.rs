@@ -311,6 +311,7 @@ impl Controller {
         });
         if current {
             self.behind.remove(node);
+            self.sent_ms.remove(node);
         } else {
             self.behind.insert(node.to_owned());
         }

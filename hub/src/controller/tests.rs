@@ -379,6 +379,10 @@ fn a_lagging_node_gets_its_desired_state_again() {
     };
     c.on_status("a", caught_up, 3 * LAGGING_RESEND_MS).unwrap();
     assert!(c.tick(4 * LAGGING_RESEND_MS).unwrap().is_empty());
+    assert!(
+        c.sent_ms.is_empty(),
+        "a node that reported its desired state keeps no send time"
+    );
 }
 
 #[test]
