@@ -24,15 +24,15 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use wasmfleet_hub::model::deployment::PlacementPolicy;
-use wasmfleet_hub::model::{DeploymentRecord, NodeRecord};
+use wasmfleet_hub::model::{DeploymentRecord, NodeName, NodeRecord};
 use wasmfleet_hub::scheduler::{Inputs, Placement, schedule};
 
 /// Cold cases left out for taking well over a second per iteration.
 const COLD_SKIPPED: [(usize, usize); 3] = [(1_000, 100), (10_000, 10), (10_000, 100)];
 
 type Deployments = BTreeMap<String, DeploymentRecord>;
-type Nodes = BTreeMap<String, Arc<NodeRecord>>;
-type Current = BTreeMap<String, String>;
+type Nodes = BTreeMap<NodeName, Arc<NodeRecord>>;
+type Current = BTreeMap<String, NodeName>;
 
 fn run(deployments: &Deployments, nodes: &Nodes, current: &Current) -> Placement {
     schedule(Inputs {
@@ -59,7 +59,7 @@ fn replicated(m: usize, replicas: u32) -> Deployments {
 /// each deployment's land on distinct nodes and every node holds about as many. Built by
 /// hand because the scheduler's own cold pass is too slow for the largest cases.
 fn dealt(deployments: &Deployments, nodes: &Nodes) -> Current {
-    let names: Vec<&String> = nodes.keys().collect();
+    let names: Vec<&NodeName> = nodes.keys().collect();
     let mut slot = 0;
     let mut current = Current::new();
     for d in deployments.values() {

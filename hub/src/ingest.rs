@@ -226,13 +226,14 @@ mod tests {
     use wasmfleet_proto::{LogLine, Stream, WorkloadSpec};
 
     use super::*;
+    use crate::model::NodeName;
     use crate::scheduler::tests::deployment;
 
     fn snapshot(placed: &[(&str, WorkloadSpec)]) -> FleetSnapshot {
         let mut s = FleetSnapshot::default();
         for (node, w) in placed {
             let state = Arc::make_mut(&mut s.desired)
-                .entry(node.to_string())
+                .entry(NodeName::from(*node))
                 .or_default();
             let mut workloads = state.workloads.to_vec();
             workloads.push(crate::model::Placed::new(

@@ -471,7 +471,7 @@ fn check(sim: &Sim) -> Result<(), String> {
     for (i, n) in sim.nodes.iter().enumerate() {
         let want = snap
             .desired
-            .get(&n.name)
+            .get(n.name.as_str())
             .map(|s| s.to_wire())
             .unwrap_or_default();
         if n.desired.workloads != want.workloads || n.desired.generation != want.generation {
@@ -496,7 +496,10 @@ fn check(sim: &Sim) -> Result<(), String> {
                 "node {i} runs {running:?}, its desired state says {wanted:?}"
             ));
         }
-        let observed = snap.statuses.get(&n.name).map(|s| s.observed_generation);
+        let observed = snap
+            .statuses
+            .get(n.name.as_str())
+            .map(|s| s.observed_generation);
         if observed != Some(want.generation) {
             return Err(format!(
                 "the hub saw node {i} act on {observed:?}, not generation {}",

@@ -13,7 +13,7 @@ use criterion::{BenchmarkGroup, SamplingMode};
 use wasmfleet_hub::model::capabilities::{CapabilitiesSpec, DEFAULT_NAMESPACE};
 use wasmfleet_hub::model::deployment::{PlacementPolicy, RestartPolicyName};
 use wasmfleet_hub::model::rollout::RolloutStrategy;
-use wasmfleet_hub::model::{DeploymentRecord, DeploymentSpec, NodeRecord, Scheduling};
+use wasmfleet_hub::model::{DeploymentRecord, DeploymentSpec, NodeName, NodeRecord, Scheduling};
 use wasmfleet_proto::{Capacity, DeviceClass, EngineProfile, Hello, Label};
 
 /// Name of node `i`: zero-padded, so name order is index order.
@@ -47,11 +47,11 @@ pub fn hello(i: usize) -> Hello {
 }
 
 /// `n` Ready, schedulable nodes, by name.
-pub fn nodes(n: usize) -> BTreeMap<String, Arc<NodeRecord>> {
+pub fn nodes(n: usize) -> BTreeMap<NodeName, Arc<NodeRecord>> {
     (0..n)
         .map(|i| {
             let rec = NodeRecord {
-                name: node_name(i),
+                name: node_name(i).into(),
                 hello: hello(i).into(),
                 ready: true,
                 since_ms: 0,

@@ -23,7 +23,7 @@ use crate::model::interned::Interned;
 use crate::model::rollout::{RevisionRecord, RolloutPhase, change_cause};
 use crate::model::{
     ApplyOutcome, ArtifactKey, ArtifactState, DeploymentRecord, DeploymentSpec, NodeDesired,
-    NodeRecord, code_for, deployment,
+    NodeName, NodeRecord, code_for, deployment,
 };
 use crate::reconcile::{current_placement, node_desired_states};
 use crate::scheduler::{self, Placement};
@@ -89,30 +89,30 @@ pub struct Controller {
     // shared too, copied on write (`Arc::make_mut`): a snapshot costs three pointers, and a
     // map is copied only when it changes while a snapshot holds it, never kept twice when
     // nothing changed.
-    nodes: Arc<BTreeMap<String, Arc<NodeRecord>>>,
+    nodes: Arc<BTreeMap<NodeName, Arc<NodeRecord>>>,
     /// The distinct announcements of the nodes, shared by their records.
     hellos: Interned<Hello>,
     /// What each node was last sent, its workloads sharing their templates.
-    desired: Arc<BTreeMap<String, Arc<NodeDesired>>>,
+    desired: Arc<BTreeMap<NodeName, Arc<NodeDesired>>>,
     /// The distinct workload templates the desired states hold.
     templates: Interned<WorkloadSpec>,
-    statuses: Arc<BTreeMap<String, Arc<NodeStatus>>>,
+    statuses: Arc<BTreeMap<NodeName, Arc<NodeStatus>>>,
     /// Replaced whole by every pass, so shared with the snapshot too.
     placement: Arc<Placement>,
     /// When each node's desired state was last published, to pace re-sends; kept only
     /// until the node reports it (a converged fleet holds none: they were 1 in 15 of the
     /// hub's allocations per node at rest).
-    sent_ms: BTreeMap<String, u64>,
+    sent_ms: BTreeMap<NodeName, u64>,
     /// Precompiled artifacts by module and engine profile.
     artifacts: BTreeMap<ArtifactKey, ArtifactState>,
     /// What replicas of Progressing rollouts reported at which revision.
     health: HashMap<String, rollouts::Health>,
     /// When each NotReady node's grace period ends, earliest first: the only time-driven
     /// input of placement, so a tick schedules only when one of these is due.
-    deadlines: BTreeSet<(u64, String)>,
+    deadlines: BTreeSet<(u64, NodeName)>,
     /// Nodes whose last report names another generation than their desired state: the
     /// only ones a tick looks at for re-sends.
-    behind: BTreeSet<String>,
+    behind: BTreeSet<NodeName>,
     /// Scheduler passes run since load (for tests and benchmarks: events that change no
     /// node and ticks with nothing due run none).
     passes: u64,
@@ -148,15 +148,23 @@ fn event(now_ms: u64, kind: &str, object: &str, reason: &str, message: impl Into
     }
 }
 
+/// `node`'s name as the nodes map holds it, shared; a name the hub has no record of gets a
+/// copy of its own.
+fn shared_name(nodes: &BTreeMap<NodeName, Arc<NodeRecord>>, node: &str) -> NodeName {
+    nodes
+        .get_key_value(node)
+        .map_or_else(|| node.into(), |(k, _)| k.clone())
+}
+
 /// The publication of `node`'s desired state, recording when it was sent (the pacing of
 /// [`Controller::tick`]'s re-sends to lagging nodes relies on every send being recorded).
 fn desired_publish(
-    sent_ms: &mut BTreeMap<String, u64>,
-    node: &str,
+    sent_ms: &mut BTreeMap<NodeName, u64>,
+    node: &NodeName,
     state: &DesiredState,
     now_ms: u64,
 ) -> Publish {
-    sent_ms.insert(node.to_owned(), now_ms);
+    sent_ms.insert(node.clone(), now_ms);
     Publish {
         topic: topic::node_topic(node, topic::NodeTopic::Desired),
         payload: wasmfleet_proto::encode(state),
@@ -180,7 +188,18 @@ impl Controller {
                     n.since_ms = now_ms;
                 }
                 n.hello = hellos.share(&n.hello);
-                (name, Arc::new(n))
+                debug_assert_eq!(*n.name, *name);
+                (n.name.clone(), Arc::new(n))
+            })
+            .collect::<BTreeMap<_, _>>();
+        let desired = snap
+            .desired
+            .into_iter()
+            .map(|(node, state)| {
+                (
+                    shared_name(&nodes, &node),
+                    Arc::new(NodeDesired::from_wire(state, &mut templates)),
+                )
             })
             .collect();
         let mut c = Controller {
@@ -191,17 +210,7 @@ impl Controller {
             deployments: snap.deployments,
             nodes: Arc::new(nodes),
             hellos,
-            desired: Arc::new(
-                snap.desired
-                    .into_iter()
-                    .map(|(node, state)| {
-                        (
-                            node,
-                            Arc::new(NodeDesired::from_wire(state, &mut templates)),
-                        )
-                    })
-                    .collect(),
-            ),
+            desired: Arc::new(desired),
             templates,
             statuses: Arc::default(),
             placement: Arc::default(),
@@ -516,7 +525,7 @@ impl Controller {
     }
 
     /// When `node`'s grace period ends, if it is NotReady.
-    fn deadline_of(&self, node: &NodeRecord) -> Option<(u64, String)> {
+    fn deadline_of(&self, node: &NodeRecord) -> Option<(u64, NodeName)> {
         (!node.ready).then(|| {
             (
                 node.since_ms.saturating_add(self.config.not_ready_grace_ms),
@@ -573,6 +582,11 @@ impl Controller {
         })
     }
 
+    /// `node`'s name as the nodes map holds it (see [`shared_name`]).
+    fn shared_name(&self, node: &str) -> NodeName {
+        shared_name(&self.nodes, node)
+    }
+
     /// Forgets a node record (undoing a batch that introduced it).
     fn remove_node(&mut self, node: &str) {
         if let Some(k) = Arc::make_mut(&mut self.nodes)
@@ -621,7 +635,7 @@ impl Controller {
         let first = batch.put_desired.len();
         batch
             .put_desired
-            .extend(changed.iter().map(|(n, s)| (n.clone(), s.to_wire())));
+            .extend(changed.iter().map(|(n, s)| (n.to_string(), s.to_wire())));
         let dirty = !batch.is_empty() || placement != *self.placement;
         self.store.commit(batch)?;
         if let Some(deployments) = deployments {
@@ -629,9 +643,10 @@ impl Controller {
         }
         self.placement = Arc::new(placement);
         let sent_ms = &mut self.sent_ms;
-        let publish = batch.put_desired[first..]
-            .iter()
-            .map(|(node, state)| desired_publish(sent_ms, node, state, now_ms))
+        let publish = changed
+            .keys()
+            .zip(&batch.put_desired[first..])
+            .map(|(node, (_, state))| desired_publish(sent_ms, node, state, now_ms))
             .collect();
         for node in changed.keys() {
             if self.statuses.contains_key(node) {

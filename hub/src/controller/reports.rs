@@ -15,7 +15,7 @@ use std::sync::Arc;
 use wasmfleet_proto::{MISSED_HEARTBEATS, NodeStatus, Presence, topic};
 
 use super::{Controller, ControllerError, MAX_NODES, Publish, desired_publish, event, rollouts};
-use crate::model::{NodeDesired, NodeRecord, Scheduling};
+use crate::model::{NodeDesired, NodeName, NodeRecord, Scheduling};
 use crate::mqtt::FleetMessage;
 use crate::reconcile::liveness::Flip;
 use crate::scheduler;
@@ -29,13 +29,13 @@ pub(super) struct Pending {
     /// Nodes whose desired state goes out after the commit (if they are still Ready then):
     /// a (re)connected node may have missed it, and a retained message lost with a broker
     /// restart is not re-sent by the broker.
-    greet: BTreeSet<String>,
+    greet: BTreeSet<NodeName>,
     /// A node record changed in a way placement may answer ([`scheduler::node_change_may_move`]).
     reschedule: bool,
     /// Node records before this batch changed them (`None`: the node was new).
-    old_nodes: HashMap<String, Option<Arc<NodeRecord>>>,
+    old_nodes: HashMap<NodeName, Option<Arc<NodeRecord>>>,
     /// Desired states before this batch reissued them.
-    old_desired: HashMap<String, Option<Arc<NodeDesired>>>,
+    old_desired: HashMap<NodeName, Option<Arc<NodeDesired>>>,
 }
 
 impl Controller {
@@ -193,7 +193,7 @@ impl Controller {
                     }
                     self.stage_node(p, rec);
                 }
-                p.greet.insert(node.to_owned());
+                p.greet.insert(self.shared_name(node));
             }
             (Presence::Offline, Some(old)) if old.ready => {
                 let rec = NodeRecord {
@@ -243,7 +243,7 @@ impl Controller {
             .push(event(now_ms, "Node", node, reason, message));
         self.stage_node(p, rec);
         if ready {
-            p.greet.insert(node.to_owned());
+            p.greet.insert(self.shared_name(node));
         }
     }
 
@@ -292,9 +292,10 @@ impl Controller {
                 ),
             ));
             p.batch.put_desired.push((node.to_owned(), state.to_wire()));
-            let old = Arc::make_mut(&mut self.desired).insert(node.to_owned(), Arc::new(state));
-            p.old_desired.entry(node.to_owned()).or_insert(old);
-            p.greet.insert(node.to_owned());
+            let name = self.shared_name(node);
+            let old = Arc::make_mut(&mut self.desired).insert(name.clone(), Arc::new(state));
+            p.old_desired.entry(name.clone()).or_insert(old);
+            p.greet.insert(name);
         }
         if status.observed_fleet == self.fleet {
             rollouts::observe(
@@ -309,13 +310,14 @@ impl Controller {
         let current = self.desired.get(node).is_some_and(|d| {
             (status.observed_fleet, status.observed_generation) == (d.fleet, d.generation)
         });
+        let name = self.shared_name(node);
         if current {
             self.behind.remove(node);
             self.sent_ms.remove(node);
         } else {
-            self.behind.insert(node.to_owned());
+            self.behind.insert(name.clone());
         }
-        Arc::make_mut(&mut self.statuses).insert(node.into(), Arc::new(status));
+        Arc::make_mut(&mut self.statuses).insert(name, Arc::new(status));
         self.version += 1;
     }
 

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use wasmfleet_proto::{NodeStatus, Phase};
 
 use super::{Controller, ControllerError, Publish, event};
-use crate::model::DeploymentRecord;
 use crate::model::deployment::deployment_of_workload;
 use crate::model::rollout::{RolloutPhase, RolloutStatus};
+use crate::model::{DeploymentRecord, NodeName};
 use crate::reconcile::rollout::{Replica, step};
 use crate::scheduler::Placement;
 use crate::store::Batch;
@@ -56,7 +56,7 @@ pub(super) fn observe(
     now_ms: u64,
 ) {
     for w in &status.workloads {
-        if placement.assigned.get(&w.name).map(String::as_str) != Some(node)
+        if placement.assigned.get(&w.name).map(NodeName::as_str) != Some(node)
             || !progressing(deployments, &w.name)
         {
             continue;
@@ -92,17 +92,17 @@ impl Controller {
             .workloads_of(dep)
             .into_iter()
             .map(|name| {
-                let node = self.placement.assigned.get(&name).cloned();
+                let node = self.placement.assigned.get(&name).map(|n| n.to_string());
                 let reported = node
                     .as_ref()
-                    .and_then(|n| self.statuses.get(n))
+                    .and_then(|n| self.statuses.get(n.as_str()))
                     .filter(|s| s.observed_fleet == self.fleet)
                     .and_then(|s| s.workloads.iter().find(|w| w.name == name));
                 let health = self.health.get(&name).filter(|h| h.revision == revision);
                 Replica {
                     node_ready: node
                         .as_ref()
-                        .and_then(|n| self.nodes.get(n))
+                        .and_then(|n| self.nodes.get(n.as_str()))
                         .is_some_and(|n| n.ready),
                     node,
                     reported: reported.map(|w| (w.phase, w.revision)),
@@ -311,7 +311,7 @@ mod tests {
 
     fn placed() -> Placement {
         Placement {
-            assigned: [("app-0".to_string(), "a".to_string())].into(),
+            assigned: [("app-0".to_string(), "a".into())].into(),
             ..Placement::default()
         }
     }

@@ -10,8 +10,8 @@ use wasmfleet_proto::{NodeStatus, Phase};
 use crate::api::types::{RevisionView, RolloutView};
 
 use crate::model::{
-    ArtifactKey, ArtifactState, DeploymentRecord, DeploymentView, NodeDesired, NodeRecord,
-    NodeView, Scheduling, WorkloadView,
+    ArtifactKey, ArtifactState, DeploymentRecord, DeploymentView, NodeDesired, NodeName,
+    NodeRecord, NodeView, Scheduling, WorkloadView,
 };
 use crate::reconcile::workload_views;
 use crate::scheduler::Placement;
@@ -28,11 +28,11 @@ pub struct FleetSnapshot {
     /// Deployments by name.
     pub deployments: BTreeMap<String, DeploymentRecord>,
     /// Nodes by name.
-    pub nodes: Arc<BTreeMap<String, Arc<NodeRecord>>>,
+    pub nodes: Arc<BTreeMap<NodeName, Arc<NodeRecord>>>,
     /// The last desired state sent to each node.
-    pub desired: Arc<BTreeMap<String, Arc<NodeDesired>>>,
+    pub desired: Arc<BTreeMap<NodeName, Arc<NodeDesired>>>,
     /// The last status each node reported.
-    pub statuses: Arc<BTreeMap<String, Arc<NodeStatus>>>,
+    pub statuses: Arc<BTreeMap<NodeName, Arc<NodeStatus>>>,
     /// Where every replica goes.
     pub placement: Arc<Placement>,
     /// Precompiled artifacts by module and engine profile.
@@ -45,7 +45,7 @@ impl FleetSnapshot {
         self.nodes
             .values()
             .map(|n| NodeView {
-                name: n.name.clone(),
+                name: n.name.to_string(),
                 status: format!(
                     "{}{}",
                     if n.ready { "Ready" } else { "NotReady" },

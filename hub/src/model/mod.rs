@@ -8,6 +8,7 @@ pub mod interned;
 pub mod manifest;
 pub mod node;
 pub mod node_desired;
+pub mod node_name;
 pub mod records;
 pub mod rollout;
 pub mod views;
@@ -18,7 +19,7 @@ pub use wasmfleet_common::quantity;
 
 pub use artifact::{ArtifactKey, ArtifactState, code_for, profile_key};
 pub use deployment::{DeploymentRecord, DeploymentSpec, SpecError};
-pub use node::{NodeRecord, Scheduling};
+pub use node::{NodeName, NodeRecord, Scheduling};
 pub use node_desired::{NodeDesired, Placed, Templates};
 pub use records::{Event, LogRecord};
 pub use views::{ApplyOutcome, DeploymentView, NodeView};

@@ -5,11 +5,13 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use wasmfleet_proto::Hello;
 
+pub use super::node_name::NodeName;
+
 /// A node that has announced itself at least once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeRecord {
     /// Node name (its MQTT client id and topic segment).
-    pub name: String,
+    pub name: NodeName,
     /// What it last announced: shared with every node that announced the same
     /// ([`crate::model::interned`]).
     pub hello: Arc<Hello>,

@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 use wasmfleet_proto::{Code, WorkloadSpec};
 
-use crate::model::{DeploymentRecord, NodeDesired, Placed, SpecError, Templates};
+use crate::model::{DeploymentRecord, NodeDesired, NodeName, Placed, SpecError, Templates};
 use crate::scheduler::Placement;
 
 /// The placement implied by the desired states already sent: workload → node.
-pub fn current_placement(desired: &BTreeMap<String, Arc<NodeDesired>>) -> BTreeMap<String, String> {
+pub fn current_placement(
+    desired: &BTreeMap<NodeName, Arc<NodeDesired>>,
+) -> BTreeMap<String, NodeName> {
     desired
         .iter()
         .flat_map(|(node, state)| {
@@ -30,12 +32,12 @@ pub fn current_placement(desired: &BTreeMap<String, Arc<NodeDesired>>) -> BTreeM
 pub fn node_desired_states(
     deployments: &BTreeMap<String, DeploymentRecord>,
     placement: &Placement,
-    previous: &BTreeMap<String, Arc<NodeDesired>>,
+    previous: &BTreeMap<NodeName, Arc<NodeDesired>>,
     fleet: u64,
     code: &impl Fn(&str, &WorkloadSpec) -> Code,
     templates: &mut Templates,
-) -> Result<BTreeMap<String, NodeDesired>, SpecError> {
-    let mut next: BTreeMap<String, Vec<Placed>> = previous
+) -> Result<BTreeMap<NodeName, NodeDesired>, SpecError> {
+    let mut next: BTreeMap<NodeName, Vec<Placed>> = previous
         .keys()
         .map(|node| (node.clone(), Vec::new()))
         .collect();
@@ -44,7 +46,7 @@ pub fn node_desired_states(
     // (a profile of 5,000 nodes), which its resident memory never gave back.
     let mut per_node: HashMap<&str, usize> = HashMap::new();
     for node in placement.assigned.values() {
-        *per_node.entry(node.as_str()).or_default() += 1;
+        *per_node.entry(node).or_default() += 1;
     }
     for dep in deployments.values() {
         // Replicas and every-node workloads alike: whatever the placement put on a node, at
@@ -90,12 +92,12 @@ mod tests {
     const SOURCE: fn(&str, &WorkloadSpec) -> Code = |_, _| Code::Source;
 
     /// No desired states yet.
-    fn nothing() -> BTreeMap<String, Arc<NodeDesired>> {
+    fn nothing() -> BTreeMap<NodeName, Arc<NodeDesired>> {
         BTreeMap::new()
     }
 
     /// Desired states as the controller holds them.
-    fn held(states: &BTreeMap<String, NodeDesired>) -> BTreeMap<String, Arc<NodeDesired>> {
+    fn held(states: &BTreeMap<NodeName, NodeDesired>) -> BTreeMap<NodeName, Arc<NodeDesired>> {
         states
             .iter()
             .map(|(n, s)| (n.clone(), Arc::new(s.clone())))
@@ -106,9 +108,9 @@ mod tests {
     fn states(
         d: &BTreeMap<String, DeploymentRecord>,
         p: &Placement,
-        previous: &BTreeMap<String, Arc<NodeDesired>>,
+        previous: &BTreeMap<NodeName, Arc<NodeDesired>>,
         code: &impl Fn(&str, &WorkloadSpec) -> Code,
-    ) -> BTreeMap<String, NodeDesired> {
+    ) -> BTreeMap<NodeName, NodeDesired> {
         node_desired_states(d, p, previous, 7, code, &mut Templates::default()).unwrap()
     }
 
@@ -116,7 +118,7 @@ mod tests {
         Placement {
             assigned: pairs
                 .iter()
-                .map(|(w, n)| (w.to_string(), n.to_string()))
+                .map(|(w, n)| (w.to_string(), NodeName::from(*n)))
                 .collect(),
             unschedulable: BTreeMap::new(),
         }
@@ -191,8 +193,8 @@ mod tests {
             ("probe".to_string(), probe),
         ]);
         let mut nodes = BTreeMap::from([
-            ("a".to_string(), Arc::new(node("a", true, 1 << 30, 8))),
-            ("b".to_string(), Arc::new(node("b", true, 1 << 30, 8))),
+            (NodeName::from("a"), Arc::new(node("a", true, 1 << 30, 8))),
+            (NodeName::from("b"), Arc::new(node("b", true, 1 << 30, 8))),
         ]);
         let names = |s: &NodeDesired| {
             s.workloads
@@ -201,8 +203,8 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         let mut desired = BTreeMap::new();
-        let pass = |nodes: &BTreeMap<String, _>,
-                    desired: &mut BTreeMap<String, Arc<NodeDesired>>,
+        let pass = |nodes: &BTreeMap<NodeName, _>,
+                    desired: &mut BTreeMap<NodeName, Arc<NodeDesired>>,
                     now_ms| {
             let p = schedule(Inputs {
                 deployments: &d,

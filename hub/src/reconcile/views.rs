@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use wasmfleet_proto::{NodeStatus, Phase};
 
-use crate::model::{DeploymentRecord, NodeRecord, WorkloadView};
+use crate::model::{DeploymentRecord, NodeName, NodeRecord, WorkloadView};
 use crate::scheduler::Placement;
 
 /// One view per workload of every deployment, by deployment name: its replicas by ordinal, or
@@ -13,14 +13,14 @@ use crate::scheduler::Placement;
 pub fn workload_views(
     deployments: &BTreeMap<String, DeploymentRecord>,
     placement: &Placement,
-    nodes: &BTreeMap<String, Arc<NodeRecord>>,
-    statuses: &BTreeMap<String, Arc<NodeStatus>>,
+    nodes: &BTreeMap<NodeName, Arc<NodeRecord>>,
+    statuses: &BTreeMap<NodeName, Arc<NodeStatus>>,
 ) -> Vec<WorkloadView> {
     let mut out = Vec::new();
     for dep in deployments.values() {
         for (index, name) in placement.workloads_of(dep).into_iter().enumerate() {
             let (wanted, _) = dep.template_at(index);
-            let node = placement.assigned.get(&name).cloned();
+            let node = placement.assigned.get(&name).map(|n| n.to_string());
             let mut view = WorkloadView {
                 name,
                 deployment: dep.name.clone(),
@@ -50,8 +50,8 @@ fn fill(
     wanted: u64,
     placement: &Placement,
     node: Option<&str>,
-    nodes: &BTreeMap<String, Arc<NodeRecord>>,
-    statuses: &BTreeMap<String, Arc<NodeStatus>>,
+    nodes: &BTreeMap<NodeName, Arc<NodeRecord>>,
+    statuses: &BTreeMap<NodeName, Arc<NodeStatus>>,
 ) {
     let Some(node) = node else {
         view.message = placement
@@ -111,9 +111,9 @@ mod tests {
         let deps = BTreeMap::from([("hello".to_string(), deployment("hello", 4))]);
         let placement = Placement {
             assigned: BTreeMap::from([
-                ("hello-0".to_string(), "a".to_string()),
-                ("hello-1".to_string(), "down".to_string()),
-                ("hello-2".to_string(), "b".to_string()),
+                ("hello-0".to_string(), "a".into()),
+                ("hello-1".to_string(), "down".into()),
+                ("hello-2".to_string(), "b".into()),
             ]),
             unschedulable: BTreeMap::from([("hello-3".to_string(), "no Ready nodes".to_string())]),
         };
@@ -124,7 +124,7 @@ mod tests {
         ]);
         let statuses = BTreeMap::from([
             (
-                "a".to_string(),
+                NodeName::from("a"),
                 Arc::new(status(
                     "hello-0",
                     1,
@@ -133,7 +133,7 @@ mod tests {
                 )),
             ),
             (
-                "b".to_string(),
+                NodeName::from("b"),
                 Arc::new(status("hello-2", 0, Phase::Running, "")),
             ),
         ]);

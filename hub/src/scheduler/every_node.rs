@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::model::NodeName;
 use crate::model::deployment::deployment_of_workload;
 
 use super::nodes::Candidate;
@@ -44,7 +45,7 @@ pub(super) fn bind(
     deployment: &str,
     nodes: &[Candidate<'_>],
     matching: &[usize],
-    current: &BTreeMap<String, String>,
+    current: &BTreeMap<String, NodeName>,
 ) -> Vec<(usize, String)> {
     // The names of this deployment held now, by node: only these can be kept.
     let prefix = format!("{deployment}-");
@@ -54,9 +55,7 @@ pub(super) fn bind(
         .take_while(|(w, _)| w.starts_with(&prefix))
         .filter(|(w, _)| deployment_of_workload(w) == deployment)
     {
-        held.entry(node.as_str())
-            .or_default()
-            .push(workload.as_str());
+        held.entry(node).or_default().push(workload.as_str());
     }
     let mut claimed: BTreeSet<String> = BTreeSet::new();
     let mut named: BTreeMap<usize, String> = BTreeMap::new();

@@ -39,7 +39,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::model::deployment::{PlacementPolicy, deployment_of_workload};
-use crate::model::{DeploymentRecord, NodeRecord, Scheduling};
+use crate::model::{DeploymentRecord, NodeName, NodeRecord, Scheduling};
 
 pub use capacity::DESIRED_STATE_BUDGET;
 pub use node_change::node_change_may_move;
@@ -54,7 +54,7 @@ use selector::Plan;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Placement {
     /// Workload name → node, for every workload that has a node.
-    pub assigned: BTreeMap<String, String>,
+    pub assigned: BTreeMap<String, NodeName>,
     /// Workloads no node can take now, with the reason.
     pub unschedulable: BTreeMap<String, String>,
 }
@@ -69,15 +69,18 @@ impl Placement {
                 .collect(),
             PlacementPolicy::EveryNode => {
                 let prefix = format!("{}-", dep.name);
-                let of = |map: &BTreeMap<String, String>| {
-                    map.range(prefix.clone()..)
-                        .take_while(|(w, _)| w.starts_with(&prefix))
-                        .filter(|(w, _)| deployment_of_workload(w) == dep.name)
-                        .map(|(w, _)| w.clone())
+                let of = |workloads: &mut dyn Iterator<Item = &String>| {
+                    workloads
+                        .take_while(|w| w.starts_with(&prefix))
+                        .filter(|w| deployment_of_workload(w) == dep.name)
+                        .cloned()
                         .collect::<Vec<_>>()
                 };
-                let mut names = of(&self.assigned);
-                names.extend(of(&self.unschedulable));
+                let mut names = of(&mut self.assigned.range(prefix.clone()..).map(|(w, _)| w));
+                names.extend(of(&mut self
+                    .unschedulable
+                    .range(prefix.clone()..)
+                    .map(|(w, _)| w)));
                 names.sort();
                 names.dedup();
                 names
@@ -92,9 +95,9 @@ pub struct Inputs<'a> {
     /// Every deployment.
     pub deployments: &'a BTreeMap<String, DeploymentRecord>,
     /// Every known node.
-    pub nodes: &'a BTreeMap<String, Arc<NodeRecord>>,
+    pub nodes: &'a BTreeMap<NodeName, Arc<NodeRecord>>,
     /// Current placement: workload name → node.
-    pub current: &'a BTreeMap<String, String>,
+    pub current: &'a BTreeMap<String, NodeName>,
     /// Now, ms since the Unix epoch.
     pub now_ms: u64,
     /// How long a NotReady node keeps its replicas before they move elsewhere.
@@ -133,7 +136,7 @@ impl<'a> Pass<'a> {
             .or_default() += 1;
         self.placement
             .assigned
-            .insert(workload, self.nodes[node].name.to_owned());
+            .insert(workload, self.nodes[node].record.name.clone());
     }
 
     /// The node a new replica goes to among `eligible`: room for it, then the fewest replicas
@@ -195,7 +198,7 @@ pub fn schedule(inputs: Inputs<'_>) -> Placement {
                 {
                     // Bound to its node whatever the node's state: never moved elsewhere.
                     let held =
-                        inputs.current.get(&workload).map(String::as_str) == Some(nodes[i].name);
+                        inputs.current.get(&workload).map(NodeName::as_str) == Some(nodes[i].name);
                     if held && pass.room(i, plan).is_none() {
                         pass.take(i, plan, workload);
                     } else {

@@ -70,7 +70,7 @@ mod tests {
 
     fn placed() -> Placement {
         Placement {
-            assigned: BTreeMap::from([("app-0".to_string(), "a".to_string())]),
+            assigned: BTreeMap::from([("app-0".to_string(), "a".into())]),
             unschedulable: BTreeMap::new(),
         }
     }

@@ -32,7 +32,7 @@ pub fn node_labels(node: &NodeRecord) -> BTreeMap<&str, &str> {
             .and_modify(|v| *v = (*v).min(l.value.as_str()))
             .or_insert(l.value.as_str());
     }
-    labels.insert(NODE_LABEL, node.name.as_str());
+    labels.insert(NODE_LABEL, &node.name);
     labels.insert(DEVICE_CLASS_LABEL, device_class(node.hello.device_class));
     let target = node.hello.engine.target.as_str();
     match target.split('-').next() {

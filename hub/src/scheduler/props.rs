@@ -18,8 +18,8 @@ const MI: u64 = 1 << 20;
 
 fn run(
     deployments: &BTreeMap<String, DeploymentRecord>,
-    nodes: &BTreeMap<String, Arc<NodeRecord>>,
-    current: &BTreeMap<String, String>,
+    nodes: &BTreeMap<NodeName, Arc<NodeRecord>>,
+    current: &BTreeMap<String, NodeName>,
 ) -> Placement {
     schedule(Inputs {
         deployments,
@@ -144,9 +144,9 @@ fn arb_deployment(name: String) -> impl Strategy<Value = DeploymentRecord> {
 /// A fleet: nodes, deployments and a random (possibly invalid) current placement.
 #[derive(Debug, Clone)]
 struct Fleet {
-    nodes: BTreeMap<String, Arc<NodeRecord>>,
+    nodes: BTreeMap<NodeName, Arc<NodeRecord>>,
     deployments: BTreeMap<String, DeploymentRecord>,
-    current: BTreeMap<String, String>,
+    current: BTreeMap<String, NodeName>,
 }
 
 fn arb_fleet() -> impl Strategy<Value = Fleet> {
@@ -162,7 +162,7 @@ fn arb_fleet() -> impl Strategy<Value = Fleet> {
     });
     let picks = prop::collection::vec((0usize..4, 0usize..6, 0usize..8), 0..12);
     (nodes, deps, picks).prop_map(|(nodes, deps, picks)| {
-        let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+        let names: Vec<NodeName> = nodes.iter().map(|n| n.name.clone()).collect();
         let mut current = BTreeMap::new();
         for (d, slot, n) in picks {
             let Some(dep) = deps.get(d) else { continue };
@@ -197,7 +197,7 @@ fn oracle_labels(n: &NodeRecord) -> BTreeMap<String, String> {
             *v = l.value.clone();
         }
     }
-    labels.insert(NODE_LABEL.into(), n.name.clone());
+    labels.insert(NODE_LABEL.into(), n.name.to_string());
     let class = if n.hello.device_class == DeviceClass::Mcu {
         "mcu"
     } else {
@@ -250,8 +250,8 @@ fn oracle_selects(d: &DeploymentRecord, n: &NodeRecord) -> bool {
 }
 
 /// (memory, count, bytes) each node holds under `p`.
-fn usage(f: &Fleet, p: &Placement) -> BTreeMap<String, (u64, u32, usize)> {
-    let mut out: BTreeMap<String, (u64, u32, usize)> = BTreeMap::new();
+fn usage(f: &Fleet, p: &Placement) -> BTreeMap<NodeName, (u64, u32, usize)> {
+    let mut out: BTreeMap<NodeName, (u64, u32, usize)> = BTreeMap::new();
     for (w, node) in &p.assigned {
         let d = &f.deployments[deployment_of_workload(w)];
         let u = out.entry(node.clone()).or_default();
@@ -311,13 +311,12 @@ proptest! {
             }
         }
         for d in f.deployments.values() {
-            let mine = |m: &BTreeMap<String, String>| -> BTreeSet<String> {
-                m.keys()
-                    .filter(|w| deployment_of_workload(w) == d.name)
+            let mine = |m: &mut dyn Iterator<Item = &String>| -> BTreeSet<String> {
+                m.filter(|w| deployment_of_workload(w) == d.name)
                     .cloned()
                     .collect()
             };
-            let (placed, pending) = (mine(&p.assigned), mine(&p.unschedulable));
+            let (placed, pending) = (mine(&mut p.assigned.keys()), mine(&mut p.unschedulable.keys()));
             match d.spec.placement {
                 PlacementPolicy::Replicas => {
                     let all: BTreeSet<String> = (0..d.spec.replicas).map(|o| d.workload_name(o)).collect();
@@ -364,7 +363,7 @@ proptest! {
     fn placement_is_deterministic(f in arb_fleet()) {
         let p = run(&f.deployments, &f.nodes, &f.current);
         prop_assert_eq!(&run(&f.deployments, &f.nodes, &f.current), &p);
-        let rev = |m: &BTreeMap<String, Arc<NodeRecord>>| {
+        let rev = |m: &BTreeMap<NodeName, Arc<NodeRecord>>| {
             let mut out = BTreeMap::new();
             for (k, v) in m.iter().rev() {
                 out.insert(k.clone(), v.clone());

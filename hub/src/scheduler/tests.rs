@@ -41,7 +41,7 @@ pub(crate) fn deployment(name: &str, replicas: u32) -> DeploymentRecord {
     }
 }
 
-pub(crate) fn nodes(list: Vec<NodeRecord>) -> BTreeMap<String, Arc<NodeRecord>> {
+pub(crate) fn nodes(list: Vec<NodeRecord>) -> BTreeMap<NodeName, Arc<NodeRecord>> {
     list.into_iter()
         .map(|n| (n.name.clone(), Arc::new(n)))
         .collect()
@@ -53,8 +53,8 @@ pub(crate) fn deps(list: Vec<DeploymentRecord>) -> BTreeMap<String, DeploymentRe
 
 pub(crate) fn run(
     deployments: &BTreeMap<String, DeploymentRecord>,
-    nodes: &BTreeMap<String, Arc<NodeRecord>>,
-    current: &BTreeMap<String, String>,
+    nodes: &BTreeMap<NodeName, Arc<NodeRecord>>,
+    current: &BTreeMap<String, NodeName>,
     now_ms: u64,
 ) -> Placement {
     schedule(Inputs {
@@ -125,7 +125,7 @@ fn respects_instance_count_and_reports_unschedulable() {
 fn not_ready_node_keeps_replicas_until_grace_expires() {
     let mut n = nodes(vec![node("a", true, GI, 10), node("b", true, GI, 10)]);
     let d = deps(vec![deployment("hello", 1)]);
-    let current = BTreeMap::from([("hello-0".to_string(), "a".to_string())]);
+    let current = BTreeMap::from([("hello-0".to_string(), "a".into())]);
     let a = Arc::make_mut(n.get_mut("a").unwrap());
     a.ready = false;
     a.since_ms = 1_000;

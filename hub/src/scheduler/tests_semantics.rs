@@ -236,7 +236,7 @@ fn colliding_node_names_get_distinct_stable_names() {
     assert_eq!(p.assigned[&every_node_workload_name("p", x)], x);
     assert_eq!(p.assigned[&every_node::workload_name("p", y, 1)], y);
     // Whoever holds a name keeps it, even against name order.
-    let current = BTreeMap::from([(every_node_workload_name("p", y), y.to_string())]);
+    let current = BTreeMap::from([(every_node_workload_name("p", y), y.into())]);
     let p = run(&d, &n, &current, 0);
     assert_eq!(p.assigned[&every_node_workload_name("p", y)], y);
     assert_eq!(p.assigned[&every_node::workload_name("p", x, 1)], x);

@@ -258,7 +258,7 @@ impl Store for SqliteStore {
             snap.nodes.insert(
                 name.clone(),
                 NodeRecord {
-                    name,
+                    name: name.into(),
                     hello: Arc::new(hello),
                     ready,
                     since_ms,
@@ -341,7 +341,7 @@ impl Store for SqliteStore {
             tx.execute(
                 "INSERT OR REPLACE INTO nodes (name, hello, ready, since_ms, scheduling, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
-                    node.name,
+                    node.name.as_str(),
                     hello,
                     node.ready,
                     node.since_ms as i64,
