@@ -14,16 +14,17 @@
 //!   32 B at least), which is what resident memory is made of;
 //! - `blocks`: how many live allocations; every one is a chance to pin a page that a storm's
 //!   garbage shared with it;
-//! - `peak`: the most live `chunks` at once while the fleet was being built, over its
-//!   settled figure: resident memory follows the peak unless the garbage is freed in whole
-//!   pages.
+//! - `peak_*`: the most live `chunks` at once inside the controller's calls (the benchmark's
+//!   own work between them not counted) while nodes announce themselves, while the
+//!   deployment is applied, and while every node reports it: resident memory follows the
+//!   peak unless the garbage is freed in whole pages.
 //!
 //! Run: `cargo bench -p wasmfleet-hub --bench memory`. Prints one `figures:` line per part.
 
 mod fleet;
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 
 use wasmfleet_hub::controller::{Config, Controller, Publish};
 use wasmfleet_hub::model::deployment::PlacementPolicy;
@@ -34,11 +35,13 @@ use wasmfleet_proto::{DesiredState, NodeStatus, Phase, Presence, WorkloadStatus}
 const SMALL: usize = 2_000;
 const LARGE: usize = 10_000;
 
-/// Live bytes asked for, glibc chunk bytes, live blocks, and the most chunk bytes seen.
+/// Live bytes asked for, glibc chunk bytes, live blocks, and the most chunk bytes seen while
+/// [`WATCHING`].
 static BYTES: AtomicIsize = AtomicIsize::new(0);
 static CHUNKS: AtomicIsize = AtomicIsize::new(0);
 static BLOCKS: AtomicIsize = AtomicIsize::new(0);
 static PEAK: AtomicIsize = AtomicIsize::new(0);
+static WATCHING: AtomicBool = AtomicBool::new(false);
 
 /// What glibc's malloc spends on a block of `size` bytes on 64-bit Linux.
 fn chunk(size: usize) -> isize {
@@ -73,7 +76,23 @@ fn count(bytes: isize, chunks: isize, blocks: isize) {
     BYTES.fetch_add(bytes, Ordering::Relaxed);
     let now = CHUNKS.fetch_add(chunks, Ordering::Relaxed) + chunks;
     BLOCKS.fetch_add(blocks, Ordering::Relaxed);
-    PEAK.fetch_max(now, Ordering::Relaxed);
+    if WATCHING.load(Ordering::Relaxed) {
+        PEAK.fetch_max(now, Ordering::Relaxed);
+    }
+}
+
+/// Runs `f` (a controller call) with the peak watched; returns its result.
+fn watched<T>(f: impl FnOnce() -> T) -> T {
+    WATCHING.store(true, Ordering::Relaxed);
+    let out = f();
+    WATCHING.store(false, Ordering::Relaxed);
+    out
+}
+
+/// The peak since the last call, over `base`, and starts the next phase's peak from now.
+fn phase_peak(base: Live) -> isize {
+    let peak = PEAK.swap(live().chunks, Ordering::Relaxed);
+    peak - base.chunks
 }
 
 #[global_allocator]
@@ -128,34 +147,40 @@ fn desired(publish: Vec<Publish>) -> Vec<(String, DesiredState)> {
         .collect()
 }
 
-/// What one fleet size cost: the controller and the liveness table, settled, and the peak
-/// while the controller was being built, all measured from before it.
+/// What one fleet size cost: the controller and the liveness table, settled, and the peaks
+/// of the controller's phases, all measured from before it.
 struct Cost {
     controller: Live,
     liveness: Live,
-    peak: isize,
+    peaks: [isize; 3],
 }
+
+/// The phases whose peaks are reported.
+const PHASES: [&str; 3] = ["announce", "apply", "report"];
 
 /// Builds a settled fleet of `n` nodes: announced, one every-node deployment applied, every
 /// node reporting it Running, a tick later; and its liveness table. Measures what stays.
 fn fleet_of(n: usize, dir: &std::path::Path) -> Cost {
     let names: Vec<String> = (0..n).map(fleet::node_name).collect();
     let before = live();
-    PEAK.store(before.chunks, Ordering::Relaxed);
+    phase_peak(before);
     let store = SqliteStore::open(&dir.join(format!("hub-{n}.db"))).expect("store");
     let mut c = Controller::load(Box::new(store), Config::default(), 0).expect("empty store");
     for (i, name) in names.iter().enumerate() {
-        c.on_presence(name, Presence::Online(fleet::hello(i)), 1)
-            .expect("node");
+        let hello = Presence::Online(fleet::hello(i));
+        watched(|| c.on_presence(name, hello, 1)).expect("node");
     }
+    let announce = phase_peak(before);
     let spec = fleet::spec(0, PlacementPolicy::EveryNode);
-    let (_, _, publish) = c.apply("agent", spec, 2).expect("valid spec");
+    let (_, _, publish) = watched(|| c.apply("agent", spec, 2)).expect("valid spec");
+    let apply = phase_peak(before);
     for (node, state) in desired(publish) {
-        let publish = c.on_status(&node, running(&state), 3).expect("status");
+        let status = running(&state);
+        let publish = watched(|| c.on_status(&node, status, 3)).expect("status");
         assert!(publish.is_empty(), "{node} acted on what it was sent");
     }
-    c.tick(60_000).expect("tick");
-    let peak = PEAK.load(Ordering::Relaxed) - before.chunks;
+    watched(|| c.tick(60_000)).expect("tick");
+    let report = phase_peak(before);
     let settled = live();
     let mut liveness = Liveness::default();
     for name in &names {
@@ -166,7 +191,7 @@ fn fleet_of(n: usize, dir: &std::path::Path) -> Cost {
     let cost = Cost {
         controller: diff(settled, before),
         liveness: diff(with_liveness, settled),
-        peak,
+        peaks: [announce, apply, report],
     };
     drop((c, liveness));
     cost
@@ -180,8 +205,8 @@ fn diff(a: Live, b: Live) -> Live {
     }
 }
 
-/// Prints the slope of `part` between the two sizes.
-fn slope(part: &str, small: Live, large: Live, peak: Option<(isize, isize)>) {
+/// Prints the slope of `part` between the two sizes, and of its phases' peaks.
+fn slope(part: &str, small: Live, large: Live, peaks: Option<([isize; 3], [isize; 3])>) {
     let n = (LARGE - SMALL) as f64;
     let per = |f: fn(&Live) -> isize| (f(&large) - f(&small)) as f64 / n;
     let mut line = format!(
@@ -190,12 +215,10 @@ fn slope(part: &str, small: Live, large: Live, peak: Option<(isize, isize)>) {
         per(|l| l.chunks),
         per(|l| l.blocks)
     );
-    if let Some((small_peak, large_peak)) = peak {
-        let peak = (large_peak - small_peak) as f64 / n;
-        line += &format!(
-            " peak={peak:.0} peak_over_settled={:.2}",
-            peak / per(|l| l.chunks)
-        );
+    if let Some((small, large)) = peaks {
+        for (i, phase) in PHASES.iter().enumerate() {
+            line += &format!(" peak_{phase}={:.0}", (large[i] - small[i]) as f64 / n);
+        }
     }
     println!("{line}");
 }
@@ -208,7 +231,7 @@ fn main() {
         "controller",
         small.controller,
         large.controller,
-        Some((small.peak, large.peak)),
+        Some((small.peaks, large.peaks)),
     );
     slope("liveness", small.liveness, large.liveness, None);
     let sum = |c: &Cost| Live {
