@@ -164,7 +164,7 @@ mod tests {
     fn publish(topic: &str) -> Publish {
         Publish {
             topic: topic.into(),
-            payload: vec![],
+            payload: Default::default(),
             retain: true,
         }
     }

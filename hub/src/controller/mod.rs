@@ -16,7 +16,9 @@ mod snapshot;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use wasmfleet_proto::{DesiredState, Hello, NodeStatus, WorkloadSpec, topic};
+use bytes::Bytes;
+
+use wasmfleet_proto::{Hello, NodeStatus, WorkloadSpec, topic};
 
 use crate::model::deployment::deployment_of_workload;
 use crate::model::interned::Interned;
@@ -37,8 +39,8 @@ pub use snapshot::FleetSnapshot;
 pub struct Publish {
     /// Topic.
     pub topic: String,
-    /// Encoded frame.
-    pub payload: Vec<u8>,
+    /// Encoded frame (shared with the store's batch for desired states).
+    pub payload: Bytes,
     /// Retain flag (desired states are retained).
     pub retain: bool,
 }
@@ -161,13 +163,13 @@ fn shared_name(nodes: &BTreeMap<NodeName, Arc<NodeRecord>>, node: &str) -> NodeN
 fn desired_publish(
     sent_ms: &mut BTreeMap<NodeName, u64>,
     node: &NodeName,
-    state: &DesiredState,
+    frame: Bytes,
     now_ms: u64,
 ) -> Publish {
     sent_ms.insert(node.clone(), now_ms);
     Publish {
         topic: topic::node_topic(node, topic::NodeTopic::Desired),
-        payload: wasmfleet_proto::encode(state),
+        payload: frame,
         retain: true,
     }
 }
@@ -317,7 +319,7 @@ impl Controller {
         let sent_ms = &mut self.sent_ms;
         self.desired
             .iter()
-            .map(|(node, state)| desired_publish(sent_ms, node, &state.to_wire(), now_ms))
+            .map(|(node, state)| desired_publish(sent_ms, node, state.frame(), now_ms))
             .collect()
     }
 
@@ -517,7 +519,7 @@ impl Controller {
             let ready = nodes.get(node).is_some_and(|n| n.ready);
             let sent = sent_ms.get(node).copied().unwrap_or(0);
             if ready && now_ms.saturating_sub(sent) >= LAGGING_RESEND_MS {
-                out.push(desired_publish(sent_ms, node, &state.to_wire(), now_ms));
+                out.push(desired_publish(sent_ms, node, state.frame(), now_ms));
             }
             true
         });
@@ -635,7 +637,7 @@ impl Controller {
         let first = batch.put_desired.len();
         batch
             .put_desired
-            .extend(changed.iter().map(|(n, s)| (n.to_string(), s.to_wire())));
+            .extend(changed.iter().map(|(n, s)| (n.to_string(), s.frame())));
         let dirty = !batch.is_empty() || placement != *self.placement;
         self.store.commit(batch)?;
         if let Some(deployments) = deployments {
@@ -646,7 +648,7 @@ impl Controller {
         let publish = changed
             .keys()
             .zip(&batch.put_desired[first..])
-            .map(|(node, (_, state))| desired_publish(sent_ms, node, state, now_ms))
+            .map(|(node, (_, frame))| desired_publish(sent_ms, node, frame.clone(), now_ms))
             .collect();
         for node in changed.keys() {
             if self.statuses.contains_key(node) {

@@ -86,7 +86,7 @@ mod tests {
     fn p(topic: &str, payload: u8) -> Publish {
         Publish {
             topic: topic.into(),
-            payload: vec![payload],
+            payload: vec![payload].into(),
             retain: true,
         }
     }

@@ -291,7 +291,7 @@ impl Controller {
                     status.observed_generation, state.generation
                 ),
             ));
-            p.batch.put_desired.push((node.to_owned(), state.to_wire()));
+            p.batch.put_desired.push((node.to_owned(), state.frame()));
             let name = self.shared_name(node);
             let old = Arc::make_mut(&mut self.desired).insert(name.clone(), Arc::new(state));
             p.old_desired.entry(name.clone()).or_insert(old);
@@ -383,7 +383,7 @@ impl Controller {
             greetings.push(desired_publish(
                 &mut self.sent_ms,
                 node,
-                &state.to_wire(),
+                state.frame(),
                 now_ms,
             ));
         }

@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use wasmfleet_proto::{DesiredState, WorkloadSpec};
 
 use super::interned::Interned;
@@ -67,6 +69,13 @@ impl NodeDesired {
                 .map(|w| Placed::new(w, templates))
                 .collect(),
         }
+    }
+
+    /// The encoded wire form, as published and stored: one buffer per change, shared by the
+    /// store's batch and the publication (the wire structure it is encoded from lives only
+    /// while it is encoded, one node at a time, rather than for a whole fleet's batch).
+    pub fn frame(&self) -> Bytes {
+        Bytes::from(wasmfleet_proto::encode(&self.to_wire()))
     }
 
     /// The wire form, as published and stored.

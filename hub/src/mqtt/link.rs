@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use rand::Rng;
 use rumqttc::{MqttOptions, QoS};
 use tokio::sync::{mpsc, watch};
@@ -160,10 +161,10 @@ impl Link {
     }
 
     /// Publishes at QoS 1, waiting for room in the client's queue.
-    pub async fn publish(&self, topic: String, payload: Vec<u8>, retain: bool) {
+    pub async fn publish(&self, topic: String, payload: impl Into<Bytes>, retain: bool) {
         if let Err(e) = self
             .client
-            .publish(topic.clone(), QoS::AtLeastOnce, retain, payload)
+            .publish_bytes(topic.clone(), QoS::AtLeastOnce, retain, payload.into())
             .await
         {
             tracing::warn!(%topic, "MQTT publish failed: {e}");

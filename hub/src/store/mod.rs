@@ -10,6 +10,7 @@ mod sqlite;
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use wasmfleet_proto::DesiredState;
 
 pub use blobs::{BlobError, BlobStore};
@@ -66,8 +67,9 @@ pub struct Batch {
     pub delete_deployments: Vec<String>,
     /// Nodes announced or changed.
     pub put_nodes: Vec<NodeRecord>,
-    /// New desired states per node.
-    pub put_desired: Vec<(String, DesiredState)>,
+    /// New desired states per node, encoded (`wasmfleet_proto::encode`): the frames that
+    /// are published, shared with their publications.
+    pub put_desired: Vec<(String, Bytes)>,
     /// Events to record.
     pub events: Vec<Event>,
     /// Artifacts compiled (or found impossible to compile).

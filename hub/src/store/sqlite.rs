@@ -354,7 +354,7 @@ impl Store for SqliteStore {
         for (node, state) in &batch.put_desired {
             tx.execute(
                 "INSERT OR REPLACE INTO desired (node, frame) VALUES (?1, ?2)",
-                params![node, wasmfleet_proto::encode(state)],
+                params![node, &state[..]],
             )
             .map_err(db(format!("writing the desired state of node {node}")))?;
         }
@@ -492,7 +492,7 @@ mod tests {
             s.commit(&Batch {
                 put_deployments: vec![deployment("hello", 2), deployment("gone", 1)],
                 put_nodes: vec![node("a", true, 1 << 30, 4)],
-                put_desired: vec![("a".into(), desired.clone())],
+                put_desired: vec![("a".into(), wasmfleet_proto::encode(&desired).into())],
                 events: vec![event("hello", "Created")],
                 put_artifacts: vec![(
                     (
