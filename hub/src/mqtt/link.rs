@@ -24,6 +24,13 @@ const BACKOFF: Backoff = Backoff {
     max: Duration::from_secs(10),
 };
 
+/// Requests (publications, subscriptions) the hub's client queues while its event loop is
+/// busy or the broker is away.
+const REQUEST_QUEUE: usize = 4096;
+
+/// How long a shutdown waits for its DISCONNECT to go out.
+const DISCONNECT_WAIT: Duration = Duration::from_secs(2);
+
 /// How often the link looks for nodes beating without an announcement.
 const REREAD_EVERY: Duration = Duration::from_secs(1);
 
@@ -110,7 +117,7 @@ impl Link {
         );
         opts.set_inflight(256);
         let (events_tx, mut events) = mpsc::channel(1024);
-        let session = Session::spawn(opts, 4096, hub_filters(), BACKOFF, events_tx);
+        let session = Session::spawn(opts, REQUEST_QUEUE, hub_filters(), BACKOFF, events_tx);
         let client = session.client().clone();
         let (closed_tx, closed) = watch::channel(false);
         let task = tokio::spawn(async move {
@@ -171,11 +178,20 @@ impl Link {
         }
     }
 
-    /// Disconnects cleanly: sends DISCONNECT and waits (briefly) until it went out.
+    /// Disconnects cleanly if it can within [`DISCONNECT_WAIT`]: queues DISCONNECT and waits
+    /// until it went out. Both are bounded: with the broker gone, the client's queue stays
+    /// full of publications that will never be sent, and a shutdown waiting for room in it
+    /// never ended (a hub on SIGTERM whose broker stopped at the same moment kept running).
     pub async fn disconnect(&self) {
-        let _ = self.client.disconnect().await;
         let mut closed = self.closed.clone();
-        let _ = tokio::time::timeout(Duration::from_secs(2), closed.wait_for(|c| *c)).await;
+        let sent = async {
+            if self.client.disconnect().await.is_ok() {
+                let _ = closed.wait_for(|c| *c).await;
+            }
+        };
+        if tokio::time::timeout(DISCONNECT_WAIT, sent).await.is_err() {
+            tracing::warn!("no clean MQTT disconnect within {DISCONNECT_WAIT:?}; closing anyway");
+        }
     }
 }
 
@@ -236,6 +252,33 @@ mod tests {
 
     use super::*;
     use crate::mqtt::inbox::FleetMessage;
+
+    #[tokio::test]
+    async fn disconnect_ends_when_the_broker_is_gone_and_the_queue_is_full() {
+        // Nothing listens on this port: the link never connects, so nothing drains its queue.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let url: BrokerUrl = format!("mqtt://127.0.0.1:{port}").parse().expect("url");
+        let (inbox, _, _) = Inbox::new();
+        let (_stop, shutdown) = watch::channel(false);
+        let (link, _task) = Link::start(&url, KeepAlive::External, inbox, shutdown);
+        let mut queued = 0;
+        while link
+            .client
+            .try_publish("wf/v1/x", QoS::AtLeastOnce, false, vec![0u8])
+            .is_ok()
+        {
+            queued += 1;
+        }
+        assert_eq!(queued, REQUEST_QUEUE, "the queue is full");
+        let waited = tokio::time::timeout(DISCONNECT_WAIT * 5, link.disconnect()).await;
+        assert!(
+            waited.is_ok(),
+            "disconnect waited for room in a queue nobody drains"
+        );
+    }
 
     #[test]
     fn garbage_is_dropped_and_identity_comes_from_the_topic() {
