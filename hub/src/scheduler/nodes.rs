@@ -5,6 +5,7 @@
 //! without operators labelling every node by hand, as Kubernetes' `kubernetes.io/hostname` and
 //! `kubernetes.io/arch`.
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 
 use wasmfleet_proto::DeviceClass;
@@ -57,7 +58,10 @@ pub(super) struct Candidate<'a> {
     /// The node's name (its key in the inventory).
     pub name: &'a str,
     pub record: &'a NodeRecord,
-    pub labels: BTreeMap<&'a str, &'a str>,
+    /// Computed the first time a selector reads them: a pass over deployments that select
+    /// nothing (an every-node agent) built a map per node for nothing, 370 B a node, the
+    /// largest part of an apply's peak heap at 10,000 nodes.
+    labels: OnceCell<BTreeMap<&'a str, &'a str>>,
 }
 
 impl<'a> Candidate<'a> {
@@ -65,8 +69,13 @@ impl<'a> Candidate<'a> {
         Candidate {
             name,
             record,
-            labels: node_labels(record),
+            labels: OnceCell::new(),
         }
+    }
+
+    /// Every label the node is selected by ([`node_labels`]).
+    pub fn labels(&self) -> &BTreeMap<&'a str, &'a str> {
+        self.labels.get_or_init(|| node_labels(self.record))
     }
 }
 

@@ -52,12 +52,12 @@ impl<'a> Plan<'a> {
     pub fn mismatch<'p>(&'p self, node: &Candidate<'_>) -> Option<Fail<'p>> {
         let spec = &self.dep.spec;
         for (key, value) in &spec.node_selector {
-            if node.labels.get(key.as_str()) != Some(&value.as_str()) {
+            if node.labels().get(key.as_str()) != Some(&value.as_str()) {
                 return Some(Fail::MissingLabel { key, value });
             }
         }
         for e in &spec.node_affinity {
-            if !e.matches(node.labels.get(e.key.as_str()).copied()) {
+            if !e.matches(node.labels().get(e.key.as_str()).copied()) {
                 return Some(Fail::Expression(e));
             }
         }
