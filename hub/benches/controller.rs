@@ -29,48 +29,16 @@ use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
-use wasmfleet_hub::controller::{Config, Controller, Publish};
+use wasmfleet_hub::controller::{Config, Controller};
 use wasmfleet_hub::model::deployment::PlacementPolicy;
 use wasmfleet_hub::store::SqliteStore;
-use wasmfleet_proto::{DesiredState, NodeStatus, Phase, Presence, WorkloadStatus};
+use wasmfleet_proto::{NodeStatus, Phase, Presence};
 
 /// When setup is over (ms): later than any rollout's health window.
 const SETTLED_MS: u64 = 60_000;
 
 /// The node whose reports the cases send: it holds a replica and its every-node workload.
 const NODE: usize = 0;
-
-/// Every workload of `state` Running, as its agent reports it.
-fn running(state: &DesiredState) -> NodeStatus {
-    NodeStatus {
-        observed_fleet: state.fleet,
-        observed_generation: state.generation,
-        workloads: state
-            .workloads
-            .iter()
-            .map(|w| WorkloadStatus {
-                name: w.name.clone(),
-                revision: w.revision,
-                phase: Phase::Running,
-                restarts: 0,
-                exit_code: None,
-                message: String::new(),
-            })
-            .collect(),
-    }
-}
-
-/// Keeps the latest desired state of each node among `publish`.
-fn collect(desired: &mut BTreeMap<String, DesiredState>, publish: Vec<Publish>) {
-    for p in publish
-        .into_iter()
-        .filter(|p| p.topic.ends_with("/desired"))
-    {
-        let node = p.topic.split('/').nth(3).unwrap_or_default().to_owned();
-        let state = wasmfleet_proto::decode(&p.payload).expect("the hub's own frame");
-        desired.insert(node, state);
-    }
-}
 
 /// A controller of `n` Ready nodes whose workloads all run, and the status of [`NODE`].
 fn settled(n: usize) -> (Controller, NodeStatus) {
@@ -81,7 +49,7 @@ fn settled(n: usize) -> (Controller, NodeStatus) {
     for i in 0..n {
         let hello = Presence::Online(fleet::hello(i));
         let publish = c.on_presence(&fleet::node_name(i), hello, 1).expect("node");
-        collect(&mut desired, publish);
+        desired.extend(fleet::desired_states(publish));
     }
     let announced = start.elapsed();
     let start = Instant::now();
@@ -92,17 +60,19 @@ fn settled(n: usize) -> (Controller, NodeStatus) {
         ),
         ("agent", fleet::spec(0, PlacementPolicy::EveryNode)),
     ] {
-        collect(&mut desired, c.apply(name, spec, 2).expect("valid spec").2);
+        desired.extend(fleet::desired_states(
+            c.apply(name, spec, 2).expect("valid spec").2,
+        ));
     }
     let applied = start.elapsed();
     let start = Instant::now();
     for (node, state) in &desired {
-        let publish = c.on_status(node, running(state), 3).expect("status");
+        let publish = c.on_status(node, fleet::running(state), 3).expect("status");
         assert!(publish.is_empty(), "{node} acted on what it was sent");
     }
     c.tick(SETTLED_MS).expect("tick");
     let node = fleet::node_name(NODE);
-    let status = running(&desired[&node]);
+    let status = fleet::running(&desired[&node]);
     let workloads: usize = desired.values().map(|d| d.workloads.len()).sum();
     assert_eq!(
         workloads,

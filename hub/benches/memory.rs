@@ -26,11 +26,11 @@ mod fleet;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 
-use wasmfleet_hub::controller::{Config, Controller, Publish};
+use wasmfleet_hub::controller::{Config, Controller};
 use wasmfleet_hub::model::deployment::PlacementPolicy;
 use wasmfleet_hub::reconcile::liveness::Liveness;
 use wasmfleet_hub::store::SqliteStore;
-use wasmfleet_proto::{DesiredState, NodeStatus, Phase, Presence, WorkloadStatus};
+use wasmfleet_proto::Presence;
 
 const SMALL: usize = 2_000;
 const LARGE: usize = 10_000;
@@ -114,39 +114,6 @@ fn live() -> Live {
     }
 }
 
-/// Every workload of `state` Running, as its agent reports it.
-fn running(state: &DesiredState) -> NodeStatus {
-    NodeStatus {
-        observed_fleet: state.fleet,
-        observed_generation: state.generation,
-        workloads: state
-            .workloads
-            .iter()
-            .map(|w| WorkloadStatus {
-                name: w.name.clone(),
-                revision: w.revision,
-                phase: Phase::Running,
-                restarts: 0,
-                exit_code: None,
-                message: String::new(),
-            })
-            .collect(),
-    }
-}
-
-/// The desired states among `publish`, by node.
-fn desired(publish: Vec<Publish>) -> Vec<(String, DesiredState)> {
-    publish
-        .into_iter()
-        .filter(|p| p.topic.ends_with("/desired"))
-        .map(|p| {
-            let node = p.topic.split('/').nth(3).unwrap_or_default().to_owned();
-            let state = wasmfleet_proto::decode(&p.payload).expect("the hub's own frame");
-            (node, state)
-        })
-        .collect()
-}
-
 /// What one fleet size cost: the controller and the liveness table, settled, and the peaks
 /// of the controller's phases, all measured from before it.
 struct Cost {
@@ -174,8 +141,8 @@ fn fleet_of(n: usize, dir: &std::path::Path) -> Cost {
     let spec = fleet::spec(0, PlacementPolicy::EveryNode);
     let (_, _, publish) = watched(|| c.apply("agent", spec, 2)).expect("valid spec");
     let apply = phase_peak(before);
-    for (node, state) in desired(publish) {
-        let status = running(&state);
+    for (node, state) in fleet::desired_states(publish) {
+        let status = fleet::running(&state);
         let publish = watched(|| c.on_status(&node, status, 3)).expect("status");
         assert!(publish.is_empty(), "{node} acted on what it was sent");
     }

@@ -10,11 +10,47 @@ use std::time::Duration;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, SamplingMode};
 
+use wasmfleet_hub::controller::Publish;
 use wasmfleet_hub::model::capabilities::{CapabilitiesSpec, DEFAULT_NAMESPACE};
 use wasmfleet_hub::model::deployment::{PlacementPolicy, RestartPolicyName};
 use wasmfleet_hub::model::rollout::RolloutStrategy;
 use wasmfleet_hub::model::{DeploymentRecord, DeploymentSpec, NodeName, NodeRecord, Scheduling};
-use wasmfleet_proto::{Capacity, DeviceClass, EngineProfile, Hello, Label};
+use wasmfleet_proto::{
+    Capacity, DesiredState, DeviceClass, EngineProfile, Hello, Label, NodeStatus, Phase,
+    WorkloadStatus,
+};
+
+/// Every workload of `state` Running, as its agent reports it.
+pub fn running(state: &DesiredState) -> NodeStatus {
+    NodeStatus {
+        observed_fleet: state.fleet,
+        observed_generation: state.generation,
+        workloads: state
+            .workloads
+            .iter()
+            .map(|w| WorkloadStatus {
+                name: w.name.clone(),
+                revision: w.revision,
+                phase: Phase::Running,
+                restarts: 0,
+                exit_code: None,
+                message: String::new(),
+            })
+            .collect(),
+    }
+}
+
+/// The desired states among the controller's publications, by node, in their order.
+pub fn desired_states(publish: Vec<Publish>) -> impl Iterator<Item = (String, DesiredState)> {
+    publish
+        .into_iter()
+        .filter(|p| p.topic.ends_with("/desired"))
+        .map(|p| {
+            let node = p.topic.split('/').nth(3).unwrap_or_default().to_owned();
+            let state = wasmfleet_proto::decode(&p.payload).expect("the hub's own frame");
+            (node, state)
+        })
+}
 
 /// Name of node `i`: zero-padded, so name order is index order.
 pub fn node_name(i: usize) -> String {
