@@ -257,6 +257,7 @@ impl Controller {
             // record, and its health was observed when it first came.
             return;
         }
+        let name = self.shared_name(node);
         let old = self.statuses.get(node);
         for w in &status.workloads {
             let before = old.and_then(|o| o.workloads.iter().find(|x| x.name == w.name));
@@ -292,10 +293,9 @@ impl Controller {
                 ),
             ));
             p.batch.put_desired.push((node.to_owned(), state.frame()));
-            let name = self.shared_name(node);
             let old = Arc::make_mut(&mut self.desired).insert(name.clone(), Arc::new(state));
             p.old_desired.entry(name.clone()).or_insert(old);
-            p.greet.insert(name);
+            p.greet.insert(name.clone());
         }
         if status.observed_fleet == self.fleet {
             rollouts::observe(
@@ -310,7 +310,6 @@ impl Controller {
         let current = self.desired.get(node).is_some_and(|d| {
             (status.observed_fleet, status.observed_generation) == (d.fleet, d.generation)
         });
-        let name = self.shared_name(node);
         if current {
             self.behind.remove(node);
             self.sent_ms.remove(node);

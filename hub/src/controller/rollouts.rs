@@ -92,19 +92,17 @@ impl Controller {
             .workloads_of(dep)
             .into_iter()
             .map(|name| {
-                let node = self.placement.assigned.get(&name).map(|n| n.to_string());
+                let node = self.placement.assigned.get(&name);
                 let reported = node
-                    .as_ref()
-                    .and_then(|n| self.statuses.get(n.as_str()))
+                    .and_then(|n| self.statuses.get(n))
                     .filter(|s| s.observed_fleet == self.fleet)
                     .and_then(|s| s.workloads.iter().find(|w| w.name == name));
                 let health = self.health.get(&name).filter(|h| h.revision == revision);
                 Replica {
                     node_ready: node
-                        .as_ref()
-                        .and_then(|n| self.nodes.get(n.as_str()))
+                        .and_then(|n| self.nodes.get(n))
                         .is_some_and(|n| n.ready),
-                    node,
+                    node: node.map(NodeName::to_string),
                     reported: reported.map(|w| (w.phase, w.revision)),
                     failures: health.map_or(0, Health::failures),
                     running_since_ms: health.and_then(|h| h.running_since_ms),

@@ -56,12 +56,6 @@ impl From<String> for NodeName {
     }
 }
 
-impl From<&String> for NodeName {
-    fn from(name: &String) -> Self {
-        NodeName(name.as_str().into())
-    }
-}
-
 impl From<NodeName> for String {
     fn from(name: NodeName) -> Self {
         name.0.as_ref().to_owned()

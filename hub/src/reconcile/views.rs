@@ -20,11 +20,11 @@ pub fn workload_views(
     for dep in deployments.values() {
         for (index, name) in placement.workloads_of(dep).into_iter().enumerate() {
             let (wanted, _) = dep.template_at(index);
-            let node = placement.assigned.get(&name).map(|n| n.to_string());
+            let node = placement.assigned.get(&name);
             let mut view = WorkloadView {
                 name,
                 deployment: dep.name.clone(),
-                node: node.clone(),
+                node: node.map(NodeName::to_string),
                 phase: Phase::Pending.as_str().into(),
                 restarts: 0,
                 revision: 0,
@@ -35,7 +35,7 @@ pub fn workload_views(
                 &mut view,
                 wanted,
                 placement,
-                node.as_deref(),
+                node.map(NodeName::as_str),
                 nodes,
                 statuses,
             );

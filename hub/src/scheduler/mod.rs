@@ -68,25 +68,25 @@ impl Placement {
                 .map(|o| dep.workload_name(o))
                 .collect(),
             PlacementPolicy::EveryNode => {
-                let prefix = format!("{}-", dep.name);
-                let of = |workloads: &mut dyn Iterator<Item = &String>| {
-                    workloads
-                        .take_while(|w| w.starts_with(&prefix))
-                        .filter(|w| deployment_of_workload(w) == dep.name)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                };
-                let mut names = of(&mut self.assigned.range(prefix.clone()..).map(|(w, _)| w));
-                names.extend(of(&mut self
-                    .unschedulable
-                    .range(prefix.clone()..)
-                    .map(|(w, _)| w)));
+                let mut names = workloads_in(&self.assigned, &dep.name);
+                names.extend(workloads_in(&self.unschedulable, &dep.name));
                 names.sort();
                 names.dedup();
                 names
             }
         }
     }
+}
+
+/// The every-node workloads of `deployment` among the keys of `map` (a placement's
+/// `assigned` or `unschedulable`): names `{deployment}-…` that belong to no other deployment.
+fn workloads_in<V>(map: &BTreeMap<String, V>, deployment: &str) -> Vec<String> {
+    let prefix = format!("{deployment}-");
+    map.range(prefix.clone()..)
+        .take_while(|(w, _)| w.starts_with(&prefix))
+        .filter(|(w, _)| deployment_of_workload(w) == deployment)
+        .map(|(w, _)| w.clone())
+        .collect()
 }
 
 /// Inputs of one scheduling pass.

@@ -249,6 +249,14 @@ fn oracle_selects(d: &DeploymentRecord, n: &NodeRecord) -> bool {
     selector && expressions && class_ok && devices
 }
 
+/// The workloads of deployment `dep` among the keys of `m`.
+fn of_deployment<V>(m: &BTreeMap<String, V>, dep: &str) -> BTreeSet<String> {
+    m.keys()
+        .filter(|w| deployment_of_workload(w) == dep)
+        .cloned()
+        .collect()
+}
+
 /// (memory, count, bytes) each node holds under `p`.
 fn usage(f: &Fleet, p: &Placement) -> BTreeMap<NodeName, (u64, u32, usize)> {
     let mut out: BTreeMap<NodeName, (u64, u32, usize)> = BTreeMap::new();
@@ -311,12 +319,7 @@ proptest! {
             }
         }
         for d in f.deployments.values() {
-            let mine = |m: &mut dyn Iterator<Item = &String>| -> BTreeSet<String> {
-                m.filter(|w| deployment_of_workload(w) == d.name)
-                    .cloned()
-                    .collect()
-            };
-            let (placed, pending) = (mine(&mut p.assigned.keys()), mine(&mut p.unschedulable.keys()));
+            let (placed, pending) = (of_deployment(&p.assigned, &d.name), of_deployment(&p.unschedulable, &d.name));
             match d.spec.placement {
                 PlacementPolicy::Replicas => {
                     let all: BTreeSet<String> = (0..d.spec.replicas).map(|o| d.workload_name(o)).collect();
