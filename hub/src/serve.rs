@@ -124,7 +124,6 @@ pub async fn start(opts: Options) -> Result<RunningHub, ServeError> {
 
     // Before the broker accepts its first node.
     let open_files = crate::limits::raise_open_files();
-    crate::limits::keep_large_allocations_out_of_the_heap();
     let embedded = match &opts.broker {
         Some(_) => None,
         None => Some(EmbeddedBroker::start(opts.mqtt).await?),
@@ -267,10 +266,6 @@ async fn publisher(link: Link, outbox: Arc<Outbox>, mut shutdown: watch::Receive
     }
 }
 
-/// How often the ticker hands freed memory back to the system (a trim of a 200 MiB heap
-/// takes a few milliseconds).
-const RELEASE_MEMORY_EVERY_SECS: u64 = 10;
-
 /// Periodic controller work: snapshot refresh, grace periods and retries, retention, and a
 /// word about anything the inbox dropped.
 async fn ticker(
@@ -305,9 +300,6 @@ async fn ticker(
             .await;
         if let Err(e) = result {
             tracing::error!("controller tick: {e}");
-        }
-        if ticks.is_multiple_of(RELEASE_MEMORY_EVERY_SECS * per_second) {
-            let _ = tokio::task::spawn_blocking(crate::limits::release_free_memory).await;
         }
         if ticks.is_multiple_of(60 * per_second) {
             let trimmed = controller

@@ -4,6 +4,7 @@
 //! One test binary with a module per theme: each integration-test binary links the whole hub
 //! (wasmtime included), so one binary instead of one per file saves minutes of linking in CI.
 
+mod allocator;
 mod artifacts;
 mod common;
 mod demo;
