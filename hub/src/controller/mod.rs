@@ -101,10 +101,10 @@ pub struct Controller {
     statuses: Arc<BTreeMap<NodeName, Arc<NodeStatus>>>,
     /// Replaced whole by every pass, so shared with the snapshot too.
     placement: Arc<Placement>,
-    /// When each node's desired state was last published, to pace re-sends; kept only
-    /// until the node reports it (a converged fleet holds none: they were 1 in 15 of the
-    /// hub's allocations per node at rest).
-    sent_ms: BTreeMap<NodeName, u64>,
+    /// When each node's desired state was last published and how long until it may be sent
+    /// again, to pace re-sends; kept only until the node reports it (a converged fleet holds
+    /// none: they were 1 in 15 of the hub's allocations per node at rest).
+    sent: BTreeMap<NodeName, Sent>,
     /// Precompiled artifacts by module and engine profile.
     artifacts: BTreeMap<ArtifactKey, ArtifactState>,
     /// What replicas of Progressing rollouts reported at which revision.
@@ -123,6 +123,46 @@ pub struct Controller {
 /// How long a node may report an older generation than it was sent before the hub sends its
 /// desired state again. A backstop for anything that reorders or loses a publish.
 pub const LAGGING_RESEND_MS: u64 = 10_000;
+
+/// The longest wait between re-sends to a node that stays behind. Each re-send doubles the
+/// wait, from [`LAGGING_RESEND_MS`] up to this: a node that keeps not acting on a state (it
+/// cannot decode it, or its reports queue behind a large apply) is not sent the same state
+/// every 10 s for ever, while a lost publish is still repaired within 10 s. (A node reports
+/// a state's generation as soon as it has read it, fetching or not, so a slow download does
+/// not count as behind.)
+pub const LAGGING_RESEND_MAX_MS: u64 = 80_000;
+
+/// When a node's desired state last went out, and how long the hub waits for its report of
+/// it before sending it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sent {
+    at_ms: u64,
+    wait_ms: u64,
+}
+
+impl Sent {
+    /// A new desired state sent at `now_ms`: the first wait.
+    fn fresh(now_ms: u64) -> Sent {
+        Sent {
+            at_ms: now_ms,
+            wait_ms: LAGGING_RESEND_MS,
+        }
+    }
+
+    /// Whether a node still behind at `now_ms` has waited long enough for a re-send.
+    fn due(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.at_ms) >= self.wait_ms
+    }
+
+    /// The same state sent again at `now_ms`: the next wait is twice as long, up to
+    /// [`LAGGING_RESEND_MAX_MS`].
+    fn again(&self, now_ms: u64) -> Sent {
+        Sent {
+            at_ms: now_ms,
+            wait_ms: self.wait_ms.saturating_mul(2).min(LAGGING_RESEND_MAX_MS),
+        }
+    }
+}
 
 impl std::fmt::Debug for Controller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -160,13 +200,19 @@ fn shared_name(nodes: &BTreeMap<NodeName, Arc<NodeRecord>>, node: &str) -> NodeN
 
 /// The publication of `node`'s desired state, recording when it was sent (the pacing of
 /// [`Controller::tick`]'s re-sends to lagging nodes relies on every send being recorded).
+/// A publication other than a re-send starts the pacing afresh.
 fn desired_publish(
-    sent_ms: &mut BTreeMap<NodeName, u64>,
+    sent: &mut BTreeMap<NodeName, Sent>,
     node: &NodeName,
     frame: Bytes,
     now_ms: u64,
 ) -> Publish {
-    sent_ms.insert(node.clone(), now_ms);
+    sent.insert(node.clone(), Sent::fresh(now_ms));
+    resend(node, frame)
+}
+
+/// The publication of `node`'s desired state `frame`.
+fn resend(node: &NodeName, frame: Bytes) -> Publish {
     Publish {
         topic: topic::node_topic(node, topic::NodeTopic::Desired),
         payload: frame,
@@ -216,7 +262,7 @@ impl Controller {
             templates,
             statuses: Arc::default(),
             placement: Arc::default(),
-            sent_ms: BTreeMap::new(),
+            sent: BTreeMap::new(),
             artifacts: snap.artifacts,
             health: HashMap::new(),
             deadlines: BTreeSet::new(),
@@ -316,10 +362,10 @@ impl Controller {
     /// Every node's desired state, to publish after (re)connecting to the broker: retained
     /// messages of an embedded broker live in memory only.
     pub fn republish_all(&mut self, now_ms: u64) -> Vec<Publish> {
-        let sent_ms = &mut self.sent_ms;
+        let sent = &mut self.sent;
         self.desired
             .iter()
-            .map(|(node, state)| desired_publish(sent_ms, node, state.frame(), now_ms))
+            .map(|(node, state)| desired_publish(sent, node, state.frame(), now_ms))
             .collect()
     }
 
@@ -495,31 +541,31 @@ impl Controller {
     }
 
     /// Desired states of Ready nodes that report an older generation than they were sent,
-    /// at most once per [`LAGGING_RESEND_MS`] per node. Looks only at the nodes known to be
-    /// behind, so a converged fleet costs nothing here.
+    /// [`LAGGING_RESEND_MS`] after the send and then at doubling intervals (up to
+    /// [`LAGGING_RESEND_MAX_MS`]) while the node stays behind. Looks only at the nodes known
+    /// to be behind, so a converged fleet costs nothing here.
     fn resend_lagging(&mut self, now_ms: u64) -> Vec<Publish> {
         let mut out = Vec::new();
-        let (desired, statuses, nodes, sent_ms) = (
-            &self.desired,
-            &self.statuses,
-            &self.nodes,
-            &mut self.sent_ms,
-        );
+        let (desired, statuses, nodes, sent) =
+            (&self.desired, &self.statuses, &self.nodes, &mut self.sent);
         self.behind.retain(|node| {
             let (Some(state), Some(status)) = (desired.get(node), statuses.get(node)) else {
-                sent_ms.remove(node);
+                sent.remove(node);
                 return false;
             };
             if (status.observed_fleet, status.observed_generation)
                 == (state.fleet, state.generation)
             {
-                sent_ms.remove(node);
+                sent.remove(node);
                 return false;
             }
             let ready = nodes.get(node).is_some_and(|n| n.ready);
-            let sent = sent_ms.get(node).copied().unwrap_or(0);
-            if ready && now_ms.saturating_sub(sent) >= LAGGING_RESEND_MS {
-                out.push(desired_publish(sent_ms, node, state.frame(), now_ms));
+            // None: sent before this hub started (or its record lost); send now.
+            let last = sent.get(node).copied();
+            if ready && last.is_none_or(|s| s.due(now_ms)) {
+                let next = last.map_or_else(|| Sent::fresh(now_ms), |s| s.again(now_ms));
+                sent.insert(node.clone(), next);
+                out.push(resend(node, state.frame()));
             }
             true
         });
@@ -644,11 +690,11 @@ impl Controller {
             self.deployments = deployments;
         }
         self.placement = Arc::new(placement);
-        let sent_ms = &mut self.sent_ms;
+        let sent = &mut self.sent;
         let publish = changed
             .keys()
             .zip(&batch.put_desired[first..])
-            .map(|(node, (_, frame))| desired_publish(sent_ms, node, frame.clone(), now_ms))
+            .map(|(node, (_, frame))| desired_publish(sent, node, frame.clone(), now_ms))
             .collect();
         for node in changed.keys() {
             if self.statuses.contains_key(node) {

@@ -312,7 +312,7 @@ impl Controller {
         });
         if current {
             self.behind.remove(node);
-            self.sent_ms.remove(node);
+            self.sent.remove(node);
         } else {
             self.behind.insert(name.clone());
         }
@@ -379,12 +379,7 @@ impl Controller {
                 continue;
             }
             let state = self.desired_or_empty(node);
-            greetings.push(desired_publish(
-                &mut self.sent_ms,
-                node,
-                state.frame(),
-                now_ms,
-            ));
+            greetings.push(desired_publish(&mut self.sent, node, state.frame(), now_ms));
         }
         publish.extend(greetings);
         Ok(publish)

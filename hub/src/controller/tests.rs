@@ -366,21 +366,34 @@ fn a_lagging_node_gets_its_desired_state_again() {
         observed_generation: 0,
         workloads: vec![],
     };
-    c.on_status("a", lagging, 1).unwrap();
-    assert!(c.tick(LAGGING_RESEND_MS - 1).unwrap().is_empty(), "paced");
-    let again = c.tick(LAGGING_RESEND_MS).unwrap();
-    assert_eq!(again.len(), 1);
-    assert_eq!(decode_desired(&again[0]).generation, 1);
-    assert!(c.tick(LAGGING_RESEND_MS + 1).unwrap().is_empty(), "paced");
+    c.on_status("a", lagging.clone(), 1).unwrap();
+    // Re-sent 10 s after the send, then at doubling intervals up to the longest wait, while
+    // the node stays behind: at 10, 30, 70, 150 and 230 s.
+    assert_eq!((LAGGING_RESEND_MS, LAGGING_RESEND_MAX_MS), (10_000, 80_000));
+    let mut resent = vec![];
+    for now in (1_000..=300_000).step_by(1_000) {
+        for p in c.tick(now).unwrap() {
+            assert_eq!(decode_desired(&p).generation, 1);
+            resent.push(now);
+        }
+    }
+    assert_eq!(resent, [10_000, 30_000, 70_000, 150_000, 230_000]);
+    // A new desired state starts the pacing afresh.
+    c.apply("hello", spec(2), 300_500).unwrap();
+    c.on_status("a", lagging, 300_600).unwrap();
+    assert!(c.tick(310_000).unwrap().is_empty(), "paced");
+    let again = c.tick(310_500).unwrap();
+    assert_eq!(again.len(), 1, "10 s after the new state");
+    assert_eq!(decode_desired(&again[0]).generation, 2);
     let caught_up = NodeStatus {
         observed_fleet: c.fleet(),
-        observed_generation: 1,
+        observed_generation: 2,
         workloads: vec![],
     };
-    c.on_status("a", caught_up, 3 * LAGGING_RESEND_MS).unwrap();
-    assert!(c.tick(4 * LAGGING_RESEND_MS).unwrap().is_empty());
+    c.on_status("a", caught_up, 311_000).unwrap();
+    assert!(c.tick(400_000).unwrap().is_empty());
     assert!(
-        c.sent_ms.is_empty(),
+        c.sent.is_empty(),
         "a node that reported its desired state keeps no send time"
     );
 }
