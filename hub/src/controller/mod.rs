@@ -208,11 +208,12 @@ fn desired_publish(
     now_ms: u64,
 ) -> Publish {
     sent.insert(node.clone(), Sent::fresh(now_ms));
-    resend(node, frame)
+    desired_state(node, frame)
 }
 
-/// The publication of `node`'s desired state `frame`.
-fn resend(node: &NodeName, frame: Bytes) -> Publish {
+/// The publication of `node`'s desired state `frame`, unrecorded (for re-sends, which pace
+/// themselves).
+fn desired_state(node: &NodeName, frame: Bytes) -> Publish {
     Publish {
         topic: topic::node_topic(node, topic::NodeTopic::Desired),
         payload: frame,
@@ -565,7 +566,7 @@ impl Controller {
             if ready && last.is_none_or(|s| s.due(now_ms)) {
                 let next = last.map_or_else(|| Sent::fresh(now_ms), |s| s.again(now_ms));
                 sent.insert(node.clone(), next);
-                out.push(resend(node, state.frame()));
+                out.push(desired_state(node, state.frame()));
             }
             true
         });
