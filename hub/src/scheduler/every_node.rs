@@ -39,6 +39,18 @@ pub fn workload_name(deployment: &str, node: &str, salt: u32) -> String {
     format!("{deployment}-{hash:08x}")
 }
 
+/// The entries of `map` (a placement's `assigned` or `unschedulable`) that are every-node
+/// workloads of `deployment`: names `{deployment}-…` that belong to no other deployment.
+pub(super) fn workloads_in<'m, V>(
+    map: &'m BTreeMap<String, V>,
+    deployment: &'m str,
+) -> impl Iterator<Item = (&'m String, &'m V)> {
+    let prefix = format!("{deployment}-");
+    map.range(prefix.clone()..)
+        .take_while(move |(w, _)| w.starts_with(&prefix))
+        .filter(move |(w, _)| deployment_of_workload(w) == deployment)
+}
+
 /// Names the workloads of every-node deployment `deployment` on the `matching` nodes
 /// (indices into `nodes`, ascending). Returns (node index, workload name), ascending by index.
 pub(super) fn bind(
@@ -48,13 +60,8 @@ pub(super) fn bind(
     current: &BTreeMap<String, NodeName>,
 ) -> Vec<(usize, String)> {
     // The names of this deployment held now, by node: only these can be kept.
-    let prefix = format!("{deployment}-");
     let mut held: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (workload, node) in current
-        .range(prefix.clone()..)
-        .take_while(|(w, _)| w.starts_with(&prefix))
-        .filter(|(w, _)| deployment_of_workload(w) == deployment)
-    {
+    for (workload, node) in workloads_in(current, deployment) {
         held.entry(node).or_default().push(workload.as_str());
     }
     let mut claimed: BTreeSet<String> = BTreeSet::new();

@@ -38,7 +38,7 @@ mod selector;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::model::deployment::{PlacementPolicy, deployment_of_workload};
+use crate::model::deployment::PlacementPolicy;
 use crate::model::{DeploymentRecord, NodeName, NodeRecord, Scheduling};
 
 pub use capacity::DESIRED_STATE_BUDGET;
@@ -68,25 +68,19 @@ impl Placement {
                 .map(|o| dep.workload_name(o))
                 .collect(),
             PlacementPolicy::EveryNode => {
-                let mut names = workloads_in(&self.assigned, &dep.name);
-                names.extend(workloads_in(&self.unschedulable, &dep.name));
+                let mut names: Vec<String> = every_node::workloads_in(&self.assigned, &dep.name)
+                    .map(|(w, _)| w.clone())
+                    .collect();
+                names.extend(
+                    every_node::workloads_in(&self.unschedulable, &dep.name)
+                        .map(|(w, _)| w.clone()),
+                );
                 names.sort();
                 names.dedup();
                 names
             }
         }
     }
-}
-
-/// The every-node workloads of `deployment` among the keys of `map` (a placement's
-/// `assigned` or `unschedulable`): names `{deployment}-…` that belong to no other deployment.
-fn workloads_in<V>(map: &BTreeMap<String, V>, deployment: &str) -> Vec<String> {
-    let prefix = format!("{deployment}-");
-    map.range(prefix.clone()..)
-        .take_while(|(w, _)| w.starts_with(&prefix))
-        .filter(|(w, _)| deployment_of_workload(w) == deployment)
-        .map(|(w, _)| w.clone())
-        .collect()
 }
 
 /// Inputs of one scheduling pass.
