@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod limits;
 pub mod model;
 pub mod mqtt;
+pub mod process;
 pub mod reconcile;
 pub mod scheduler;
 pub mod serve;

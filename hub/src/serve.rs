@@ -28,7 +28,7 @@ use crate::controller::{self, Controller, ControllerHandle, Outbox};
 use crate::ingest::{fleet_ingest, liveness_watch, log_writer};
 use crate::mqtt::inbox::Drops;
 use crate::mqtt::link::KeepAlive;
-use crate::mqtt::{EmbeddedBroker, Inbox, Link};
+use crate::mqtt::{EmbeddedBroker, Inbox, Link, MosquittoOptions, SupervisedMosquitto};
 use crate::store::{BlobStore, LogStore, Retention, SqliteStore};
 
 /// Options of `wasmfleet serve`.
@@ -38,14 +38,61 @@ pub struct Options {
     pub data: PathBuf,
     /// HTTP API address.
     pub http: SocketAddr,
-    /// Where the embedded broker listens; ignored when `broker` is set.
+    /// Where the hub's own broker listens; ignored when `broker` is set.
     pub mqtt: SocketAddr,
-    /// External broker; no embedded broker is started when set.
+    /// Which broker the hub runs itself.
+    pub own_broker: OwnBroker,
+    /// External broker; the hub runs none of its own when set.
     pub broker: Option<BrokerUrl>,
     /// Controller tunables.
     pub controller: controller::Config,
     /// How much workload log the hub keeps.
     pub log_retention: Retention,
+}
+
+/// The broker the hub runs itself, when no external one is named.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum OwnBroker {
+    /// rmqtt, inside the hub's process: one binary runs everything.
+    #[default]
+    Rmqtt,
+    /// mosquitto, a process the hub starts and watches: about a fifth of rmqtt's memory per
+    /// connected node ([`crate::mqtt::mosquitto`]).
+    Mosquitto {
+        /// The program; `None` looks for `mosquitto` on `PATH` and in `/usr/sbin`.
+        program: Option<PathBuf>,
+    },
+}
+
+/// The broker the hub runs, kept for as long as the hub runs.
+#[derive(Debug)]
+enum RunningBroker {
+    Rmqtt(EmbeddedBroker),
+    Mosquitto(SupervisedMosquitto),
+}
+
+impl RunningBroker {
+    async fn start(own: &OwnBroker, opts: &Options) -> Result<Self, ServeError> {
+        Ok(match own {
+            OwnBroker::Rmqtt => RunningBroker::Rmqtt(EmbeddedBroker::start(opts.mqtt).await?),
+            OwnBroker::Mosquitto { program } => RunningBroker::Mosquitto(
+                SupervisedMosquitto::start(MosquittoOptions {
+                    program: program.clone(),
+                    addr: opts.mqtt,
+                    dir: opts.data.clone(),
+                })
+                .await?,
+            ),
+        })
+    }
+
+    /// Where the hub's own client connects: rmqtt has a loopback listener sized for it.
+    fn hub_addr(&self) -> SocketAddr {
+        match self {
+            RunningBroker::Rmqtt(b) => b.internal_addr(),
+            RunningBroker::Mosquitto(m) => m.client_addr(),
+        }
+    }
 }
 
 /// Why the hub could not start.
@@ -71,6 +118,9 @@ pub enum ServeError {
     /// The embedded broker failed.
     #[error(transparent)]
     Broker(#[from] crate::mqtt::broker::BrokerError),
+    /// The mosquitto the hub runs failed to start.
+    #[error(transparent)]
+    Mosquitto(#[from] crate::mqtt::mosquitto::MosquittoError),
     /// The HTTP listener failed.
     #[error("cannot listen for HTTP on {addr}: {source}")]
     Http {
@@ -97,7 +147,7 @@ pub struct RunningHub {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     link: Link,
-    _embedded: Option<EmbeddedBroker>,
+    own_broker: Option<RunningBroker>,
 }
 
 /// Starts every part of the hub and returns once all listen.
@@ -124,19 +174,18 @@ pub async fn start(opts: Options) -> Result<RunningHub, ServeError> {
 
     // Before the broker accepts its first node.
     let open_files = crate::limits::raise_open_files();
-    let embedded = match &opts.broker {
+    let own_broker = match &opts.broker {
         Some(_) => None,
-        None => Some(EmbeddedBroker::start(opts.mqtt).await?),
+        None => Some(RunningBroker::start(&opts.own_broker, &opts).await?),
     };
     let public_broker = opts.broker.clone().unwrap_or_else(|| BrokerUrl {
         host: opts.mqtt.ip().to_string(),
         port: opts.mqtt.port(),
     });
-    // The hub's own client uses the embedded broker's loopback listener, sized for it.
-    let hub_broker = match &embedded {
+    let hub_broker = match &own_broker {
         Some(b) => BrokerUrl {
-            host: b.internal_addr().ip().to_string(),
-            port: b.internal_addr().port(),
+            host: b.hub_addr().ip().to_string(),
+            port: b.hub_addr().port(),
         },
         None => public_broker.clone(),
     };
@@ -147,8 +196,8 @@ pub async fn start(opts: Options) -> Result<RunningHub, ServeError> {
     let fleet_inbox = inbox.fleet.clone();
     let liveness = inbox.liveness.clone();
     let watch_inbox = inbox.clone();
-    let keep_alive = match &embedded {
-        Some(_) => KeepAlive::Embedded,
+    let keep_alive = match &own_broker {
+        Some(_) => KeepAlive::Own,
         None => KeepAlive::External,
     };
     let (link, link_task) = Link::start(&hub_broker, keep_alive, inbox, shutdown_rx.clone());
@@ -221,13 +270,13 @@ pub async fn start(opts: Options) -> Result<RunningHub, ServeError> {
         shutdown,
         tasks,
         link,
-        _embedded: embedded,
+        own_broker,
     })
 }
 
 impl RunningHub {
     /// Stops accepting requests and lets in-flight ones finish (up to [`HTTP_DRAIN`]), then
-    /// disconnects from the broker and stops the tasks.
+    /// disconnects from the broker, stops the tasks, and stops the broker it runs.
     pub async fn shutdown(mut self) {
         let _ = self.stop_http.send(true);
         if tokio::time::timeout(HTTP_DRAIN, &mut self.http)
@@ -249,6 +298,10 @@ impl RunningHub {
             {
                 abort.abort();
             }
+        }
+        match self.own_broker {
+            Some(RunningBroker::Mosquitto(m)) => m.stop().await,
+            Some(RunningBroker::Rmqtt(_)) | None => {}
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The hub under test: a `wasmfleet serve` the simulator starts (embedded broker, SQLite in a
-//! temporary directory), or one already running. Its RSS and CPU time come from /proc.
+//! temporary directory), or one already running. Its RSS and CPU time come from /proc, with
+//! those of its children (the mosquitto it runs with `--embedded-broker mosquitto`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -7,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use wasmfleet_hub::api::types::NodeView;
+use wasmfleet_hub::cli::EmbeddedBrokerArg;
+use wasmfleet_hub::process::{child_pids, rss_kib};
 
 /// A hub the simulator started; killed when dropped.
 #[derive(Debug)]
@@ -28,8 +31,13 @@ impl Drop for OwnHub {
 }
 
 impl OwnHub {
-    /// Starts `wasmfleet serve` from `bin` with its data in `dir`, on free loopback ports.
-    pub fn start(bin: &Path, dir: &Path) -> Result<OwnHub> {
+    /// Starts `wasmfleet serve` from `bin` with its data in `dir`, on free loopback ports,
+    /// running `broker`.
+    pub fn start(bin: &Path, dir: &Path, broker: EmbeddedBrokerArg) -> Result<OwnHub> {
+        let broker = match broker {
+            EmbeddedBrokerArg::Rmqtt => "rmqtt",
+            EmbeddedBrokerArg::Mosquitto => "mosquitto",
+        };
         let (http, mqtt) = (free_port()?, free_port()?);
         let log = dir.join("hub.log");
         let child = Command::new(bin)
@@ -38,6 +46,7 @@ impl OwnHub {
             .arg(dir.join("hub"))
             .args(["--http", &format!("127.0.0.1:{http}")])
             .args(["--mqtt", &format!("127.0.0.1:{mqtt}")])
+            .args(["--embedded-broker", broker])
             // Nothing moves while the simulator connects thousands of nodes.
             .args(["--node-grace-secs", "600"])
             .stdout(Stdio::null())
@@ -76,13 +85,23 @@ pub async fn wait_healthy(url: &str, timeout: Duration) -> Result<()> {
     }
 }
 
-/// Resident set size of `pid`, bytes.
+/// Resident set size of `pid` and its children, bytes.
 pub fn rss_bytes(pid: u32) -> u64 {
-    wasmfleet_hub::cli::demo::rss_kib(pid).unwrap_or(0) * 1024
+    with_children(pid)
+        .map(|p| rss_kib(p).unwrap_or(0) * 1024)
+        .sum()
 }
 
-/// CPU time (user + system) `pid` has used.
+/// CPU time (user + system) `pid` and its children have used.
 pub fn cpu_time(pid: u32) -> Duration {
+    with_children(pid).map(own_cpu_time).sum()
+}
+
+fn with_children(pid: u32) -> impl Iterator<Item = u32> {
+    std::iter::once(pid).chain(child_pids(pid))
+}
+
+fn own_cpu_time(pid: u32) -> Duration {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return Duration::ZERO;
     };

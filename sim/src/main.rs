@@ -26,6 +26,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use wasmfleet_common::BrokerUrl;
 use wasmfleet_hub::api::types::NodeView;
+use wasmfleet_hub::cli::EmbeddedBrokerArg;
 use wasmfleet_hub::cli::client::Client;
 use wasmfleet_hub::model::quantity::parse_duration;
 
@@ -51,6 +52,10 @@ struct Cli {
     /// That hub's broker, mqtt://HOST:PORT.
     #[arg(long, requires = "hub")]
     mqtt: Option<String>,
+    /// The broker the hub started here runs: `rmqtt` inside it, or `mosquitto`, a process it
+    /// starts (its memory and CPU are counted as the hub's).
+    #[arg(long, value_enum, default_value = "rmqtt", conflicts_with = "hub")]
+    embedded_broker: EmbeddedBrokerArg,
     /// The `wasmfleet` binary to start a hub with (default: next to this one).
     #[arg(long)]
     wasmfleet: Option<PathBuf>,
@@ -86,7 +91,8 @@ fn main() -> Result<()> {
     if !(0.0..=1.0).contains(&cli.loss) {
         bail!("--loss {} must be from 0 to 1", cli.loss);
     }
-    if cli.hollow == Some(0) || (cli.hub.is_none() && cli.hollow.is_some_and(|m| m > 16)) {
+    let rmqtt = cli.hub.is_none() && cli.embedded_broker == EmbeddedBrokerArg::Rmqtt;
+    if cli.hollow == Some(0) || (rmqtt && cli.hollow.is_some_and(|m| m > 16)) {
         bail!(
             "--hollow must be from 1 to 16 against the embedded broker (it grants 16 subscriptions and queues 64 messages per session)"
         );
@@ -137,7 +143,7 @@ async fn run(cli: Cli) -> Result<()> {
                     bin.display()
                 );
             }
-            Some(hub::OwnHub::start(&bin, &dir)?)
+            Some(hub::OwnHub::start(&bin, &dir, cli.embedded_broker)?)
         }
     };
     let (url, host, port) = match (&own, &cli.hub, &cli.mqtt) {

@@ -38,6 +38,22 @@ fn three_hundred_nodes_converge() {
 }
 
 #[test]
+fn three_hundred_nodes_converge_through_a_mosquitto_the_hub_runs() {
+    let stdout = run_sim(&[
+        "--nodes",
+        "300",
+        "--idle-secs",
+        "0",
+        "--timeout",
+        "120s",
+        "--embedded-broker",
+        "mosquitto",
+    ]);
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(last.starts_with("converged 300 nodes in "), "{stdout}");
+}
+
+#[test]
 fn a_new_module_reaches_a_hundred_nodes_per_node_and_fanned_out() {
     let stdout = run_sim(&[
         "--nodes",

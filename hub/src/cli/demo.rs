@@ -16,6 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::client::{Client, with_query};
 use super::{apply, get, interrupted, logs};
 use crate::api::types::WorkloadView;
+use crate::process::{rss_kib, sigterm};
 
 /// An example embedded by the build script: its manifest (`examples/<name>/app.yaml`, which
 /// names `./<name>.wasm`) and its module (empty if it could not be built).
@@ -118,23 +119,6 @@ fn agent_binary() -> Result<PathBuf> {
     })
 }
 
-/// Sends SIGTERM so agents announce themselves offline and stop their instances cleanly.
-fn terminate(child: &tokio::process::Child) {
-    if let Some(pid) = child.id() {
-        // SAFETY: plain syscall on a pid we spawned and still own.
-        unsafe {
-            libc::kill(pid as libc::pid_t, libc::SIGTERM);
-        }
-    }
-}
-
-/// Resident set size of a process in KiB, from /proc.
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// Runs the demo.
 pub async fn run(args: DemoArgs) -> Result<()> {
     let agent = agent_binary()?;
@@ -159,6 +143,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         data: data.join("hub"),
         http: args.http,
         mqtt: args.mqtt,
+        own_broker: crate::serve::OwnBroker::Rmqtt,
         broker: None,
         controller: crate::controller::Config::default(),
         log_retention: crate::store::Retention::default(),
@@ -202,7 +187,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let result = drive(&client, &args, &manifests, &agents).await;
     eprintln!("\nstopping agents and hub ...");
     for a in &agents {
-        terminate(a);
+        sigterm(a);
     }
     for mut a in agents {
         let _ = tokio::time::timeout(Duration::from_secs(5), a.wait()).await;

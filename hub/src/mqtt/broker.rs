@@ -26,7 +26,7 @@ use rmqtt::server::MqttServer;
 use tokio::task::JoinHandle;
 
 /// Largest MQTT packet the broker accepts: a full frame plus headers.
-const MAX_PACKET: u32 = (wasmfleet_proto::MAX_FRAME_LEN + 4096) as u32;
+pub(crate) const MAX_PACKET: u32 = (wasmfleet_proto::MAX_FRAME_LEN + 4096) as u32;
 
 /// Most client sessions at once (each node is one; the process's file descriptors bound it
 /// lower in practice).
@@ -41,7 +41,7 @@ const NODE_QUEUE: usize = 64;
 /// within seconds (presence, heartbeat, status), and an overflow drops the oldest QoS 1
 /// messages, which are the presences: with 20,000 here, 850 of 9,800 simulated nodes were
 /// never seen. Sized for every session's storm; it only fills while the hub falls behind.
-const HUB_QUEUE: usize = 4 * MAX_SESSIONS as usize;
+pub(crate) const HUB_QUEUE: usize = 4 * MAX_SESSIONS as usize;
 
 /// Subscriptions a node may hold: its desired state, blob chunks and a few fetches at once.
 const NODE_SUBSCRIPTIONS: usize = 16;

@@ -182,7 +182,7 @@ pub fn start_agent_with(dir: &Path, mqtt: &str, node: &str, extra: &[&str]) -> P
 
 /// Resident set size of a process in KiB, from /proc.
 pub fn rss_kib(pid: u32) -> u64 {
-    wasmfleet_hub::cli::demo::rss_kib(pid).unwrap_or(0)
+    wasmfleet_hub::process::rss_kib(pid).unwrap_or(0)
 }
 
 impl Hub {

@@ -1,6 +1,10 @@
-//! The same hub and agents against an external broker: a real mosquitto started here.
+//! The same hub and agents on mosquitto: one started here as an external broker, and one the
+//! hub runs itself (`--embedded-broker mosquitto`).
 
 use std::process::Command;
+
+use wasmfleet_hub::mqtt::mosquitto::find_program;
+use wasmfleet_hub::process::child_pids;
 
 use crate::common::*;
 
@@ -14,7 +18,7 @@ fn runs_against_an_external_mosquitto() {
         format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nuser root\n"),
     )
     .unwrap();
-    let mosquitto = which("mosquitto")
+    let mosquitto = find_program("mosquitto")
         .expect("mosquitto is not installed: apt-get install -y mosquitto (the CI script does)");
     let _broker = Proc::spawn(
         "mosquitto",
@@ -55,12 +59,101 @@ fn runs_against_an_external_mosquitto() {
     hub.wait_nodes_idle();
 }
 
-fn which(name: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
+#[test]
+fn the_hub_runs_mosquitto_restarts_it_and_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http, port) = (free_port(), free_port());
+    let own = ["--embedded-broker", "mosquitto"];
+    let mut hub = start_hub_with(dir.path(), http, port, None, &own);
+    let first = mosquitto_of(&hub);
+    let _a = start_agent(dir.path(), &hub.mqtt, "node-a");
+    let _b = start_agent(dir.path(), &hub.mqtt, "node-b");
+    hub.wait_nodes_ready(2);
+    let app = manifest(dir.path(), "hello", 2, &["--interval", "200ms"], "");
+    hub.ok(&["apply", "-f", app.to_str().unwrap()]);
+    hub.wait_phase("hello", 2, "Running");
+
+    // mosquitto crashes: the hub starts it again, and the nodes find their desired states
+    // retained in it again (a restarted mosquitto holds none: the hub republished them).
+    kill(first, libc::SIGKILL);
+    let second = wait_until("the hub starts mosquitto again", || {
+        let pid = child_pids(hub.proc.child.id()).into_iter().next()?;
+        let listens = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        (pid != first && listens).then_some(pid)
+    });
+    wait_until("desired states retained in the new mosquitto", || {
+        let retained = retained_node_messages(port, &["wf/v1/n/+/desired"]);
+        (retained.len() == 2).then_some(())
+    });
+    let after = manifest(dir.path(), "after", 2, &["--interval", "200ms"], "");
+    hub.ok(&["apply", "-f", after.to_str().unwrap()]);
+    hub.wait_phase("after", 2, "Running");
+    hub.wait_phase("hello", 2, "Running");
+    assert!(
+        hub.proc
+            .log_text()
+            .contains("mosquitto exited; starting it again"),
+        "{}",
+        hub.proc.log_text()
+    );
+
+    // A clean stop stops mosquitto too, and frees the port for the next hub.
+    assert!(hub.proc.terminate().success());
+    assert!(!running(second), "mosquitto outlived the hub's shutdown");
+    let mut hub = start_hub_with(dir.path(), http, port, None, &own);
+    hub.wait_nodes_ready(2);
+    hub.wait_phase("after", 2, "Running");
+
+    // A hub killed outright takes mosquitto with it (a kept mosquitto would hold the port).
+    let third = mosquitto_of(&hub);
+    hub.proc.kill();
+    wait_until("mosquitto stops with the killed hub", || {
+        (!running(third)).then_some(())
+    });
+}
+
+#[test]
+fn a_mosquitto_that_cannot_run_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-mosquitto");
+    let out = std::process::Command::new(wasmfleet_bin())
+        .args(["serve", "--embedded-broker", "mosquitto", "--mosquitto"])
+        .arg(&missing)
+        .arg("--data")
+        .arg(dir.path().join("hub"))
+        .args(["--http", &format!("127.0.0.1:{}", free_port())])
+        .args(["--mqtt", &format!("127.0.0.1:{}", free_port())])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("cannot run {}", missing.display())),
+        "{err}"
+    );
+}
+
+/// The mosquitto the hub runs (its only child), checked by name.
+fn mosquitto_of(hub: &Hub) -> u32 {
+    let pid = wait_until("the hub's mosquitto", || {
+        child_pids(hub.proc.child.id()).into_iter().next()
+    });
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim(), "mosquitto");
+    pid
+}
+
+/// Whether `pid` still runs (a zombie nobody reaped does not).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+    })
+}
+
+fn kill(pid: u32, signal: libc::c_int) {
+    // SAFETY: kill only sends a signal.
+    unsafe { libc::kill(pid as libc::pid_t, signal) };
 }
 
 /// Subscribes a fresh client to `filters` and collects the retained messages it is sent.
