@@ -85,11 +85,29 @@ pub async fn wait_healthy(url: &str, timeout: Duration) -> Result<()> {
     }
 }
 
-/// Resident set size of `pid` and its children, bytes.
-pub fn rss_bytes(pid: u32) -> u64 {
-    with_children(pid)
-        .map(|p| rss_kib(p).unwrap_or(0) * 1024)
-        .sum()
+/// Resident memory of a hub, bytes: its own, and its children's (the mosquitto it runs).
+#[derive(Debug, Clone, Copy)]
+pub struct Rss {
+    /// The hub process.
+    pub own: u64,
+    /// Its children together.
+    pub children: u64,
+}
+
+impl Rss {
+    /// Of `pid` and its children, now.
+    pub fn of(pid: u32) -> Rss {
+        let bytes = |p| rss_kib(p).unwrap_or(0) * 1024;
+        Rss {
+            own: bytes(pid),
+            children: child_pids(pid).into_iter().map(bytes).sum(),
+        }
+    }
+
+    /// Both together.
+    pub fn total(self) -> u64 {
+        self.own + self.children
+    }
 }
 
 /// CPU time (user + system) `pid` and its children have used.

@@ -180,7 +180,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
     );
     let client = Client::new(&url, Duration::from_secs(60));
-    let idle_rss = pid.map(hub::rss_bytes);
+    let idle_rss = pid.map(hub::Rss::of);
 
     // Connect the fleet and wait until the hub sees every node Ready.
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
@@ -248,13 +248,24 @@ async fn run(cli: Cli) -> Result<()> {
     // Let the connect storm's statuses settle before measuring memory and the apply.
     tokio::time::sleep(Duration::from_secs(2)).await;
     if let (Some(pid), Some(idle)) = (pid, idle_rss) {
-        let full = hub::rss_bytes(pid);
+        let full = hub::Rss::of(pid);
+        let per_node =
+            |full: u64, idle: u64| full.saturating_sub(idle) as f64 / 1024.0 / cli.nodes as f64;
+        let parts = if full.children == 0 {
+            "embedded broker included".to_string()
+        } else {
+            format!(
+                "the hub {:.1} KiB, the broker it runs {:.1} KiB",
+                per_node(full.own, idle.own),
+                per_node(full.children, idle.children)
+            )
+        };
         println!(
-            "hub memory: RSS {:.1} MiB with no nodes, {:.1} MiB with {}: {:.1} KiB per node (embedded broker included)",
-            mib(idle),
-            mib(full),
+            "hub memory: RSS {:.1} MiB with no nodes, {:.1} MiB with {}: {:.1} KiB per node ({parts})",
+            mib(idle.total()),
+            mib(full.total()),
             cli.nodes,
-            full.saturating_sub(idle) as f64 / 1024.0 / cli.nodes as f64
+            per_node(full.total(), idle.total()),
         );
     }
 

@@ -51,6 +51,8 @@ fn three_hundred_nodes_converge_through_a_mosquitto_the_hub_runs() {
     ]);
     let last = stdout.lines().last().unwrap_or_default();
     assert!(last.starts_with("converged 300 nodes in "), "{stdout}");
+    // Its memory and CPU are counted with the hub's, and its memory apart too.
+    assert!(stdout.contains("the broker it runs"), "{stdout}");
 }
 
 #[test]
