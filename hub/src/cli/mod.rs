@@ -232,7 +232,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:1883", conflicts_with = "broker")]
     pub mqtt: SocketAddr,
     /// The broker the hub runs: `rmqtt` inside the hub, or `mosquitto`, a process the hub
-    /// starts, restarts if it exits, and stops (about 4.5 KiB per node instead of 24 KiB;
+    /// starts, restarts if it exits, and stops (about 4 KiB per node instead of 24 KiB;
     /// mosquitto must be installed).
     #[arg(long, value_enum, default_value = "rmqtt", conflicts_with = "broker")]
     pub embedded_broker: EmbeddedBrokerArg,
