@@ -72,8 +72,8 @@ enum RunningBroker {
 }
 
 impl RunningBroker {
-    async fn start(own: &OwnBroker, opts: &Options) -> Result<Self, ServeError> {
-        Ok(match own {
+    async fn start(opts: &Options) -> Result<Self, ServeError> {
+        Ok(match &opts.own_broker {
             OwnBroker::Rmqtt => RunningBroker::Rmqtt(EmbeddedBroker::start(opts.mqtt).await?),
             OwnBroker::Mosquitto { program } => RunningBroker::Mosquitto(
                 SupervisedMosquitto::start(MosquittoOptions {
@@ -176,7 +176,7 @@ pub async fn start(opts: Options) -> Result<RunningHub, ServeError> {
     let open_files = crate::limits::raise_open_files();
     let own_broker = match &opts.broker {
         Some(_) => None,
-        None => Some(RunningBroker::start(&opts.own_broker, &opts).await?),
+        None => Some(RunningBroker::start(&opts).await?),
     };
     let public_broker = opts.broker.clone().unwrap_or_else(|| BrokerUrl {
         host: opts.mqtt.ip().to_string(),

@@ -144,12 +144,6 @@ impl SupervisedMosquitto {
             Some(p) => p,
             None => find_program("mosquitto").ok_or(MosquittoError::NotFound)?,
         };
-        // mosquitto would exit with "Address already in use" in its log; a probe of an address
-        // another process serves would also succeed and hide that. Ask first.
-        std::net::TcpListener::bind(opts.addr).map_err(|e| MosquittoError::Listen {
-            addr: opts.addr,
-            reason: e.to_string(),
-        })?;
         let launch = Launch {
             program,
             config: opts.dir.join("mosquitto.conf"),
@@ -206,6 +200,12 @@ impl Drop for SupervisedMosquitto {
 impl Launch {
     /// Starts mosquitto and waits until it accepts a connection.
     async fn run(&self) -> Result<Child, MosquittoError> {
+        // mosquitto would exit with "Address already in use" in its log, but the probe below
+        // would reach whatever holds the address and take it for mosquitto. Ask first.
+        std::net::TcpListener::bind(self.addr).map_err(|e| MosquittoError::Listen {
+            addr: self.addr,
+            reason: e.to_string(),
+        })?;
         let file = |e: std::io::Error| MosquittoError::File {
             path: self.log.clone(),
             reason: e.to_string(),

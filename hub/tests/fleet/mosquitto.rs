@@ -115,20 +115,39 @@ fn the_hub_runs_mosquitto_restarts_it_and_stops_it() {
 #[test]
 fn a_mosquitto_that_cannot_run_is_named() {
     let dir = tempfile::tempdir().unwrap();
+    let serve = |mqtt: String, extra: &[&std::ffi::OsStr]| {
+        let log = dir.path().join("serve.log");
+        let mut hub = Proc::spawn(
+            "hub",
+            std::process::Command::new(wasmfleet_bin())
+                .args(["serve", "--embedded-broker", "mosquitto"])
+                .args(extra)
+                .arg("--data")
+                .arg(dir.path().join("hub"))
+                .args(["--http", &format!("127.0.0.1:{}", free_port())])
+                .args(["--mqtt", &mqtt]),
+            &log,
+        );
+        // A hub that wrongly starts is stopped by the wait running out, not left hanging.
+        let status = wait_until("the hub refuses to start", || hub.child.try_wait().unwrap());
+        assert!(!status.success());
+        hub.log_text()
+    };
     let missing = dir.path().join("no-mosquitto");
-    let out = std::process::Command::new(wasmfleet_bin())
-        .args(["serve", "--embedded-broker", "mosquitto", "--mosquitto"])
-        .arg(&missing)
-        .arg("--data")
-        .arg(dir.path().join("hub"))
-        .args(["--http", &format!("127.0.0.1:{}", free_port())])
-        .args(["--mqtt", &format!("127.0.0.1:{}", free_port())])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = serve(
+        format!("127.0.0.1:{}", free_port()),
+        &["--mosquitto".as_ref(), missing.as_os_str()],
+    );
     assert!(
         err.contains(&format!("cannot run {}", missing.display())),
+        "{err}"
+    );
+    // Another process holds the port: named, not taken for a mosquitto that listens.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let err = serve(addr.to_string(), &[]);
+    assert!(
+        err.contains(&format!("mosquitto cannot listen on {addr}")),
         "{err}"
     );
 }
