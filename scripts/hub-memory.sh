@@ -8,7 +8,7 @@
 #
 # Needs mosquitto and python3, and release builds of the hub and the simulator (built here if
 # missing). Settled RSS: the median of the last 10 of 60 idle seconds after the apply,
-# sampled every 0.5 s from /proc (the hub hands freed memory back every 10 s).
+# sampled every 0.5 s from /proc (jemalloc hands freed pages back within about a second).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 small=${1:-10000}
