@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use wasmfleet_common::backoff::exponential;
 
 use super::broker::{HUB_QUEUE, MAX_PACKET};
 
@@ -39,8 +40,8 @@ const LISTEN_WAIT: Duration = Duration::from_secs(10);
 /// How long mosquitto may take to exit after SIGTERM before it is killed.
 const STOP_WAIT: Duration = Duration::from_secs(5);
 
-/// Pauses before starting an exited mosquitto again: doubling from the first to the last, and
-/// back to the first once it stayed up for [`STABLE_AFTER`].
+/// Pauses before starting an exited mosquitto again: doubling from the first to the last
+/// ([`exponential`]), and back to the first once it stayed up for [`STABLE_AFTER`].
 const RESTART_FIRST: Duration = Duration::from_secs(1);
 const RESTART_MAX: Duration = Duration::from_secs(30);
 const STABLE_AFTER: Duration = Duration::from_secs(60);
@@ -130,8 +131,7 @@ struct Launch {
 /// A running mosquitto and the task that keeps it running.
 #[derive(Debug)]
 pub struct SupervisedMosquitto {
-    addr: SocketAddr,
-    probe: SocketAddr,
+    client_addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
 }
@@ -160,25 +160,19 @@ impl SupervisedMosquitto {
         let child = launch.run().await?;
         tracing::info!(addr = %opts.addr, program = %launch.program.display(), pid = child.id(), "mosquitto started by the hub");
         let (stop, stopped) = watch::channel(false);
-        let probe = launch.probe;
+        let client_addr = launch.probe;
         let task = tokio::spawn(supervise(launch, child, stopped));
         Ok(SupervisedMosquitto {
-            addr: opts.addr,
-            probe,
+            client_addr,
             stop,
             task: Some(task),
         })
     }
 
-    /// The address nodes connect to.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The address the hub's own client connects to: the same, or loopback when it listens
-    /// on every address.
+    /// The address the hub's own client connects to: the one nodes connect to, or loopback
+    /// when that is every address.
     pub fn client_addr(&self) -> SocketAddr {
-        self.probe
+        self.client_addr
     }
 
     /// Stops mosquitto (SIGTERM, then SIGKILL after [`STOP_WAIT`]) and waits until it exited.
@@ -256,7 +250,9 @@ impl Launch {
 
 /// Keeps mosquitto running until `stop`, then stops it.
 async fn supervise(launch: Launch, mut child: Child, mut stop: watch::Receiver<bool>) {
-    let mut pause = RESTART_FIRST;
+    // Starts since mosquitto last stayed up for `STABLE_AFTER`: each pauses twice as long.
+    let mut restarts = 0;
+    let pause = |restarts| exponential(RESTART_FIRST, RESTART_MAX, restarts);
     let mut started = Instant::now();
     loop {
         let status = tokio::select! {
@@ -268,19 +264,19 @@ async fn supervise(launch: Launch, mut child: Child, mut stop: watch::Receiver<b
             Err(e) => format!("unknown ({e})"),
         };
         if started.elapsed() >= STABLE_AFTER {
-            pause = RESTART_FIRST;
+            restarts = 0;
         }
         tracing::error!(
             exit = %how,
             log = %launch.log.display(),
-            "mosquitto exited; starting it again in {pause:?}"
+            "mosquitto exited; starting it again in {:?}", pause(restarts)
         );
         loop {
             tokio::select! {
-                () = tokio::time::sleep(pause) => {}
+                () = tokio::time::sleep(pause(restarts)) => {}
                 _ = stop.changed() => return,
             }
-            pause = (pause * 2).min(RESTART_MAX);
+            restarts = restarts.saturating_add(1);
             match launch.run().await {
                 Ok(again) => {
                     tracing::info!(pid = again.id(), addr = %launch.addr, "mosquitto started again");
@@ -288,7 +284,7 @@ async fn supervise(launch: Launch, mut child: Child, mut stop: watch::Receiver<b
                     started = Instant::now();
                     break;
                 }
-                Err(e) => tracing::error!("{e}; trying again in {pause:?}"),
+                Err(e) => tracing::error!("{e}; trying again in {:?}", pause(restarts)),
             }
         }
     }
