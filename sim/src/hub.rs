@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use clap::ValueEnum;
 use wasmfleet_hub::api::types::NodeView;
 use wasmfleet_hub::cli::EmbeddedBrokerArg;
 use wasmfleet_hub::process::{child_pids, rss_kib};
@@ -34,10 +35,9 @@ impl OwnHub {
     /// Starts `wasmfleet serve` from `bin` with its data in `dir`, on free loopback ports,
     /// running `broker`.
     pub fn start(bin: &Path, dir: &Path, broker: EmbeddedBrokerArg) -> Result<OwnHub> {
-        let broker = match broker {
-            EmbeddedBrokerArg::Rmqtt => "rmqtt",
-            EmbeddedBrokerArg::Mosquitto => "mosquitto",
-        };
+        let broker = broker
+            .to_possible_value()
+            .expect("every --embedded-broker value has a name");
         let (http, mqtt) = (free_port()?, free_port()?);
         let log = dir.join("hub.log");
         let child = Command::new(bin)
@@ -46,7 +46,7 @@ impl OwnHub {
             .arg(dir.join("hub"))
             .args(["--http", &format!("127.0.0.1:{http}")])
             .args(["--mqtt", &format!("127.0.0.1:{mqtt}")])
-            .args(["--embedded-broker", broker])
+            .args(["--embedded-broker", broker.get_name()])
             // Nothing moves while the simulator connects thousands of nodes.
             .args(["--node-grace-secs", "600"])
             .stdout(Stdio::null())

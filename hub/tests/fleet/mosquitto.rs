@@ -119,7 +119,7 @@ fn a_mosquitto_that_cannot_run_is_named() {
         let log = dir.path().join("serve.log");
         let mut hub = Proc::spawn(
             "hub",
-            std::process::Command::new(wasmfleet_bin())
+            Command::new(wasmfleet_bin())
                 .args(["serve", "--embedded-broker", "mosquitto"])
                 .args(extra)
                 .arg("--data")
